@@ -1,0 +1,96 @@
+# T2V2T — the commands users type (DESIGN.md section 8). `make help` lists them.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+# Knobs (empty = the paper's recipe / the script's default).
+DATASET ?= webvid
+DATA ?=
+SPLIT ?=
+FRAMES ?=
+WORKERS ?= 2
+SCHEDULER ?=
+DIR ?=
+PRESET ?= base
+INIT ?=
+CKPT ?=
+RUN ?=
+ARGS ?=
+RESUME ?=
+FUSION ?= t2v2t
+GPUS ?= 1
+NNODES ?= 1
+NODE_RANK ?= 0
+MASTER_ADDR ?= 127.0.0.1
+MASTER_PORT ?= 29500
+
+export INIT
+
+# One process, or torchrun when GPUS>1 or NNODES>1 (c10d rendezvous on MASTER_ADDR:MASTER_PORT).
+ifeq ($(GPUS)$(NNODES),11)
+LAUNCH := $(PY)
+else
+LAUNCH := .venv/bin/torchrun --nnodes $(NNODES) --node_rank $(NODE_RANK) --nproc_per_node $(GPUS) \
+	--rdzv_backend c10d --rdzv_endpoint $(MASTER_ADDR):$(MASTER_PORT)
+endif
+
+opt = $(if $(2),$(1) $(2))
+SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--split,$(SPLIT)) $(call opt,--frames,$(FRAMES)) \
+	$(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER))
+TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run,$(RUN)) \
+	$(if $(RESUME),--resume) $(ARGS)
+EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run,$(RUN)) --fusion $(FUSION) $(ARGS)
+
+.PHONY: help setup test test-slow lint format shards verify-shards pretrain \
+	finetune-msrvtt finetune-didemo finetune-anet eval-msrvtt eval-didemo eval-anet \
+	ablation bench demo clean
+
+help:  ## list the commands
+	@grep -E '^[a-z -]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 20
+
+setup: $(VENV_STAMP)  ## create .venv and install the pinned project (idempotent)
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+test: setup  ## the whole test suite (CI runs exactly this)
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: setup  ## heavier checks: the full-size pipeline, long runs
+	$(PY) -m pytest -q -m slow tests
+
+lint: setup  ## ruff lint + format check
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder [DATA= SPLIT= FRAMES= WORKERS= SCHEDULER=]
+	$(PY) scripts/build_shards.py --dataset $(DATASET) $(SHARD_OPTS)
+
+verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f
+	$(PY) scripts/verify_shards.py $(DIR)
+
+pretrain: setup  ## pre-training, the paper's recipe [PRESET=tiny GPUS= CKPT= RUN= RESUME=1 ARGS='k=v ...']
+	$(LAUNCH) scripts/train.py --task pretrain $(TRAIN_OPTS)
+
+finetune-msrvtt finetune-didemo finetune-anet: finetune-%: setup  ## fine-tuning from CKPT= (default runs/pretrain/last.pt)
+	$(LAUNCH) scripts/train.py --task finetune-$* $(TRAIN_OPTS)
+
+eval-msrvtt eval-didemo eval-anet: eval-%: setup  ## retrieval evaluation [FUSION=t2v2t|naive|none CKPT= PRESET=]
+	$(LAUNCH) scripts/evaluate.py --dataset $* $(EVAL_OPTS)
+
+ablation: setup  ## the three fusions on one checkpoint per dataset, the paper's ablation table
+	$(PY) scripts/ablation.py --preset $(PRESET) $(call opt,--run,$(RUN)) $(ARGS)
+
+bench: setup  ## benchmarks -> bench/results.json and bench/README.md
+	$(PY) scripts/bench.py $(ARGS)
+
+demo: setup  ## the whole pipeline on the synthetic corpora, tiny model on CPU -> runs/demo/report.md
+	$(PY) scripts/demo.py $(call opt,--run,$(RUN)) $(ARGS)
+
+clean:  ## remove built shards, runs and generated data (keeps .venv)
+	rm -rf runs data $(filter-out shards/README.md,$(wildcard shards/*))

@@ -1,0 +1,91 @@
+"""Benchmark bookkeeping: merge figures into ``bench/results.json`` and redraw ``bench/README.md``.
+
+Each benchmark script calls :func:`record` with its flat headline keys (the ones the issues name,
+e.g. ``loader_frames_per_s``) and a details dict; earlier values of the same keys move to
+``previous`` so the next run can be compared with the last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+def machine() -> str:
+    """A one-line description of the machine a figure was measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = ""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, {platform.system()} {platform.release()}"
+
+
+def load(bench_dir: Path = BENCH_DIR) -> dict[str, Any]:
+    path = bench_dir / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record(
+    bench: str, figures: dict[str, float], details: dict[str, Any], bench_dir: Path = BENCH_DIR
+) -> dict[str, Any]:
+    """Merge one benchmark's figures into results.json and rewrite README.md; returns the results."""
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    results = load(bench_dir)
+    previous = results.setdefault("previous", {})
+    for key, value in figures.items():
+        if key in results:
+            previous[key] = results[key]
+        results[key] = value
+    results.setdefault("details", {})[bench] = {
+        **details,
+        "machine": details.get("machine", machine()),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "keys": sorted(figures),
+    }
+    (bench_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    write_readme(results, bench_dir)
+    return results
+
+
+def write_readme(results: dict[str, Any], bench_dir: Path = BENCH_DIR) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`scripts/bench.py`); figures in `results.json`. Each benchmark",
+        "measures the system and its baseline in the same run, on the same machine, as ratios.",
+        "",
+        "| benchmark | figure | value | previous | machine | date |",
+        "|---|---|---|---|---|---|",
+    ]
+    prev = results.get("previous", {})
+    for bench, det in sorted(results.get("details", {}).items()):
+        for key in det.get("keys", []):
+            val = results.get(key)
+            shown = f"{val:.3g}" if isinstance(val, float) else str(val)
+            old = prev.get(key, "")
+            old = f"{old:.3g}" if isinstance(old, float) else str(old)
+            lines.append(
+                f"| {bench} | `{key}` | {shown} | {old} | {det['machine']} | {det['date']} |"
+            )
+    for bench, det in sorted(results.get("details", {}).items()):
+        if det.get("summary"):
+            lines += ["", f"## {bench}", "", det["summary"]]
+    (bench_dir / "README.md").write_text("\n".join(lines) + "\n")

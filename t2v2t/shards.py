@@ -1,0 +1,181 @@
+"""Shard files: naming, deterministic tar+zstd writing, streaming reads, manifests.
+
+The only place that knows how a shard is laid out on disk (DESIGN.md section 5). Files appear
+under their final name only when complete: written to a temporary name, fsynced, renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import zstandard
+
+from t2v2t.schema import FORMAT
+
+MANIFEST = "manifest.json"
+FAILURES = "failures.jsonl"
+SHARD_SUFFIX = ".tar.zst"
+ZSTD_LEVEL = 3
+
+
+class ShardError(RuntimeError):
+    """A shard folder or file that cannot be used as it is."""
+
+
+def shard_dir(root: str | Path, dataset: str, split: str, num_frames: int) -> Path:
+    return Path(root) / dataset / f"{split}_{num_frames}f"
+
+
+def shard_name(dataset: str, split: str, index: int) -> str:
+    return f"{dataset}-{split}-{index:06d}{SHARD_SUFFIX}"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary sibling, fsync, rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    name: str
+    samples: int
+    bytes: int
+    sha256: str
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    # Fixed owner, mode and mtime: the same members always give the same bytes.
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) -> ShardInfo:
+    """Write samples (each a list of tar members) as one zstd-compressed tar, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        with open(tmp, "wb") as raw:
+            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0)
+            with cctx.stream_writer(raw, closefd=False) as zout:
+                with tarfile.open(fileobj=zout, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+                    for members in samples:
+                        for name, data in members:
+                            tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+                        count += 1
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return ShardInfo(path.name, count, path.stat().st_size, sha256_file(path))
+
+
+def open_zstd(path: str | Path) -> BinaryIO:
+    """A readable decompressed stream of a ``.tar.zst`` file (also a webdataset opener)."""
+    fh = open(path, "rb")
+    return zstandard.ZstdDecompressor().stream_reader(fh, closefd=True)
+
+
+def iter_members(path: str | Path) -> Iterator[tuple[str, bytes]]:
+    """Stream ``(member name, bytes)`` out of a shard without unpacking it."""
+    with open_zstd(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        for info in tar:
+            if info.isfile():
+                yield info.name, tar.extractfile(info).read()
+
+
+def iter_samples(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Group a shard's members into WebDataset-style dicts: ``{"__key__", "json", "000.jpg", ...}``."""
+    current: dict[str, Any] | None = None
+    for name, data in iter_members(path):
+        key, _, ext = name.partition(".")
+        if current is None or current["__key__"] != key:
+            if current is not None:
+                yield current
+            current = {"__key__": key}
+        current[ext] = data
+    if current is not None:
+        yield current
+
+
+def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> None:
+    data = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(Path(directory) / MANIFEST, data.encode())
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a shard folder, with a clear error when it is missing or not ours."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ShardError(
+            f"{path} not found: {directory} is not a finished shard folder "
+            "(build it with `make shards DATASET=...`)"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ShardError(f"{path}: not valid JSON ({err}); rebuild the folder") from None
+    if manifest.get("format") != FORMAT:
+        raise ShardError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def shard_infos(manifest: dict[str, Any]) -> list[ShardInfo]:
+    return [ShardInfo(**s) for s in manifest["shards"]]
+
+
+def check_shard_file(directory: str | Path, info: ShardInfo, *, hash_check: bool = True) -> None:
+    """Raise :class:`ShardError` naming the shard when its size or sha256 disagrees with the manifest."""
+    path = Path(directory) / info.name
+    if not path.is_file():
+        raise ShardError(f"{path}: listed in the manifest but missing")
+    size = path.stat().st_size
+    if size != info.bytes:
+        raise ShardError(
+            f"{path}: {size} bytes, manifest says {info.bytes} (truncated or replaced)"
+        )
+    if hash_check and sha256_file(path) != info.sha256:
+        raise ShardError(f"{path}: sha256 differs from the manifest (corrupted or replaced)")
+
+
+def info_dict(info: ShardInfo) -> dict[str, Any]:
+    return asdict(info)

