@@ -1,0 +1,420 @@
+"""Typed training configs: YAML recipes + preset layers + dotted ``key=value`` overrides.
+
+A run's config is built in layers, each a plain dict deep-merged onto the previous one:
+
+1. ``configs/<task>.yaml``             the paper's recipe (pretrain, finetune-msrvtt, ...)
+2. ``configs/presets/<preset>.yaml``   e.g. ``tiny``: small model, CPU-sized batches (optional)
+3. ``configs/presets/<preset>-<task>.yaml``  preset tweaks for one task (optional)
+4. command-line overrides ``optim.lr=3e-5 data.sources.webvid.batch_size=8``
+
+The merged dict is then turned into dataclasses field by field, each value checked against the
+field's type (no ``eval``). Every mistake raises :class:`ConfigError` with a one-line message that
+names the key and what to do; the CLI turns it into exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+TASKS = ("pretrain", "finetune-msrvtt", "finetune-didemo", "finetune-anet")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message is one line meant for the user."""
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "base"  # "base" (paper) or "tiny" (CPU); filled from --preset
+    init: str | None = None  # "random" or None (pretrained weights); INIT env var overrides
+    dropout: float | None = None  # None = the model's own; 0 makes steps comparable across runs
+
+
+@dataclass
+class SourceConfig:
+    dir: str = ""  # a shard folder, e.g. shards/webvid/train_4f (must hold manifest.json)
+    num_frames: int = 4
+    batch_size: int | None = None  # per GPU; None = data.batch_size
+    max_text_len: int = 32
+
+
+@dataclass
+class DataConfig:
+    # Keyed by corpus name so that preset layers and overrides can address one source.
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    batch_size: int = 64  # per GPU (per process), for sources that do not set their own
+    image_size: int | None = None  # None = the model preset's image size
+    num_workers: int = 2
+    seed: int = 42
+    skip_bad_shards: bool = False
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.02  # not applied to biases, norms, temperature, position embeddings
+    warmup_epochs: float = 1.0  # may be fractional (fine-tuning: 0.5)
+    epochs: int = 10
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+
+
+@dataclass
+class LossConfig:
+    vtc: float = 1.0
+    vtm: float = 1.0
+    mlm: float = 1.0  # 0 disables a term
+
+
+@dataclass
+class TrainConfig:
+    init_checkpoint: str | None = None  # weights to start from (--ckpt); fine-tuning needs one
+    max_steps: int = 0  # stop after this many optimiser steps; 0 = run every epoch
+    ckpt_every_steps: int = 1000  # also saved at every epoch end
+    log_every: int = 10  # progress-bar refresh; metrics.jsonl gets every step
+    grad_checkpointing: bool = False
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    eval_every_epoch: bool = False
+    deterministic: bool = False  # torch deterministic algorithms (CPU tests, exact resume)
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+@dataclass
+class EvalConfig:
+    dataset: str | None = None  # msrvtt | didemo | anet
+    split: str = "test"
+    shards: str | None = None  # e.g. shards/msrvtt/test_12f
+    num_frames: int | None = None  # None = the shards' frame count
+    max_text_len: int | None = None
+    k: int = 128
+    batch_size: int = 32
+    fusion: str = "t2v2t"  # the fusion whose T2V Avg selects best.pt: none | naive | t2v2t
+    tau: float = 1.0
+    lam: float = 1.0
+    rerank: bool = True
+
+
+@dataclass
+class Config:
+    task: str = "pretrain"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def source_batch_size(self, name: str) -> int:
+        src = self.data.sources[name]
+        return src.batch_size if src.batch_size is not None else self.data.batch_size
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML layers and merging
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read one YAML mapping (``yaml.safe_load``); errors name the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"invalid YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def recipe_layers(task: str, preset: str, config_dir: Path = CONFIG_DIR) -> list[Path]:
+    """The YAML files a (task, preset) run merges, in order."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    layers = [config_dir / f"{task}.yaml"]
+    for name in (f"presets/{preset}.yaml", f"presets/{preset}-{task}.yaml"):
+        if (config_dir / name).is_file():
+            layers.append(config_dir / name)
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed construction
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert ``value`` to the annotated type ``tp``; ConfigError names ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null", "~") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return build_dataclass(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it means.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {_type_name(tp)}")
+
+
+def _unknown_key(key: str, name: str, known: list[str]) -> ConfigError:
+    parent = key[: -len(name)]  # "optim." for "optim.lrr"
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(parent + c) for c in close)}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint} (known here: {', '.join(known)})")
+
+
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a (possibly partial) mapping, type-checking each value."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if name not in fields:
+            raise _unknown_key(key, str(name), list(fields))
+        kwargs[name] = _coerce(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], value parsed as a YAML scalar/list)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=3e-5)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # e.g. an unbalanced quote: keep the text; the type check decides
+    return key.split("."), value
+
+
+def _check_path(parts: list[str], cls: type) -> None:
+    """Fail early, naming the whole dotted key, when an override addresses no field."""
+    tp: Any = cls
+    for i, part in enumerate(parts):
+        key = ".".join(parts[: i + 1])
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+            origin = typing.get_origin(tp)
+        if dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            if part not in hints:
+                raise _unknown_key(key, part, list(hints))
+            tp = hints[part]
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]  # a new source name is allowed: it adds a source
+        else:
+            raise ConfigError(f"unknown config key {key!r}: {'.'.join(parts[:i])} is not a section")
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted ``key=value`` in a copy of the merged dict (checked against :class:`Config`)."""
+    out = deep_merge({}, tree)
+    for item in overrides:
+        parts, value = parse_override(item)
+        _check_path(parts, Config)
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    task: str,
+    preset: str = "base",
+    overrides: list[str] | None = None,
+    config_dir: Path = CONFIG_DIR,
+) -> Config:
+    """Merge the recipe layers and overrides for (task, preset) into a typed :class:`Config`."""
+    tree: dict[str, Any] = {}
+    for path in recipe_layers(task, preset, config_dir):
+        tree = deep_merge(tree, read_yaml(path))
+    tree = deep_merge(tree, {"task": task, "model": {"preset": preset}})
+    tree = apply_overrides(tree, list(overrides or []))
+    cfg = build_dataclass(Config, tree)
+    check_values(cfg)
+    return cfg
+
+
+def config_from_dict(tree: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` from its ``to_dict()`` (e.g. the copy inside a checkpoint)."""
+    cfg = build_dataclass(Config, tree)
+    check_values(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def check_values(cfg: Config) -> None:
+    """Value checks that need no files: ranges and choices."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task: unknown {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    if not cfg.data.sources:
+        raise ConfigError("data.sources is empty: a run needs at least one shard folder")
+    for name, src in cfg.data.sources.items():
+        if not src.dir:
+            raise ConfigError(f"data.sources.{name}.dir is not set (e.g. shards/webvid/train_4f)")
+        if src.num_frames < 1:
+            raise ConfigError(f"data.sources.{name}.num_frames must be >= 1")
+        if cfg.source_batch_size(name) < 1:
+            raise ConfigError(f"data.sources.{name}.batch_size must be >= 1")
+    o = cfg.optim
+    if not o.lr > 0 or o.min_lr < 0 or o.min_lr > o.lr:
+        raise ConfigError(
+            f"optim: need lr > 0 and 0 <= min_lr <= lr (lr={o.lr}, min_lr={o.min_lr})"
+        )
+    if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+        raise ConfigError(f"optim.betas: expected two numbers in [0, 1), got {o.betas}")
+    if o.epochs < 1 or o.warmup_epochs < 0 or o.warmup_epochs > o.epochs:
+        raise ConfigError("optim: need epochs >= 1 and 0 <= warmup_epochs <= epochs")
+    if o.grad_clip < 0 or o.weight_decay < 0:
+        raise ConfigError("optim: grad_clip and weight_decay must be >= 0")
+    if min(cfg.loss.vtc, cfg.loss.vtm, cfg.loss.mlm) < 0 or not (
+        cfg.loss.vtc or cfg.loss.vtm or cfg.loss.mlm
+    ):
+        raise ConfigError("loss: weights must be >= 0 and at least one > 0")
+    t = cfg.train
+    if t.max_steps < 0 or t.ckpt_every_steps < 0 or t.log_every < 1:
+        raise ConfigError("train: max_steps, ckpt_every_steps >= 0 and log_every >= 1")
+    if t.precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"train.precision: {t.precision!r} is not one of auto, bf16, fp32")
+    if cfg.model.init not in (None, "random", "pretrained"):
+        raise ConfigError(f"model.init: {cfg.model.init!r} is not one of random, pretrained")
+    if cfg.eval.fusion not in ("none", "naive", "t2v2t"):
+        raise ConfigError(f"eval.fusion: {cfg.eval.fusion!r} is not one of none, naive, t2v2t")
+    if t.eval_every_epoch and not (cfg.eval.shards and cfg.eval.dataset):
+        raise ConfigError("train.eval_every_epoch needs eval.dataset and eval.shards")
+
+
+def _check_shard_dir(key: str, path: str, make_hint: str) -> None:
+    p = Path(path)
+    if not p.is_dir():
+        raise ConfigError(f"{key}: shard folder {path} does not exist; build it with {make_hint}")
+    if not (p / "manifest.json").is_file():
+        raise ConfigError(
+            f"{key}: {path} has no manifest.json (unfinished build?); rebuild with {make_hint}"
+        )
+
+
+def _make_hint(path: str) -> str:
+    parts = Path(path).parts
+    dataset = parts[-2] if len(parts) >= 2 else "<dataset>"
+    return f"`make shards DATASET={dataset}`"
+
+
+def check_files(cfg: Config, *, resume_from: str | Path | None = None) -> None:
+    """Start-up checks on disk: every shard folder has its manifest, checkpoints exist."""
+    for name, src in cfg.data.sources.items():
+        _check_shard_dir(f"data.sources.{name}.dir", src.dir, _make_hint(src.dir))
+    if cfg.train.eval_every_epoch and cfg.eval.shards:
+        _check_shard_dir("eval.shards", cfg.eval.shards, _make_hint(cfg.eval.shards))
+    if resume_from is None and cfg.train.init_checkpoint:
+        ckpt = Path(cfg.train.init_checkpoint)
+        if not ckpt.is_file():
+            hint = (
+                "run `make pretrain` first or pass CKPT=path/to/checkpoint.pt"
+                if cfg.task.startswith("finetune")
+                else "pass CKPT=path/to/checkpoint.pt"
+            )
+            raise ConfigError(f"checkpoint {ckpt} does not exist; {hint}")
+    if resume_from is not None and not Path(resume_from).is_file():
+        raise ConfigError(f"cannot resume: {resume_from} does not exist (no checkpoint saved yet)")
+
+
+def dump_yaml(cfg: Config) -> str:
+    """The resolved config as YAML text (written to ``<run>/config.yaml``)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)

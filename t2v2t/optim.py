@@ -1,0 +1,102 @@
+"""AdamW parameter groups and the per-step cosine learning-rate schedule with linear warm-up."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+# Parameters that get no weight decay besides biases and norms (any tensor with < 2 dims):
+# the learnable temperature and position / type embeddings, as in VindLU and BEiT.
+NO_DECAY_NAMES = ("temp", "pos_embed", "position_embeddings", "token_type_embeddings", "cls_token")
+
+
+def no_weight_decay(name: str, param: torch.Tensor) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return param.ndim < 2 or any(k in name for k in NO_DECAY_NAMES) or leaf == "temp"
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: decayed weights, and biases/norms/temperature/position embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if no_weight_decay(name, p) else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], eps: float = 1e-8
+) -> torch.optim.AdamW:
+    fused = any(p.is_cuda for p in model.parameters())  # fused AdamW kernel on GPU only
+    return torch.optim.AdamW(
+        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=fused or None
+    )
+
+
+def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """lr for optimiser step ``step`` (0-based): linear warm-up to ``lr``, cosine down to ``min_lr``."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+class CosineSchedule:
+    """Sets every param group's lr from the step count; its state is just that count.
+
+    Warm-up is given in epochs (fractional allowed, e.g. 0.5) and turned into steps here, so the
+    schedule follows the real number of steps per epoch whatever the GPU count.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        lr: float,
+        min_lr: float,
+        warmup_epochs: float,
+        epochs: int,
+        steps_per_epoch: int,
+    ) -> None:
+        self.optimizer = optimizer
+        self.lr, self.min_lr = lr, min_lr
+        self.total_steps = max(1, epochs * steps_per_epoch)
+        self.warmup_steps = round(warmup_epochs * steps_per_epoch)
+        self.step_count = 0
+        self._apply()
+
+    def get_lr(self, step: int | None = None) -> float:
+        return cosine_lr(
+            self.step_count if step is None else step,
+            lr=self.lr,
+            min_lr=self.min_lr,
+            warmup_steps=self.warmup_steps,
+            total_steps=self.total_steps,
+        )
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.get_lr()
+
+    def step(self) -> None:
+        """Advance after an optimiser step, setting the lr of the next one."""
+        self.step_count += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, int]:
+        return {
+            "step_count": self.step_count,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step_count = int(state["step_count"])
+        self._apply()
