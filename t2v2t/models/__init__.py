@@ -1,0 +1,22 @@
+"""VindLU model (DESIGN.md section 6): build presets, tokenizer, strict weight loading."""
+
+from t2v2t.models.build import (
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    build_model,
+    build_tokenizer,
+    load_weights,
+)
+from t2v2t.models.config import ModelConfig, preset_config
+from t2v2t.models.vindlu import VindLU
+
+__all__ = [
+    "ModelConfig",
+    "VindLU",
+    "WeightsMismatchError",
+    "WeightsUnavailableError",
+    "build_model",
+    "build_tokenizer",
+    "load_weights",
+    "preset_config",
+]

@@ -1,0 +1,140 @@
+"""Video encoder: a timm image backbone (BEiT or ViT) with VindLU's temporal modules.
+
+The timm model is kept whole (its state_dict keys stay timm's, so pre-trained image weights load
+as they are); the temporal attention of each block and the temporal position embedding live
+beside it. Both are zero-initialised, so a fresh model computes exactly the image backbone's
+features frame by frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.beit import Beit
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention across frames for each token position, scaled by a zero-init factor."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        # Zero-init per-channel scale: a fresh block is the image block (VindLU's init value 0).
+        self.scale = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """x: [B*T, N, D] frame-major tokens -> same shape with x + scale * attn_over_T."""
+        bt, n, d = x.shape
+        b = bt // num_frames
+        # [B, T, N, D] -> [B*N, T, D]: each token position becomes a sequence over time.
+        y = x.view(b, num_frames, n, d).transpose(1, 2).reshape(b * n, num_frames, d)
+        qkv = self.qkv(self.norm(y)).view(b * n, num_frames, 3, self.num_heads, d // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B*N, H, T, hd]
+        y = F.scaled_dot_product_attention(q, k, v)
+        y = self.proj(y.transpose(1, 2).reshape(b * n, num_frames, d))
+        y = y.view(b, n, num_frames, d).transpose(1, 2).reshape(bt, n, d)
+        return x + self.scale * y
+
+
+class VideoEncoder(nn.Module):
+    """Frames [B, T, 3, H, W] -> per-frame tokens [B, T, N+1, D] and pooled features [B, T, D]."""
+
+    def __init__(self, backbone: nn.Module, num_frames: int) -> None:
+        super().__init__()
+        if not isinstance(backbone, (Beit, VisionTransformer)):
+            raise TypeError(
+                f"vision backbone {type(backbone).__name__} is not supported; use a timm BEiT or "
+                "VisionTransformer model name"
+            )
+        self.backbone = backbone
+        self.is_beit = isinstance(backbone, Beit)
+        dim = backbone.embed_dim
+        heads = backbone.blocks[0].attn.num_heads
+        self.temporal = nn.ModuleList(TemporalAttention(dim, heads) for _ in backbone.blocks)
+        self.temporal_pos = nn.Parameter(torch.zeros(num_frames, dim))
+        self.num_frames = num_frames
+        self.grad_checkpointing = False
+
+    @property
+    def width(self) -> int:
+        return self.backbone.embed_dim
+
+    def temporal_pos_for(self, num_frames: int) -> torch.Tensor:
+        """[T, D]: the learned embedding, linearly interpolated to another frame count."""
+        pos = self.temporal_pos
+        if num_frames == pos.shape[0]:
+            return pos
+        return F.interpolate(
+            pos.t().unsqueeze(0), size=num_frames, mode="linear", align_corners=False
+        )[0].t()
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        bb = self.backbone
+        x = bb.patch_embed(x)
+        if self.is_beit:
+            x = torch.cat((bb.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+            if bb.pos_embed is not None:
+                x = x + bb.pos_embed
+            return bb.pos_drop(x)
+        x = bb._pos_embed(x)
+        x = bb.patch_drop(x)
+        return bb.norm_pre(x)
+
+    def _block(
+        self, i: int, x: torch.Tensor, num_frames: int, rel_pos_bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if num_frames > 1:
+            x = self.temporal[i](x, num_frames)
+        blk = self.backbone.blocks[i]
+        return blk(x, shared_rel_pos_bias=rel_pos_bias) if self.is_beit else blk(x)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t = frames.shape[:2]
+        # All frames go through the backbone as one batch of B*T images (no loop over frames).
+        x = self._stem(frames.flatten(0, 1))
+        if t > 1:
+            x = (x.view(b, t, *x.shape[1:]) + self.temporal_pos_for(t)[None, :, None]).flatten(0, 1)
+        bb = self.backbone
+        rel_pos_bias = None
+        if self.is_beit and bb.rel_pos_bias is not None:
+            rel_pos_bias = bb.rel_pos_bias()
+        for i in range(len(bb.blocks)):
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(self._block, i, x, t, rel_pos_bias, use_reentrant=False)
+            else:
+                x = self._block(i, x, t, rel_pos_bias)
+        x = bb.norm(x)
+        pooled = bb.forward_head(x, pre_logits=True)  # timm's own pooling (BEiT: fc_norm(mean))
+        return x.view(b, t, *x.shape[1:]), pooled.view(b, t, -1)
+
+
+def create_backbone(
+    name: str,
+    *,
+    image_size: int,
+    depth: int | None = None,
+    width: int | None = None,
+    heads: int | None = None,
+    pretrained_file: str | None = None,
+    pretrained_hub: bool = False,
+) -> nn.Module:
+    """A timm image model without classifier; weights from a local file, the hub, or random."""
+    kwargs: dict[str, Any] = {"img_size": image_size, "num_classes": 0}
+    for key, value in (("depth", depth), ("embed_dim", width), ("num_heads", heads)):
+        if value is not None:
+            kwargs[key] = value
+    if pretrained_file:
+        # timm's own filter fn adapts the file (head removal, pos-embed/rel-pos resizing).
+        return timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay={"file": pretrained_file}, **kwargs
+        )
+    return timm.create_model(name, pretrained=pretrained_hub, **kwargs)
