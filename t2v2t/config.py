@@ -36,6 +36,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     preset: str = "base"  # "base" (paper) or "tiny" (CPU); filled from --preset
     init: str | None = None  # "random" or None (pretrained weights); INIT env var overrides
+    image_size: int | None = None  # None = the preset's (base 224); the loader resizes to it
     dropout: float | None = None  # None = the model's own; 0 makes steps comparable across runs
 
 
@@ -52,7 +53,6 @@ class DataConfig:
     # Keyed by corpus name so that preset layers and overrides can address one source.
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     batch_size: int = 64  # per GPU (per process), for sources that do not set their own
-    image_size: int | None = None  # None = the model preset's image size
     num_workers: int = 2
     seed: int = 42
     skip_bad_shards: bool = False

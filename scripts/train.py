@@ -1,0 +1,91 @@
+"""`make pretrain` / `make finetune-<dataset>`: train with a recipe from ``t2v2t/configs``.
+
+    scripts/train.py --task pretrain|finetune-msrvtt|finetune-didemo|finetune-anet
+                     [--preset base|tiny] [--ckpt PATH] [--run DIR] [--resume [RUN_DIR|CKPT]]
+                     [key=value ...]
+
+Run with ``torchrun`` for several GPUs or nodes. ``--resume`` continues ``<run>/last.pt`` exactly
+(a run directory or checkpoint may follow it, or come from the RESUME environment variable, which
+the Makefile's ``RESUME=`` sets). A bad config is one ``error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from t2v2t.config import TASKS, ConfigError, load_config
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Pre-train or fine-tune T2V2T with the paper's recipe.",
+        epilog="overrides: dotted key=value, e.g. optim.lr=3e-5 train.max_steps=100",
+    )
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--preset", default="base", help="model preset: base (paper) or tiny (CPU)")
+    parser.add_argument(
+        "--ckpt",
+        default=None,
+        help="weights to start from (fine-tuning default: runs/pretrain/last.pt)",
+    )
+    parser.add_argument("--run", default=None, help="run directory (default runs/<task>)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="RUN_DIR|CKPT",
+        help="continue from <run>/last.pt (or the given run dir / checkpoint)",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    return parser.parse_args(argv)
+
+
+def resume_target(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(run dir override, checkpoint) for --resume; RESUME=<dir or .pt> in the env also counts."""
+    if args.resume is None:
+        return None, None
+    where = args.resume or os.environ.get("RESUME", "")
+    if where and where not in ("1", "true", "yes"):
+        path = Path(where)
+        if path.suffix == ".pt":
+            return path.parent, path
+        return path, path / "last.pt"
+    return None, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        overrides = list(args.overrides)
+        if args.ckpt:
+            overrides.append(f"train.init_checkpoint={args.ckpt}")
+        cfg = load_config(args.task, args.preset, overrides)
+        run_from_resume, ckpt = resume_target(args)
+        run_dir = Path(args.run or run_from_resume or Path("runs") / args.task)
+        resume_from = None
+        if args.resume is not None:
+            resume_from = ckpt or run_dir / "last.pt"
+        from t2v2t.train import train
+
+        result = train(cfg, run_dir, resume_from=resume_from)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume (make ... RESUME=1)", file=sys.stderr)
+        return 130
+    from t2v2t.dist import is_main
+
+    if is_main():
+        best = f", best T2V Avg {result.best_metric:.2f}" if result.best_metric is not None else ""
+        print(f"done: {result.step} steps, checkpoint {result.last_checkpoint}{best}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
