@@ -1,0 +1,345 @@
+"""Dataset adapters: each corpus's native annotation layout -> a list of :class:`VideoRecord`.
+
+One small function per format (FORMATS.md shows each layout). Columns and keys are read by name
+and extra ones are tolerated. A malformed annotation raises :class:`AnnotationError` naming the
+file and the line or entry; a record that is merely unusable (empty caption, missing media) is
+still returned so the builder lists it in ``failures.jsonl`` instead of dropping it silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from preprocessing.records import VideoRecord
+from t2v2t.schema import safe_key
+
+VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
+
+
+class AnnotationError(ValueError):
+    """An annotation file that does not have the layout its dataset's release has."""
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _record(
+    root: Path,
+    key: str,
+    media: Path,
+    captions: list[str],
+    timestamps: list[list[float]] | None = None,
+    is_image: bool = False,
+) -> VideoRecord:
+    return VideoRecord(
+        key=safe_key(key),
+        media=media,
+        source=_rel(media, root),
+        captions=[c.strip() for c in captions if c and c.strip()],
+        timestamps=timestamps,
+        is_image=is_image,
+    )
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found ({what})")
+    return path
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a headed CSV as ``(line number, row)``; missing columns name the file."""
+    with open(_need(path, "annotation CSV"), newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise AnnotationError(
+                f"{path}:1: header {header} lacks column(s) {missing} (expected {list(required)})"
+            )
+        rows = []
+        for row in reader:
+            if None in row or any(row.get(c) is None for c in required):
+                raise AnnotationError(
+                    f"{path}:{reader.line_num}: row has {len(row)} fields, header has "
+                    f"{len(header)} ({row})"
+                )
+            rows.append((reader.line_num, row))
+    return rows
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_need(path, "annotation JSON").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def _entry_error(path: Path, entry: Any, what: str) -> AnnotationError:
+    return AnnotationError(f"{path}: entry {entry}: {what}")
+
+
+def _find_video(folder: Path, stem: str, original: str | None = None) -> Path:
+    """``folder/<stem>.mp4``, else the original file name, else any known video extension."""
+    first = folder / f"{stem}.mp4"
+    if first.exists():
+        return first
+    if original and (folder / original).exists():
+        return folder / original
+    for ext in VIDEO_EXTS:
+        if (folder / f"{stem}{ext}").exists():
+            return folder / f"{stem}{ext}"
+    return first  # missing: the builder reports it as a failure
+
+
+# --- WebVid ------------------------------------------------------------------------------------
+
+
+def webvid(root: Path, split: str) -> list[VideoRecord]:
+    """``results_2M_<split>.csv`` + ``videos/<page_dir>/<videoid>.mp4``."""
+    path = root / f"results_2M_{split}.csv"
+    records = []
+    for line, row in _read_csv(path, ("videoid", "page_dir", "name")):
+        vid, page = row["videoid"].strip(), row["page_dir"].strip()
+        if not vid or not page:
+            raise AnnotationError(f"{path}:{line}: empty videoid or page_dir ({row})")
+        media = root / "videos" / page / f"{vid}.mp4"
+        records.append(_record(root, vid, media, [row["name"]]))
+    return records
+
+
+# --- CC3M (img2dataset "files" layout) ---------------------------------------------------------
+
+
+def cc3m(root: Path, split: str) -> list[VideoRecord]:
+    """``NNNNN/NNNNNNNNN.jpg`` with a same-stem ``.txt`` caption; ``split`` is a subfolder if present.
+
+    A ``.jpg`` without ``.txt`` becomes a record with no caption, a ``.txt`` without ``.jpg`` a
+    record with missing media: both end up in ``failures.jsonl``.
+    """
+    base = root / split if (root / split).is_dir() else root
+    stems: dict[Path, None] = {}
+    for sub in sorted(p for p in base.iterdir() if p.is_dir() and p.name.isdigit()):
+        for f in sorted(sub.iterdir()):
+            if f.suffix in (".jpg", ".txt"):
+                stems.setdefault(f.with_suffix(""), None)
+    if not stems:
+        raise AnnotationError(f"{base}: no NNNNN/*.jpg or *.txt files (img2dataset files layout)")
+    records = []
+    for stem in stems:
+        txt = stem.with_suffix(".txt")
+        caption = txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
+        key = stem.name
+        meta = stem.with_suffix(".json")
+        if meta.is_file():
+            try:
+                key = str(json.loads(meta.read_text(encoding="utf-8")).get("key", key))
+            except json.JSONDecodeError as err:
+                raise AnnotationError(f"{meta}:{err.lineno}: not valid JSON ({err.msg})") from None
+        records.append(
+            _record(
+                root, f"{stem.parent.name}_{key}", stem.with_suffix(".jpg"), [caption], None, True
+            )
+        )
+    return records
+
+
+# --- MSR-VTT -----------------------------------------------------------------------------------
+
+
+def _msrvtt_sentences(path: Path) -> tuple[dict[str, list[str]], list[dict]]:
+    data = _read_json(path)
+    if not isinstance(data, dict) or "videos" not in data or "sentences" not in data:
+        raise AnnotationError(f"{path}: expected an object with 'videos' and 'sentences'")
+    sentences: dict[str, list[str]] = {}
+    for i, s in enumerate(data["sentences"]):
+        if not isinstance(s, dict) or "video_id" not in s or "caption" not in s:
+            raise _entry_error(path, f"sentences[{i}]", "needs 'video_id' and 'caption'")
+        sentences.setdefault(str(s["video_id"]), []).append(str(s["caption"]))
+    for i, v in enumerate(data["videos"]):
+        if not isinstance(v, dict) or "video_id" not in v:
+            raise _entry_error(path, f"videos[{i}]", "needs 'video_id'")
+    return sentences, data["videos"]
+
+
+def msrvtt(root: Path, split: str) -> list[VideoRecord]:
+    """Train: the 9k list (``MSRVTT_train.9k.csv``) with all sentences from ``MSRVTT_data.json``;
+    test: the 1k-A ``MSRVTT_JSFUSION_test.csv``, one sentence per video."""
+    videos = root / "videos"
+    if split == "test":
+        path = root / "MSRVTT_JSFUSION_test.csv"
+        records = []
+        for line, row in _read_csv(path, ("video_id", "sentence")):
+            vid = row["video_id"].strip()
+            if not vid:
+                raise AnnotationError(f"{path}:{line}: empty video_id")
+            records.append(_record(root, vid, videos / f"{vid}.mp4", [row["sentence"]]))
+        return records
+    data_path = root / "MSRVTT_data.json"
+    sentences, entries = _msrvtt_sentences(data_path)
+    list_path = root / "MSRVTT_train.9k.csv"
+    if split == "train" and list_path.is_file():
+        ids = [row["video_id"].strip() for _, row in _read_csv(list_path, ("video_id",))]
+    else:  # the official split field (train / validate / test)
+        ids = [str(v["video_id"]) for v in entries if v.get("split") == split]
+        if not ids:
+            raise AnnotationError(f"{data_path}: no videos with split {split!r}")
+    return [_record(root, v, videos / f"{v}.mp4", sentences.get(v, [])) for v in ids]
+
+
+# --- paragraph datasets ------------------------------------------------------------------------
+
+
+def _paragraph(sentences: list[tuple[float, str, list[float]]]) -> tuple[str, list[list[float]]]:
+    """Sentences sorted by start time, stripped and joined with a space, plus their timestamps."""
+    ordered = sorted(enumerate(sentences), key=lambda t: (t[1][0], t[0]))
+    text = " ".join(s.strip() for _, (_, s, _) in ordered if s.strip())
+    return text, [list(ts) for _, (_, _, ts) in ordered]
+
+
+def didemo(root: Path, split: str) -> list[VideoRecord]:
+    """``<split>_data.json`` moment annotations -> one paragraph per video.
+
+    Each description's segment is the span most annotators agree on (earliest on ties), in
+    seconds (DiDeMo's segments are 5 s); the paragraph is ordered by earliest segment.
+    """
+    path = root / f"{split}_data.json"
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise AnnotationError(f"{path}: expected a list of moment annotations")
+    by_video: dict[str, list[tuple[float, str, list[float]]]] = {}
+    for i, a in enumerate(data):
+        if not isinstance(a, dict) or not {"video", "description", "times"} <= set(a):
+            raise _entry_error(path, i, "needs 'video', 'description' and 'times'")
+        times = a["times"]
+        try:
+            pairs = [(int(s), int(e)) for s, e in times]
+        except (TypeError, ValueError):
+            raise _entry_error(
+                path, i, f"'times' must be [[start, end], ...], got {times!r}"
+            ) from None
+        if not pairs:
+            raise _entry_error(path, i, "'times' is empty")
+        best = max(sorted(set(pairs)), key=pairs.count)
+        earliest = min(s for s, _ in pairs)
+        span = [best[0] * 5.0, (best[1] + 1) * 5.0]
+        by_video.setdefault(str(a["video"]), []).append((earliest, str(a["description"]), span))
+    records = []
+    for video, sents in by_video.items():
+        stem = Path(video).stem if Path(video).suffix.lower() in VIDEO_EXTS else video
+        text, ts = _paragraph(sents)
+        media = _find_video(root / "videos", stem, video)
+        records.append(_record(root, stem, media, [text], ts))
+    return records
+
+
+ANET_FILES = {
+    "train": "train.json",
+    "val": "val_1.json",
+    "val_1": "val_1.json",
+    "val_2": "val_2.json",
+}
+
+
+def anet(root: Path, split: str) -> list[VideoRecord]:
+    """ActivityNet Captions ``train.json`` / ``val_1.json`` -> one paragraph per video."""
+    path = root / ANET_FILES.get(split, f"{split}.json")
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: expected {{video_id: {{timestamps, sentences}}}}")
+    records = []
+    for vid, entry in data.items():
+        if not isinstance(entry, dict) or not {"timestamps", "sentences"} <= set(entry):
+            raise _entry_error(path, vid, "needs 'timestamps' and 'sentences'")
+        ts, sents = entry["timestamps"], entry["sentences"]
+        if len(ts) != len(sents):
+            raise _entry_error(path, vid, f"{len(ts)} timestamps for {len(sents)} sentences")
+        try:
+            items = [(float(t[0]), str(s), [float(t[0]), float(t[1])]) for t, s in zip(ts, sents)]
+        except (TypeError, ValueError, IndexError):
+            raise _entry_error(path, vid, f"timestamps must be [[s, e], ...], got {ts!r}") from None
+        text, stamps = _paragraph(items)
+        records.append(_record(root, vid, _find_video(root / "videos", vid), [text], stamps))
+    return records
+
+
+# --- generic formats ---------------------------------------------------------------------------
+
+
+def vindlu(root: Path, split: str, video_root: Path | None = None) -> list[VideoRecord]:
+    """A VindLU/Singularity JSON list of ``{"video", "caption": str | [str]}``.
+
+    ``root`` is the JSON file itself or a folder holding ``<split>.json``; videos are relative
+    to ``video_root`` (default: ``videos/`` beside the JSON if it exists, else its folder).
+    Entries naming the same video are merged into one record.
+    """
+    path = root if root.is_file() else root / f"{split}.json"
+    base = path.parent
+    if video_root is None:
+        video_root = base / "videos" if (base / "videos").is_dir() else base
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise AnnotationError(f"{path}: expected a list of {{'video', 'caption'}} entries")
+    merged: dict[str, list[str]] = {}
+    for i, e in enumerate(data):
+        if not isinstance(e, dict) or "video" not in e or "caption" not in e:
+            raise _entry_error(path, i, "needs 'video' and 'caption'")
+        caps = e["caption"] if isinstance(e["caption"], list) else [e["caption"]]
+        if not all(isinstance(c, str) for c in caps):
+            raise _entry_error(path, i, "'caption' must be a string or a list of strings")
+        merged.setdefault(str(e["video"]), []).extend(caps)
+    return [
+        _record(video_root, str(Path(v).with_suffix("")), video_root / v, caps)
+        for v, caps in merged.items()
+    ]
+
+
+def folder(root: Path, split: str) -> list[VideoRecord]:
+    """``<root>/captions.csv`` (``path,caption``); rows with the same path are one video."""
+    path = root / "captions.csv"
+    merged: dict[str, list[str]] = {}
+    for line, row in _read_csv(path, ("path", "caption")):
+        rel = row["path"].strip()
+        if not rel:
+            raise AnnotationError(f"{path}:{line}: empty path")
+        merged.setdefault(rel, []).append(row["caption"])
+    return [
+        _record(
+            root,
+            str(Path(rel).with_suffix("")),
+            root / rel,
+            caps,
+            None,
+            Path(rel).suffix.lower() in (".jpg", ".jpeg", ".png"),
+        )
+        for rel, caps in merged.items()
+    ]
+
+
+ADAPTERS: dict[str, Callable[[Path, str], list[VideoRecord]]] = {
+    "webvid": webvid,
+    "cc3m": cc3m,
+    "msrvtt": msrvtt,
+    "didemo": didemo,
+    "anet": anet,
+    "vindlu": vindlu,
+    "folder": folder,
+}
+
+
+def load_records(dataset: str, data_root: str | Path, split: str) -> list[VideoRecord]:
+    """The records of one split of a dataset, read from its native layout under ``data_root``."""
+    if dataset not in ADAPTERS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(ADAPTERS))}")
+    root = Path(data_root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root} not found (data root of {dataset})")
+    return ADAPTERS[dataset](root, split)

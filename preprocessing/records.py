@@ -1,0 +1,23 @@
+"""One input of the shard builder: a video (or image) with its captions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """What an adapter yields for one video.
+
+    ``key`` is the stable tar-safe id, ``media`` the file to decode, ``source`` the media path
+    relative to the data root (what the shard metadata stores, so moving the data changes
+    nothing). Paragraph datasets carry one caption (the paragraph) and its sentences' timestamps.
+    """
+
+    key: str
+    media: Path
+    source: str
+    captions: list[str]
+    timestamps: list[list[float]] | None = None
+    is_image: bool = False

@@ -1,0 +1,581 @@
+"""Synthetic corpora in each dataset's native layout (DESIGN.md section 9).
+
+A video shows one shape (circle, square, triangle, cross) of a colour and size on a plain
+background, moving left/right/up/down slowly or quickly; the path keeps it on screen and a shape
+moving left starts on the right, so direction and speed are readable only from frame order.
+Captions name every attribute in varied wording. Test sets hold "direction twins": a twin is
+its partner's frames in reverse order (opposite direction, everything else equal). ActivityNet-
+and DiDeMo-style videos chain 2-3 such events with timestamps, one sentence per event.
+
+Frames are drawn with numpy and piped as raw RGB to ffmpeg (libx264, yuv420p, one thread,
+bitexact), in a process pool. ``data_root/synthetic_attributes.json`` describes every video:
+``{key: {"events": [attributes...], "twin": key | null, "split": str}}`` (single-event videos
+also carry their attributes at the top level).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from t2v2t.schema import safe_key
+from t2v2t.seeding import rng_for
+
+SHAPES = {
+    "circle": ["circle", "disc", "ball", "round dot"],
+    "square": ["square", "box", "block"],
+    "triangle": ["triangle", "three-sided shape", "wedge"],
+    "cross": ["cross", "plus sign", "plus shape"],
+}
+COLOURS = {
+    "red": ((220, 30, 30), ["red", "scarlet"]),
+    "green": ((30, 190, 40), ["green", "lime"]),
+    "blue": ((40, 90, 255), ["blue", "azure"]),
+    "yellow": ((245, 225, 20), ["yellow", "golden"]),
+    "white": ((245, 245, 245), ["white", "snowy"]),
+    "purple": ((165, 40, 205), ["purple", "violet"]),
+}
+BACKGROUNDS = {
+    "black": ((12, 12, 12), ["black", "dark"]),
+    "gray": ((120, 120, 120), ["gray", "grey"]),
+    "brown": ((115, 70, 25), ["brown", "chocolate"]),
+    "navy": ((15, 25, 95), ["navy", "dark blue"]),
+}
+SIZES = {"small": (0.2, ["small", "little", "tiny"]), "large": (0.42, ["large", "big", "huge"])}
+DIRECTIONS = {
+    "left": ["to the left", "leftward", "towards the left"],
+    "right": ["to the right", "rightward", "towards the right"],
+    "up": ["upward", "up", "towards the top"],
+    "down": ["downward", "down", "towards the bottom"],
+}
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+SPEEDS = {
+    "slow": (0.3, ["slowly", "at a slow pace", "gently"]),
+    "quick": (0.8, ["quickly", "fast", "rapidly"]),
+}
+VERBS = [
+    ("moves", "moving"),
+    ("slides", "sliding"),
+    ("travels", "travelling"),
+    ("glides", "gliding"),
+]
+TEMPLATES = [
+    "a {size} {colour} {shape} {verb} {dir} {speed} on a {bg} background",
+    "on {bg}, a {size} {colour} {shape} {verb} {dir} {speed}",
+    "the {size} {colour} {shape} is {verbing} {dir} {speed} over a {bg} backdrop",
+    "a {bg} background with a {size} {colour} {shape} that {verb} {speed} {dir}",
+    "{size} {colour} {shape} {verbing} {speed} {dir} against {bg}",
+    "watch a {colour} {shape}, {size}, {verbing} {dir} {speed} on {bg}",
+]
+IMAGE_TEMPLATES = [
+    "a {size} {colour} {shape} on a {bg} background",
+    "on {bg}, a {size} {colour} {shape}",
+    "a {bg} backdrop with a {size} {colour} {shape}",
+]
+
+# Per dataset: (train split, train size, test split, test size, fps, seconds per event).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "webvid": {"splits": {"train": 300}, "fps": 8, "duration": 4.0},
+    "cc3m": {"splits": {"train": 300}},
+    "msrvtt": {"splits": {"train": 800, "test": 100}, "fps": 8, "duration": 4.0},
+    "anet": {"splits": {"train": 200, "val": 100}, "fps": 8},
+    "didemo": {"splits": {"train": 200, "test": 100}, "fps": 5},
+    "folder": {"splits": {"train": 50}, "fps": 8, "duration": 4.0},
+}
+TWIN_FRACTION = 0.2
+ATTRIBUTES_FILE = "synthetic_attributes.json"
+
+
+@dataclass(frozen=True)
+class Event:
+    shape: str
+    colour: str
+    size: str
+    background: str
+    direction: str
+    speed: str
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    path: str
+    events: list[Event]
+    frames_per_event: list[int]
+    width: int
+    height: int
+    fps: float
+    seed_key: str
+    reverse: bool = False  # a direction twin: its partner's frames in reverse order
+    image: bool = False
+
+
+def random_event(rng: np.random.Generator, background: str | None = None) -> Event:
+    colour = str(rng.choice(list(COLOURS)))
+    bgs = [b for b in BACKGROUNDS if b != colour]
+    return Event(
+        shape=str(rng.choice(list(SHAPES))),
+        colour=colour,
+        size=str(rng.choice(list(SIZES))),
+        background=background or str(rng.choice(bgs)),
+        direction=str(rng.choice(list(DIRECTIONS))),
+        speed=str(rng.choice(list(SPEEDS))),
+    )
+
+
+def caption(event: Event, rng: np.random.Generator, template: str | None = None) -> str:
+    """One sentence naming every attribute of ``event``, wording drawn from ``rng``."""
+    verb, verbing = VERBS[int(rng.integers(len(VERBS)))]
+    words = {
+        "size": rng.choice(SIZES[event.size][1]),
+        "colour": rng.choice(COLOURS[event.colour][1]),
+        "shape": rng.choice(SHAPES[event.shape]),
+        "bg": rng.choice(BACKGROUNDS[event.background][1]),
+        "dir": rng.choice(DIRECTIONS[event.direction]),
+        "speed": rng.choice(SPEEDS[event.speed][1]),
+        "verb": verb,
+        "verbing": verbing,
+    }
+    return (template or str(rng.choice(TEMPLATES))).format(**words)
+
+
+def captions(event: Event, rng: np.random.Generator, count: int) -> list[str]:
+    """``count`` captions from distinct templates."""
+    order = rng.permutation(len(TEMPLATES))[:count]
+    return [caption(event, rng, TEMPLATES[i]) for i in order]
+
+
+def shape_mask(shape: str, s: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
+    c = s / 2
+    if shape == "circle":
+        return (xx - c) ** 2 + (yy - c) ** 2 <= c * c
+    if shape == "square":
+        return np.ones((s, s), bool)
+    if shape == "triangle":  # apex up
+        return np.abs(xx - c) <= yy / 2
+    if shape == "cross":
+        return (np.abs(xx - c) <= s / 6) | (np.abs(yy - c) <= s / 6)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def render_event(event: Event, n: int, width: int, height: int, key: str) -> np.ndarray:
+    """``n`` frames ``[n, H, W, 3]`` of one event; the path stays on screen."""
+    rng = rng_for("path", key)
+    s = max(4, int(round(SIZES[event.size][0] * height)))
+    mask = shape_mask(event.shape, s)
+    frames = np.empty((n, height, width, 3), np.uint8)
+    frames[:] = BACKGROUNDS[event.background][0]
+    horizontal = event.direction in ("left", "right")
+    span = (width if horizontal else height) - s  # room along the motion axis
+    dist = SPEEDS[event.speed][0] * span
+    start = rng.uniform(dist, span)  # "left"/"up": start far side, move towards 0
+    along = np.linspace(start, start - dist, n)
+    if event.direction in ("right", "down"):
+        along = span - along
+    across = rng.uniform(0, (height if horizontal else width) - s)
+    colour = COLOURS[event.colour][0]
+    for t in range(n):
+        a, b = int(round(along[t])), int(round(across))
+        x, y = (a, b) if horizontal else (b, a)
+        frames[t, y : y + s, x : x + s][mask] = colour
+    return frames
+
+
+def _render(job: RenderJob) -> str:
+    parts = [
+        render_event(e, n, job.width, job.height, f"{job.seed_key}/{i}")
+        for i, (e, n) in enumerate(zip(job.events, job.frames_per_event))
+    ]
+    frames = np.concatenate(parts)
+    if job.reverse:
+        frames = frames[::-1]
+    Path(job.path).parent.mkdir(parents=True, exist_ok=True)
+    if job.image:
+        Image.fromarray(frames[len(frames) // 2]).save(job.path, format="JPEG", quality=90)
+        return job.path
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{job.width}x{job.height}",
+        "-r",
+        f"{job.fps:g}",
+        "-i",
+        "pipe:",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-threads",
+        "1",
+        "-fflags",
+        "+bitexact",
+        "-flags:v",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+        job.path,
+    ]
+    subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True)
+    return job.path
+
+
+@dataclass
+class Video:
+    key: str
+    split: str
+    events: list[Event]
+    seconds: list[float]  # per event
+    twin: str | None = None
+    reverse: bool = False
+    caps: list[list[str]] | None = None  # per event, its captions
+
+
+def plan(
+    dataset: str, splits: dict[str, int], seed: int, events: tuple[int, int], seconds: list[float]
+) -> list[Video]:
+    """Which videos to render: train random, test distinct with ~20% direction twins."""
+    videos: list[Video] = []
+    for split, count in splits.items():
+        rng = rng_for(seed, dataset, split)
+        test = split != "train"
+        used: set[tuple] = set()
+        n_twins = int(round(count * TWIN_FRACTION / 2)) if test else 0
+        i = 0
+        while len([v for v in videos if v.split == split]) < count:
+            k = int(rng.integers(events[0], events[1] + 1))
+            bg = str(rng.choice(list(BACKGROUNDS)))
+            evs = []
+            for _ in range(k):
+                ev = random_event(rng, bg)
+                while ev.colour == bg:
+                    ev = random_event(rng, bg)
+                evs.append(ev)
+            secs = [float(rng.choice(seconds)) for _ in evs]
+            sig = tuple(evs)
+            twin_sig = tuple(replace(e, direction=OPPOSITE[e.direction]) for e in evs)
+            if test and (sig in used or twin_sig in used):
+                continue  # test videos are all distinguishable
+            used.update([sig, twin_sig])
+            key = f"{split}{i:05d}"
+            i += 1
+            videos.append(Video(key, split, evs, secs))
+            left = count - len([v for v in videos if v.split == split])
+            if n_twins > 0 and left > 0:
+                n_twins -= 1
+                twin = Video(
+                    f"{split}{i:05d}",
+                    split,
+                    [replace(e, direction=OPPOSITE[e.direction]) for e in reversed(evs)],
+                    list(reversed(secs)),
+                    twin=key,
+                    reverse=True,
+                )
+                i += 1
+                videos[-1].twin = twin.key
+                videos.append(twin)
+    for v in videos:
+        rng = rng_for(seed, dataset, "captions", v.key)
+        v.caps = [captions(e, rng, int(rng.integers(3, 6))) for e in v.events]
+    return videos
+
+
+def _attributes(videos: list[Video]) -> dict[str, Any]:
+    out = {}
+    for v in videos:
+        entry: dict[str, Any] = {
+            "events": [asdict(e) for e in v.events],
+            "twin": v.twin,
+            "split": v.split,
+        }
+        if len(v.events) == 1:
+            entry.update(asdict(v.events[0]))
+        out[v.key] = entry
+    return out
+
+
+def _render_all(jobs: list[RenderJob], workers: int | None) -> None:
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) < 4:
+        for j in jobs:
+            _render(j)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_render, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def generate(
+    dataset: str,
+    data_root: str | Path,
+    *,
+    size: int | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+    video_size: tuple[int, int] = (160, 120),
+    fps: float | None = None,
+    duration: float | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Write a synthetic ``dataset`` corpus under ``data_root`` in the dataset's native layout.
+
+    ``size`` = number of training videos (default per dataset), ``test_size`` of the evaluation
+    split; ``video_size`` = (width, height); ``duration`` = seconds per single-event clip.
+    Returns the attributes written to ``synthetic_attributes.json``.
+    """
+    if dataset not in DEFAULTS:
+        raise ValueError(f"no synthetic corpus for {dataset!r}; known: {', '.join(DEFAULTS)}")
+    cfg = DEFAULTS[dataset]
+    splits = dict(cfg["splits"])
+    names = list(splits)
+    if size is not None:
+        splits[names[0]] = size
+        if len(names) > 1:
+            splits[names[1]] = max(4, min(splits[names[1]], size // 4))
+    if test_size is not None and len(names) > 1:
+        splits[names[1]] = test_size
+    fps = float(fps or cfg.get("fps", 8))
+    root = Path(data_root)
+    root.mkdir(parents=True, exist_ok=True)
+    width, height = video_size
+
+    if dataset == "anet":
+        videos = plan(dataset, splits, seed, (2, 3), [2.0, 2.5, 3.0])
+    elif dataset == "didemo":
+        videos = plan(dataset, splits, seed, (2, 3), [5.0, 10.0])
+    else:
+        videos = plan(dataset, splits, seed, (1, 1), [float(duration or cfg.get("duration", 4.0))])
+
+    writer = {
+        "webvid": _webvid,
+        "cc3m": _cc3m,
+        "msrvtt": _msrvtt,
+        "anet": _anet,
+        "didemo": _didemo,
+        "folder": _folder,
+    }[dataset]
+    paths = writer(root, videos, seed)
+    jobs = [
+        RenderJob(
+            str(paths[v.key]),
+            v.events,
+            [max(1, int(round(s * fps))) for s in v.seconds],
+            width,
+            height,
+            fps,
+            f"{seed}/{dataset}/{v.twin if v.reverse else v.key}",
+            v.reverse,
+            image=dataset == "cc3m",
+        )
+        for v in videos
+    ]
+    # A twin renders its partner's events in original order, then reverses the frames.
+    by_key = {v.key: v for v in videos}
+    jobs = [
+        replace(
+            j,
+            events=by_key[v.twin].events,
+            frames_per_event=[max(1, int(round(s * fps))) for s in by_key[v.twin].seconds],
+        )
+        if v.reverse
+        else j
+        for j, v in zip(jobs, videos)
+    ]
+    _render_all(jobs, workers)
+    attrs = _attributes(videos)
+    (root / ATTRIBUTES_FILE).write_text(json.dumps(attrs, indent=1, sort_keys=True) + "\n")
+    return attrs
+
+
+# --- native layouts ----------------------------------------------------------------------------
+
+
+def _webvid(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
+    rows, paths = [], {}
+    for n, v in enumerate(videos):
+        vid = str(1000000 + n)
+        page = f"{(n // 50) * 50 + 1:06d}_{(n // 50 + 1) * 50:06d}"
+        paths[vid] = root / "videos" / page / f"{vid}.mp4"
+        secs = int(round(sum(v.seconds)))
+        rows.append(
+            [
+                vid,
+                f"https://example.invalid/stock-footage-{vid}.mp4",
+                f"PT00H00M{secs:02d}S",
+                page,
+                v.caps[0][0],
+            ]
+        )
+    _write_csv(
+        root / "results_2M_train.csv",
+        ["videoid", "contentUrl", "duration", "page_dir", "name"],
+        rows,
+    )
+    _rekey(videos, list(paths))
+    return paths
+
+
+def _cc3m(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
+    paths = {}
+    for n, v in enumerate(videos):
+        sub, key = f"{n // 10000:05d}", f"{n:09d}"
+        rng = rng_for(seed, "cc3m-image", n)
+        e = v.events[0]
+        text = caption(e, rng, str(rng.choice(IMAGE_TEMPLATES)))
+        folder = root / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{key}.txt").write_text(text + "\n", encoding="utf-8")
+        meta = {
+            "url": f"https://example.invalid/{key}.jpg",
+            "caption": text,
+            "key": key,
+            "status": "success",
+            "error_message": None,
+            "width": 160,
+            "height": 120,
+        }
+        (folder / f"{key}.json").write_text(json.dumps(meta) + "\n")
+        paths[f"{sub}_{key}"] = folder / f"{key}.jpg"
+        v.caps = [[text]]
+    n_sub = (len(videos) - 1) // 10000 + 1
+    for i in range(n_sub):
+        stats = {"count": len(videos), "successes": len(videos), "failed_to_download": 0}
+        (root / f"{i:05d}_stats.json").write_text(json.dumps(stats) + "\n")
+    _rekey(videos, list(paths))
+    return paths
+
+
+def _msrvtt(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
+    paths, vids, sents = {}, [], []
+    train_n = test_n = 0
+    test_rows = []
+    for v in videos:
+        if v.split == "train":
+            vid = f"video{train_n}"
+            train_n += 1
+        else:
+            vid = f"video{7010 + test_n}"
+            test_rows.append([f"ret{test_n}", f"msr{7010 + test_n}", vid, v.caps[0][0]])
+            test_n += 1
+        paths[vid] = root / "videos" / f"{vid}.mp4"
+        vids.append(
+            {
+                "category": 0,
+                "url": "https://example.invalid/watch",
+                "video_id": vid,
+                "start time": 0.0,
+                "end time": sum(v.seconds),
+                "split": v.split,
+                "id": int(vid[5:]),
+            }
+        )
+        sents += [
+            {"caption": c, "video_id": vid, "sen_id": len(sents) + i}
+            for i, c in enumerate(v.caps[0])
+        ]
+    _rekey(videos, list(paths))
+    data = {
+        "info": {"description": "synthetic MSR-VTT-style corpus"},
+        "videos": vids,
+        "sentences": sents,
+    }
+    (root / "MSRVTT_data.json").write_text(json.dumps(data) + "\n")
+    _write_csv(
+        root / "MSRVTT_train.9k.csv",
+        ["video_id"],
+        [[v["video_id"]] for v in vids if v["split"] == "train"],
+    )
+    _write_csv(
+        root / "MSRVTT_JSFUSION_test.csv", ["key", "vid_key", "video_id", "sentence"], test_rows
+    )
+    return paths
+
+
+def _rekey(videos: list[Video], keys: list[str]) -> None:
+    """Rename videos to their dataset ids, twins' partner references included."""
+    rename = {v.key: k for v, k in zip(videos, keys)}
+    for v in videos:
+        v.key = rename[v.key]
+        v.twin = rename.get(v.twin) if v.twin else None
+
+
+def _anet(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
+    files = {"train": "train.json", "val": "val_1.json"}
+    data: dict[str, dict[str, Any]] = {s: {} for s in files}
+    keys = [f"v_syn{seed}{n:07d}" for n in range(len(videos))]
+    for v, key in zip(videos, keys):
+        t, stamps, sents = 0.0, [], []
+        for secs, caps in zip(v.seconds, v.caps):
+            stamps.append([round(t, 2), round(t + secs, 2)])
+            sents.append(" " + caps[0][0].upper() + caps[0][1:] + ".")
+            t += secs
+        data[v.split][key] = {"duration": round(t, 2), "timestamps": stamps, "sentences": sents}
+    for split, name in files.items():
+        (root / name).write_text(json.dumps(data[split]) + "\n")
+    _rekey(videos, keys)
+    return {k: root / "videos" / f"{k}.mp4" for k in keys}
+
+
+def _didemo(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
+    data: dict[str, list] = {"train": [], "val": [], "test": []}
+    keys = [f"{10000000 + n}@N0{seed % 10}_{n}_{n * 7919 % 65536:04x}" for n in range(len(videos))]
+    ann = 0
+    for v, key in zip(videos, keys):
+        seg = 0
+        for secs, caps in zip(v.seconds, v.caps):
+            n = int(secs // 5)
+            span = [seg, seg + n - 1]
+            times = [span, span, span, [seg, seg]]  # annotators mostly agree
+            data[v.split].append(
+                {
+                    "annotation_id": ann,
+                    "description": caps[0],
+                    "video": f"{key}.mov",
+                    "times": times,
+                    "num_segments": 6,
+                    "dl_link": "https://example.invalid/",
+                }
+            )
+            ann += 1
+            seg += n
+    for split, items in data.items():
+        (root / f"{split}_data.json").write_text(json.dumps(items) + "\n")
+    _rekey(videos, [safe_key(k) for k in keys])
+    return {safe_key(k): root / "videos" / f"{k}.mp4" for k in keys}
+
+
+def _folder(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
+    rows, paths = [], {}
+    for n, v in enumerate(videos):
+        rel = f"clips/clip{n:05d}.mp4"
+        paths[v.key] = root / rel
+        rows += [[rel, c] for c in v.caps[0][:2]]
+    _write_csv(root / "captions.csv", ["path", "caption"], rows)
+    _rekey(videos, [f"clips_clip{n:05d}" for n in range(len(videos))])
+    return {f"clips_clip{n:05d}": p for n, p in enumerate(paths.values())}

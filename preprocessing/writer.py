@@ -1,0 +1,100 @@
+"""One shard task: its records -> decoded frames -> samples -> one ``.tar.zst`` file.
+
+Runs inside a Dask worker (or in-process). Everything it writes depends only on the task, so
+any worker produces the same bytes. A record that cannot be used becomes a failure
+``{key, source, reason}``; the shard goes on without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from preprocessing.decode import decode_frames, encode_jpeg
+from preprocessing.records import VideoRecord
+from t2v2t.frames import frame_indices
+from t2v2t.schema import SampleMeta, encode_sample
+from t2v2t.shards import write_shard
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    index: int
+    path: str  # final shard file
+    records: list[VideoRecord]
+    dataset: str
+    split: str
+    num_frames: int
+    mode: str
+    candidates: int
+    seed: int
+    short_side: int
+    jpeg_quality: int
+
+
+def failure(record: VideoRecord, reason: str) -> dict[str, str]:
+    return {"key": record.key, "source": record.source, "reason": reason}
+
+
+def build_sample(task: ShardTask, rec: VideoRecord) -> list[tuple[str, bytes]]:
+    """The tar members of one record; raises with a one-line reason when it cannot be used."""
+    if not rec.captions:
+        raise ValueError("no caption (empty or missing text)")
+    segments: list[list[int]] = []
+
+    def pick(vlen: int) -> list[int]:
+        # The one sampling function decides; the decoder only learns vlen first.
+        segments[:] = frame_indices(
+            task.num_frames,
+            vlen,
+            task.mode,
+            key=rec.key,
+            seed=task.seed,
+            candidates=task.candidates,
+        )
+        return [i for seg in segments for i in seg]
+
+    dec = decode_frames(rec.media, pick, task.short_side, is_image=rec.is_image)
+    if rec.is_image:
+        pick(1)
+        dec.frames = dec.frames * sum(len(s) for s in segments)
+    meta = SampleMeta(
+        key=rec.key,
+        dataset=task.dataset,
+        split=task.split,
+        source=rec.source,
+        captions=list(rec.captions),
+        fps=round(dec.fps, 6),
+        vlen=dec.vlen,
+        duration=round(dec.duration, 6),
+        frame_indices=segments,
+        sampling={
+            "mode": task.mode,
+            "num_frames": task.num_frames,
+            "candidates": task.candidates,
+            "seed": task.seed,
+        },
+        size=[int(dec.frames[0].shape[0]), int(dec.frames[0].shape[1])],
+        timestamps=rec.timestamps,
+    )
+    return encode_sample(meta, [encode_jpeg(f, task.jpeg_quality) for f in dec.frames])
+
+
+def run_shard_task(task: ShardTask) -> dict[str, Any]:
+    """Write the task's shard; returns ``{"index", "info": ShardInfo dict, "failures": [...]}``."""
+    failures: list[dict[str, str]] = []
+
+    def samples() -> Iterator[list[tuple[str, bytes]]]:
+        for rec in task.records:
+            try:
+                members = build_sample(task, rec)
+            except Exception as err:  # noqa: BLE001 - any bad input is a failure, not a crash
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                failures.append(failure(rec, f"{type(err).__name__}: {reason}"[:500]))
+                continue
+            yield members
+
+    info = write_shard(Path(task.path), samples())
+    return {"index": task.index, "info": asdict(info), "failures": failures}
