@@ -263,7 +263,10 @@ def anet(root: Path, split: str) -> list[VideoRecord]:
         if len(ts) != len(sents):
             raise _entry_error(path, vid, f"{len(ts)} timestamps for {len(sents)} sentences")
         try:
-            items = [(float(t[0]), str(s), [float(t[0]), float(t[1])]) for t, s in zip(ts, sents)]
+            items = [
+                (float(t[0]), str(s), [float(t[0]), float(t[1])])
+                for t, s in zip(ts, sents, strict=False)
+            ]
         except (TypeError, ValueError, IndexError):
             raise _entry_error(path, vid, f"timestamps must be [[s, e], ...], got {ts!r}") from None
         text, stamps = _paragraph(items)

@@ -194,7 +194,7 @@ def render_event(event: Event, n: int, width: int, height: int, key: str) -> np.
 def _render(job: RenderJob) -> str:
     parts = [
         render_event(e, n, job.width, job.height, f"{job.seed_key}/{i}")
-        for i, (e, n) in enumerate(zip(job.events, job.frames_per_event))
+        for i, (e, n) in enumerate(zip(job.events, job.frames_per_event, strict=False))
     ]
     frames = np.concatenate(parts)
     if job.reverse:
@@ -405,7 +405,7 @@ def generate(
         )
         if v.reverse
         else j
-        for j, v in zip(jobs, videos)
+        for j, v in zip(jobs, videos, strict=False)
     ]
     _render_all(jobs, workers)
     attrs = _attributes(videos)
@@ -519,7 +519,7 @@ def _msrvtt(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
 
 def _rekey(videos: list[Video], keys: list[str]) -> None:
     """Rename videos to their dataset ids, twins' partner references included."""
-    rename = {v.key: k for v, k in zip(videos, keys)}
+    rename = {v.key: k for v, k in zip(videos, keys, strict=False)}
     for v in videos:
         v.key = rename[v.key]
         v.twin = rename.get(v.twin) if v.twin else None
@@ -529,9 +529,9 @@ def _anet(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
     files = {"train": "train.json", "val": "val_1.json"}
     data: dict[str, dict[str, Any]] = {s: {} for s in files}
     keys = [f"v_syn{seed}{n:07d}" for n in range(len(videos))]
-    for v, key in zip(videos, keys):
+    for v, key in zip(videos, keys, strict=False):
         t, stamps, sents = 0.0, [], []
-        for secs, caps in zip(v.seconds, v.caps):
+        for secs, caps in zip(v.seconds, v.caps, strict=False):
             stamps.append([round(t, 2), round(t + secs, 2)])
             sents.append(" " + caps[0][0].upper() + caps[0][1:] + ".")
             t += secs
@@ -546,9 +546,9 @@ def _didemo(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
     data: dict[str, list] = {"train": [], "val": [], "test": []}
     keys = [f"{10000000 + n}@N0{seed % 10}_{n}_{n * 7919 % 65536:04x}" for n in range(len(videos))]
     ann = 0
-    for v, key in zip(videos, keys):
+    for v, key in zip(videos, keys, strict=False):
         seg = 0
-        for secs, caps in zip(v.seconds, v.caps):
+        for secs, caps in zip(v.seconds, v.caps, strict=False):
             n = int(secs // 5)
             span = [seg, seg + n - 1]
             times = [span, span, span, [seg, seg]]  # annotators mostly agree
