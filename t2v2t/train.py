@@ -103,7 +103,7 @@ def build_model_for(cfg: Config) -> nn.Module:
     if cfg.train.grad_checkpointing:
         overrides["grad_checkpointing"] = True
     init = resolve_init(cfg)
-    model = build_model(cfg.model.preset, init, **({"overrides": overrides} if overrides else {}))
+    model = build_model(cfg.model.preset, init, overrides=overrides or None)
     if cfg.model.dropout is not None:
         set_dropout(model, cfg.model.dropout)
     return model
