@@ -1,0 +1,549 @@
+"""Streaming shard loader: deterministic, resumable, worker-count independent (DESIGN.md 4-5).
+
+How an epoch is made (see :mod:`t2v2t.plan` for the pure part):
+
+1. Shards are listed from ``manifest.json`` and checked against it (size always; sha256 with
+   ``verify_hash=True``, once per shard per process). A bad shard is a :class:`ShardError` naming
+   it, or with ``skip_bad_shards=True`` it leaves the plan with one counted warning.
+2. Shard shuffle by ``(seed, epoch)`` -> split by node (whole shards per rank) -> sample shuffle
+   through a simulated seeded buffer -> padding to equal batches per rank. All of it is decided
+   up front from sample counts; nothing depends on workers or timing.
+3. Split by worker at batch granularity: worker ``w`` of ``W`` builds global steps ``w, w+W, ...``
+   which is exactly the round-robin order in which ``torch.utils.data.DataLoader`` collects
+   batches from workers, so batches come back in plan order for any ``W``. Each worker streams
+   the zstd shards it needs (skipping shards with nothing for it) and keeps only its samples.
+4. Late decode: only the chosen candidate frames are decoded (per segment, from
+   ``(seed, epoch, key)`` via :func:`t2v2t.frames.choose_candidates`), cropped/flipped/resized
+   once per video (:mod:`t2v2t.augment`), written into a preallocated uint8 batch; captions are
+   chosen per epoch and tokenised (:mod:`t2v2t.text`).
+
+Padding: each rank yields ``ceil(max rank samples / batch_size)`` batches per source; ranks with
+fewer samples repeat their last samples. Before padding, every key appears exactly once across
+ranks. Mixed sources alternate batches in VindLU's MetaLoader way (a seeded permutation of the
+sources' batches, identical on every rank).
+
+Resume: ``skip_samples`` counts the samples *this rank* has already consumed in the epoch (the sum
+of ``len(batch["keys"])``); it must fall on a batch boundary, and the loader then yields exactly
+the batches the uninterrupted run would have yielded next (skipped batches are not decoded).
+
+``frames`` come out as a ``[B, T, 3, S, S]`` uint8 view over channels-last (``[B, T, S, S, 3]``)
+memory: that layout is what the decoder and the resize write without a transpose.
+:func:`normalize` (on the device) returns a contiguous float tensor.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zstandard
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from t2v2t.augment import TRAIN_SCALE, Crop, center_crop, decode_frames, normalize, train_crop
+from t2v2t.frames import choose_candidates, subsample_segments
+from t2v2t.plan import RankPlan, eval_plan, interleave, train_plans
+from t2v2t.schema import META_EXT, SampleMeta, frame_ext
+from t2v2t.shards import (
+    ShardError,
+    ShardInfo,
+    check_shard_file,
+    iter_samples,
+    open_zstd,
+    read_manifest,
+    shard_infos,
+)
+from t2v2t.text import SENTENCE_LEN, choose_caption, tokenize, video_id
+
+__all__ = [
+    "EvalTexts",
+    "PlannedLoader",
+    "ShardWarning",
+    "TrainSource",
+    "eval_texts",
+    "make_eval_loader",
+    "make_train_loader",
+    "normalize",
+    "pick_frames",
+]
+
+log = logging.getLogger(__name__)
+DEFAULT_SHUFFLE_BUFFER = 1000
+
+
+class ShardWarning(UserWarning):
+    """A shard was skipped (``skip_bad_shards=True``)."""
+
+
+@dataclass(frozen=True)
+class TrainSource:
+    """One training corpus: its shard folder and per-corpus batch size, frames and text length."""
+
+    dir: str | Path
+    batch_size: int
+    num_frames: int
+    max_text_len: int = SENTENCE_LEN
+
+
+# --------------------------------------------------------------------------- shard checks
+
+_HASHED: set[tuple[str, int, int]] = set()  # shards whose sha256 this process already verified
+
+
+def _check_shards(
+    directory: Path, infos: list[ShardInfo], *, skip_bad: bool, verify_hash: bool
+) -> tuple[list[ShardInfo], list[str]]:
+    """The shards that pass their manifest check, and one message per skipped shard."""
+    good, bad = [], []
+    for info in infos:
+        try:
+            check_shard_file(directory, info, hash_check=False)  # size: always, it is a stat
+            if verify_hash:
+                st = (directory / info.name).stat()
+                token = (str(directory / info.name), st.st_size, st.st_mtime_ns)
+                if token not in _HASHED:
+                    check_shard_file(directory, info, hash_check=True)
+                    _HASHED.add(token)
+        except ShardError as err:
+            if not skip_bad:
+                raise ShardError(f"{err} (pass skip_bad_shards=True to train without it)") from None
+            bad.append(str(err))
+            continue
+        good.append(info)
+    if bad:
+        msg = f"{directory}: skipped {len(bad)} of {len(infos)} shards: " + "; ".join(bad)
+        log.warning(msg)
+        warnings.warn(msg, ShardWarning, stacklevel=3)
+    return good, bad
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class _Stream:
+    """Streams one rank's shards in plan order, keeping only the positions one worker needs.
+
+    ``needed`` maps stream position -> how many times this worker's batches use it (padding can
+    repeat a sample); a sample is dropped from memory after its last use. Shards holding nothing
+    needed are never opened, which also makes resuming cheap.
+    """
+
+    def __init__(self, directory: Path, names: list[str], plan: RankPlan, needed: Counter) -> None:
+        self.directory = directory
+        self.names = names  # stream-order shard names
+        self.counts = plan.counts
+        self.starts = plan.shard_starts()
+        self.refs = dict(needed)
+        self.wanted = np.array(sorted(needed), dtype=np.int64)
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.pos = 0  # next stream position the open shard yields
+        self.shard = -1
+        self.it: Iterator[dict[str, Any]] | None = None
+
+    def take(self, positions: Sequence[int]) -> list[dict[str, Any]]:
+        out = []
+        for p in (int(x) for x in positions):
+            if p not in self.pending:
+                self._read_until(p)
+            out.append(self.pending[p])
+            self.refs[p] -= 1
+            if self.refs[p] == 0:
+                del self.pending[p]
+        return out
+
+    def _open_for(self, target: int) -> None:
+        """Open the shard holding the next wanted position >= ``target``."""
+        i = int(np.searchsorted(self.wanted, target))
+        nxt = int(self.wanted[i])
+        self.shard = int(np.searchsorted(self.starts, nxt, side="right") - 1)
+        self.pos = int(self.starts[self.shard])
+        self.it = iter_samples(self.directory / self.names[self.shard])
+
+    def _read_until(self, p: int) -> None:
+        while p not in self.pending:
+            if p < self.pos:
+                raise RuntimeError(f"stream position {p} was needed after it was released")
+            if self.it is None or self._next_wanted() >= int(self.starts[self.shard + 1]):
+                self._close()  # nothing more wanted here: jump to the next useful shard
+                self._open_for(self.pos)
+            path = self.directory / self.names[self.shard]
+            index = self.pos - int(self.starts[self.shard])
+            try:
+                sample = next(self.it)
+            except StopIteration:
+                raise ShardError(
+                    f"{path}: ended after {index} samples, the manifest says "
+                    f"{self.counts[self.shard]} (truncated? rebuild it)"
+                ) from None
+            except (tarfile.TarError, EOFError, OSError, ValueError, zstandard.ZstdError) as err:
+                raise ShardError(
+                    f"{path}: unreadable at sample {index} ({type(err).__name__}: {err}); "
+                    "the file is corrupted, rebuild it"
+                ) from err
+            if self.refs.get(self.pos, 0) > 0:
+                self.pending[self.pos] = sample
+            self.pos += 1
+            if self.pos >= int(self.starts[self.shard + 1]):
+                self._close()
+
+    def _next_wanted(self) -> int:
+        i = int(np.searchsorted(self.wanted, self.pos))
+        return int(self.wanted[i]) if i < len(self.wanted) else 1 << 62
+
+    def _close(self) -> None:
+        if self.it is not None:
+            self.it.close()  # type: ignore[attr-defined]
+        self.it = None
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def pick_frames(
+    meta: SampleMeta, num_frames: int, seed: int, epoch: int
+) -> tuple[list[int], list[int]]:
+    """``(stored positions, original frame indices)`` of the ``num_frames`` frames to use.
+
+    One candidate per stored segment from ``(seed, epoch, key)``; when fewer frames are asked
+    than segments are stored, :func:`subsample_segments` picks the segments (32 -> 12 -> 4).
+    """
+    positions, indices = choose_candidates(meta.frame_indices, seed, epoch, meta.key)
+    mode = meta.sampling.get("mode", "middle")
+    chosen = subsample_segments(len(positions), num_frames, mode, meta.key, seed, epoch)
+    return [positions[s] for s in chosen], [indices[s] for s in chosen]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What a worker needs to know about one source (picklable)."""
+
+    directory: Path
+    name: str
+    shard_names: list[str]  # stream order, per the plan
+    plan: RankPlan
+    num_frames: int
+    max_text_len: int
+
+
+@dataclass
+class _PlannedBatches(IterableDataset):
+    """Yields the plan's batches ``steps[w::W]`` in worker ``w`` (see the module docstring)."""
+
+    sources: list[_Source]
+    steps: list[tuple[int, int]]
+    train: bool
+    tokenizer: Any
+    seed: int
+    epoch: int
+    image_size: int
+    crop_scale: tuple[float, float] = TRAIN_SCALE
+    base_index: list[int] = field(default_factory=list)  # eval: manifest position of stream 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        w, num = (info.id, info.num_workers) if info is not None else (0, 1)
+        mine = self.steps[w::num]
+        needed = [Counter() for _ in self.sources]
+        for s, b in mine:
+            needed[s].update(int(p) for p in self.sources[s].plan.batch(b))
+        streams = [
+            _Stream(src.directory, src.shard_names, src.plan, needed[i]) if needed[i] else None
+            for i, src in enumerate(self.sources)
+        ]
+        try:
+            for s, b in mine:
+                yield self._batch(self.sources[s], b, streams[s])
+        finally:
+            for st in streams:
+                if st is not None:
+                    st._close()
+
+    def _batch(self, src: _Source, b: int, stream: _Stream) -> dict[str, Any]:
+        positions = src.plan.batch(b)
+        raws = stream.take(positions)
+        size, t = self.image_size, src.num_frames
+        buf = np.empty((len(raws), t, size, size, 3), dtype=np.uint8)
+        index = np.empty((len(raws), t), dtype=np.int64)
+        keys, texts = [], []
+        seed, epoch = (self.seed, self.epoch) if self.train else (0, 0)
+        for i, raw in enumerate(raws):
+            if META_EXT not in raw:
+                raise ShardError(f"{src.directory}: sample {raw.get('__key__')} has no .json")
+            meta = SampleMeta.from_json(raw[META_EXT])
+            pos, idx = pick_frames(meta, t, seed, epoch)
+            h, w = meta.size
+            crop: Crop = (
+                train_crop(h, w, seed, epoch, meta.key, self.crop_scale)
+                if self.train
+                else center_crop(h, w)
+            )
+            try:
+                jpegs = [raw[frame_ext(p)] for p in pos]
+            except KeyError as err:
+                raise ShardError(
+                    f"{src.directory}: sample {meta.key} lacks member {err.args[0]}"
+                ) from None
+            decode_frames(jpegs, crop, size, buf[i], meta.key)
+            index[i] = idx
+            keys.append(meta.key)
+            if self.train:
+                texts.append(choose_caption(meta.captions, seed, epoch, meta.key))
+        batch: dict[str, Any] = {
+            "frames": torch.from_numpy(buf).permute(0, 1, 4, 2, 3),
+            "keys": keys,
+            "frame_indices": torch.from_numpy(index),
+            "source": src.name,
+        }
+        if self.train:
+            batch["video_ids"] = torch.tensor([video_id(k) for k in keys], dtype=torch.long)
+            batch["texts"] = texts
+            if self.tokenizer is not None:
+                ids, mask = tokenize(self.tokenizer, texts, src.max_text_len)
+                batch["input_ids"], batch["attention_mask"] = ids, mask
+        else:
+            batch["index"] = torch.as_tensor(positions, dtype=torch.long)
+        return batch
+
+
+class PlannedLoader:
+    """An epoch's batches; ``len()`` is the epoch's batch count (the same on every rank).
+
+    Iterating yields the batches after ``skip_batches`` (resume). Attributes: ``num_batches``,
+    ``skip_batches``, ``batch_sizes`` (per global step), ``skipped_shards`` (messages).
+    """
+
+    def __init__(
+        self,
+        dataset: _PlannedBatches,
+        *,
+        num_batches: int,
+        skip_batches: int,
+        batch_sizes: list[int],
+        num_workers: int,
+        pin_memory: bool,
+        skipped_shards: list[str],
+    ) -> None:
+        self.dataset = dataset
+        self.num_batches = num_batches
+        self.skip_batches = skip_batches
+        self.batch_sizes = batch_sizes
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.skipped_shards = skipped_shards
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank yields in the whole epoch (padding included)."""
+        return sum(self.batch_sizes)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.num_workers == 0:
+            return iter(self.dataset)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=None,  # the dataset yields whole batches
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            prefetch_factor=2,
+        )
+        return iter(loader)
+
+
+def _resolve_skip(skip_samples: int, sizes: list[int]) -> int:
+    """The number of whole batches that ``skip_samples`` consumed samples correspond to."""
+    if skip_samples < 0:
+        raise ValueError(f"skip_samples must be >= 0, got {skip_samples}")
+    done = 0
+    for k, n in enumerate(sizes):
+        if done == skip_samples:
+            return k
+        if done > skip_samples:
+            break
+        done += n
+    if done == skip_samples:
+        return len(sizes)
+    raise ValueError(
+        f"skip_samples={skip_samples} is not a batch boundary of this epoch "
+        f"({sum(sizes)} samples per rank in {len(sizes)} batches); "
+        "it counts the samples this rank already consumed"
+    )
+
+
+def make_train_loader(
+    sources: Sequence[TrainSource],
+    tokenizer: Any,
+    *,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    image_size: int = 224,
+    skip_samples: int = 0,
+    skip_bad_shards: bool = False,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    crop_scale: tuple[float, float] = TRAIN_SCALE,
+    verify_hash: bool = False,
+    pin_memory: bool = False,
+) -> PlannedLoader:
+    """The training batches of one epoch on one rank (see the module docstring).
+
+    ``tokenizer`` may be ``None`` (batches then carry ``texts`` but no ``input_ids``; used by
+    ``scripts/inspect_stream.py``). ``skip_samples``: samples this rank already consumed.
+    """
+    if not sources:
+        raise ValueError("make_train_loader needs at least one TrainSource")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world_size {world_size}")
+    resolved: list[_Source] = []
+    skipped: list[str] = []
+    for i, spec in enumerate(sources):
+        directory = Path(spec.dir)
+        manifest = read_manifest(directory)
+        good, bad = _check_shards(
+            directory, shard_infos(manifest), skip_bad=skip_bad_shards, verify_hash=verify_hash
+        )
+        skipped += bad
+        tag = f"{i}:{manifest.get('dataset')}/{manifest.get('split')}"
+        plans = train_plans(
+            [s.samples for s in good],
+            seed=seed,
+            epoch=epoch,
+            world_size=world_size,
+            batch_size=spec.batch_size,
+            shuffle_buffer=shuffle_buffer,
+            tag=tag,
+        )
+        plan = plans[rank]
+        resolved.append(
+            _Source(
+                directory=directory,
+                name=str(manifest.get("dataset", directory.name)),
+                shard_names=[good[s].name for s in plan.shards],
+                plan=plan,
+                num_frames=spec.num_frames,
+                max_text_len=spec.max_text_len,
+            )
+        )
+    steps = interleave([s.plan.num_batches for s in resolved], seed, epoch)
+    sizes = [resolved[s].plan.batch_size for s, _ in steps]
+    skip = _resolve_skip(skip_samples, sizes)
+    dataset = _PlannedBatches(
+        sources=resolved,
+        steps=steps[skip:],
+        train=True,
+        tokenizer=tokenizer,
+        seed=seed,
+        epoch=epoch,
+        image_size=image_size,
+        crop_scale=crop_scale,
+    )
+    return PlannedLoader(
+        dataset,
+        num_batches=len(steps),
+        skip_batches=skip,
+        batch_sizes=sizes,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        skipped_shards=skipped,
+    )
+
+
+def make_eval_loader(
+    shard_dir: str | Path,
+    *,
+    batch_size: int,
+    num_frames: int,
+    image_size: int = 224,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    verify_hash: bool = False,
+) -> PlannedLoader:
+    """Evaluation batches: rank ``r`` gets a contiguous slice of the manifest order, unpadded.
+
+    Every video appears exactly once across ranks; ``batch["index"]`` is its manifest position.
+    Frames: the stored middle frames (subsampled when fewer are asked), short side resized to
+    ``image_size`` and centre-cropped. Ranks may yield different numbers of batches (by one).
+    """
+    directory = Path(shard_dir)
+    manifest = read_manifest(directory)
+    infos, _ = _check_shards(
+        directory, shard_infos(manifest), skip_bad=False, verify_hash=verify_hash
+    )
+    plan = eval_plan([s.samples for s in infos], rank=rank, world_size=world_size,
+                     batch_size=batch_size)  # fmt: skip
+    src = _Source(
+        directory=directory,
+        name=str(manifest.get("dataset", directory.name)),
+        shard_names=[s.name for s in infos],
+        plan=plan,
+        num_frames=num_frames,
+        max_text_len=0,
+    )
+    steps = [(0, b) for b in range(plan.num_batches)]
+    dataset = _PlannedBatches(
+        sources=[src], steps=steps, train=False, tokenizer=None, seed=0, epoch=0,
+        image_size=image_size,
+    )  # fmt: skip
+    sizes = [len(plan.batch(b)) for b in range(plan.num_batches)]
+    return PlannedLoader(
+        dataset,
+        num_batches=len(steps),
+        skip_batches=0,
+        batch_sizes=sizes,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        skipped_shards=[],
+    )
+
+
+@dataclass(frozen=True)
+class EvalTexts:
+    """Every caption of a shard folder in manifest order, and the video each belongs to."""
+
+    texts: list[str]
+    text_video: list[int]  # index into video_keys
+    video_keys: list[str]
+
+
+def eval_texts(shard_dir: str | Path) -> EvalTexts:
+    """Read captions from the ``.json`` members only (frames are streamed past, not decoded)."""
+    directory = Path(shard_dir)
+    manifest = read_manifest(directory)
+    infos, _ = _check_shards(directory, shard_infos(manifest), skip_bad=False, verify_hash=False)
+    texts: list[str] = []
+    text_video: list[int] = []
+    keys: list[str] = []
+    suffix = f".{META_EXT}"
+    for info in infos:
+        path = directory / info.name
+        before = len(keys)
+        try:
+            with open_zstd(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    if not (member.isfile() and member.name.endswith(suffix)):
+                        continue
+                    meta = SampleMeta.from_json(tar.extractfile(member).read())
+                    for caption in meta.captions:
+                        texts.append(caption)
+                        text_video.append(len(keys))
+                    keys.append(meta.key)
+        except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as err:
+            raise ShardError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+        if len(keys) - before != info.samples:
+            raise ShardError(
+                f"{path}: {len(keys) - before} samples, the manifest says {info.samples}"
+            )
+    return EvalTexts(texts=texts, text_video=text_video, video_keys=keys)
