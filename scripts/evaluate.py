@@ -1,0 +1,75 @@
+"""`make eval-<dataset>`: two-stage retrieval with the three fusions on one checkpoint.
+
+Prints the chosen fusion's text->video row in the paper's format (R1 R5 R10 Avg) and a table of
+all fusions; writes ``<dataset>_<split>.json`` and ``<dataset>_<split>_scores.npz`` into the
+checkpoint's ``eval/`` folder (or ``<RUN>/eval``). Options after the flags are ``key=value``:
+``eval.k=64 eval.batch_size=16 eval.rerank=none eval.tau=0.5``. Works under torchrun (videos and
+candidate pairs are split across ranks; rank 0 prints and writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from t2v2t.retrieval.fusion import FUSIONS
+from t2v2t.retrieval.run import (
+    DATASETS,
+    UsageError,
+    check_inputs,
+    default_checkpoint,
+    eval_shard_dir,
+    evaluate_dataset,
+    output_dir,
+    parse_options,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--preset", default="base", help="model preset (the checkpoint's wins)")
+    p.add_argument("--ckpt", default=None, help="default runs/finetune-<dataset>/best.pt")
+    p.add_argument("--run", default=None, help="write into RUN/eval instead of the ckpt's folder")
+    p.add_argument("--fusion", default="t2v2t", choices=FUSIONS, help="the fusion shown first")
+    p.add_argument("--shards", default="shards", help="shard root (default shards)")
+    p.add_argument("--k", type=int, default=None, help="candidates per query (default 128)")
+    p.add_argument("--rerank", choices=("vtm", "none"), default=None, help="none: stage 1 only")
+    p.add_argument("options", nargs="*", help="eval.<key>=value overrides")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from t2v2t.dist import init_distributed, is_main
+
+    try:
+        extra = [f"eval.k={args.k}"] if args.k is not None else []
+        extra += [f"eval.rerank={args.rerank}"] if args.rerank else []
+        opts = parse_options([*args.options, *extra])
+        ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint(args.dataset)
+        shards = eval_shard_dir(args.dataset, args.shards)
+        check_inputs(args.dataset, ckpt, shards, ckpt_given=args.ckpt is not None)
+        init_distributed()
+        main_rank = is_main()
+        say = print if main_rank else (lambda _m: None)
+        result = evaluate_dataset(
+            args.dataset, preset=args.preset, ckpt=ckpt, shards=shards, opts=opts, say=say
+        )
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if main_rank:
+        from t2v2t.retrieval.evaluate import write_eval_outputs
+        from t2v2t.retrieval.report import eval_summary
+
+        json_path, npz_path = write_eval_outputs(result, None, output_dir(ckpt, args.run))
+        print()
+        print(eval_summary(result, args.fusion))
+        print(f"\nwrote {json_path} and {npz_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

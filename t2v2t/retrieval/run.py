@@ -1,0 +1,214 @@
+"""What the evaluation commands share: default paths, ``key=value`` options, loading a checkpoint.
+
+``scripts/evaluate.py`` (``make eval-<dataset>``) and ``scripts/ablation.py`` (``make ablation``) are
+thin wrappers over these. Problems a user can fix (a missing checkpoint or shard folder, a bad
+option) raise :class:`UsageError` with one line that says what to run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from t2v2t.retrieval.fusion import FUSIONS
+
+# Evaluation split and shard folder per dataset (the paper's inference frames: 12, 12, 32).
+EVAL_SPLITS = {"msrvtt": ("test", 12), "didemo": ("test", 12), "anet": ("val", 32)}
+DATASETS = tuple(EVAL_SPLITS)
+
+
+class UsageError(RuntimeError):
+    """A problem the user fixes by running a command or passing another option."""
+
+
+@dataclass
+class EvalOptions:
+    """The evaluation knobs settable as ``eval.<name>=value`` (``ARGS=`` of the make targets)."""
+
+    k: int = 128
+    batch_size: int = 32
+    num_frames: int | None = None  # None = the shards' frame count
+    max_text_len: int | None = None  # None = 32 sentences, 64 paragraphs
+    tau: float = 1.0
+    lam: float = 1.0
+    rerank: bool = True
+    pair_batch: int = 128
+    pairing: str = "shared"  # or two_pass (VindLU's way; one process)
+    device: str = "auto"  # auto = cuda when available
+
+    def kwargs(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("device")
+        return d
+
+
+def _coerce(name: str, raw: str, tp: str) -> Any:
+    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        if tp.startswith("bool"):  # rerank=vtm|none as in DESIGN.md, or true/false
+            word = str(value).lower()
+            if word in ("vtm", "true", "1", "yes"):
+                return True
+            if word in ("none", "false", "0", "no"):
+                return False
+            raise ValueError
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if "None" in tp:
+                return None
+            raise ValueError
+        if tp.startswith("int"):
+            if isinstance(value, bool) or int(value) != float(value):
+                raise ValueError
+            return int(value)
+        if tp.startswith("float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"option {name}={raw!r}: expected {tp}") from None
+
+
+def parse_options(items: Sequence[str], base: EvalOptions | None = None) -> EvalOptions:
+    """``eval.k=64 eval.batch_size=16`` (the ``eval.`` prefix is optional) -> :class:`EvalOptions`."""
+    opts = dataclasses.replace(base) if base else EvalOptions()
+    types = {f.name: str(f.type) for f in dataclasses.fields(EvalOptions)}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"option {item!r} is not key=value (e.g. eval.k=64)")
+        key, raw = item.split("=", 1)
+        name = key.strip().removeprefix("eval.")
+        if name not in types:
+            raise UsageError(
+                f"unknown option {key!r}; known: {', '.join('eval.' + n for n in types)}"
+            )
+        setattr(opts, name, _coerce(key, raw, types[name]))
+    if opts.pairing not in ("shared", "two_pass"):
+        raise UsageError(f"eval.pairing={opts.pairing!r}: use shared or two_pass")
+    if opts.k < 1 or opts.batch_size < 1 or opts.pair_batch < 1 or opts.tau <= 0:
+        raise UsageError("eval.k, eval.batch_size and eval.pair_batch must be >= 1, eval.tau > 0")
+    return opts
+
+
+def default_checkpoint(dataset: str) -> Path:
+    return Path("runs") / f"finetune-{dataset}" / "best.pt"
+
+
+def eval_shard_dir(dataset: str, root: str | Path = "shards") -> Path:
+    split, frames = EVAL_SPLITS[dataset]
+    return Path(root) / dataset / f"{split}_{frames}f"
+
+
+def check_inputs(dataset: str, ckpt: Path, shards: Path, ckpt_given: bool) -> None:
+    """One clear line per missing input, naming the command that makes it."""
+    if not (shards / "manifest.json").is_file():
+        state = "has no manifest.json" if shards.is_dir() else "does not exist"
+        raise UsageError(
+            f"eval shards {shards} {state}; build them with `make shards DATASET={dataset}`"
+        )
+    if not ckpt.is_file():
+        how = (
+            "check the CKPT= path"
+            if ckpt_given
+            else f"train it with `make finetune-{dataset}` or pass CKPT=path/to/checkpoint.pt"
+        )
+        raise UsageError(f"checkpoint {ckpt} does not exist; {how}")
+
+
+def output_dir(ckpt: Path, run: str | Path | None) -> Path:
+    """``<RUN>/eval`` when given, else ``<checkpoint's directory>/eval``."""
+    return (Path(run) if run else ckpt.parent) / "eval"
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            from t2v2t.dist import world_info
+
+            return torch.device("cuda", world_info()[2])
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def load_model(ckpt: Path, preset: str, say: Callable[[str], None] = print):
+    """The checkpoint's model (its own preset and model config) and tokenizer, weights loaded."""
+    import torch
+
+    from t2v2t.models import WeightsMismatchError, build_model, build_tokenizer, load_weights
+
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors come in many types; all mean "not loadable"
+        raise UsageError(f"cannot read checkpoint {ckpt}: {type(e).__name__}: {e}") from None
+    overrides: dict[str, Any] = {}
+    if isinstance(state, dict) and isinstance(state.get("preset"), str):
+        if state["preset"] != preset:
+            say(f"[eval] {ckpt} was trained with preset {state['preset']!r}; using it")
+        preset = state["preset"]
+        # Rebuild the exact architecture saved with it (image size, frames, ...).
+        saved = state.get("model_config") or {}
+        keep = ("image_size", "num_frames", "vision_depth", "vision_width", "vision_heads")
+        overrides = {k: saved[k] for k in keep if saved.get(k) is not None}
+        for k in ("mean", "std"):
+            if saved.get(k) is not None:
+                overrides[k] = tuple(saved[k])
+    # Every weight comes from the checkpoint: no pre-trained files needed.
+    model = build_model(preset, "random", overrides=overrides or None)
+    try:
+        load_weights(model, state)
+    except WeightsMismatchError as e:
+        raise UsageError(f"{e} (PRESET={preset})") from None
+    return model, build_tokenizer(preset), preset
+
+
+def evaluate_dataset(
+    dataset: str,
+    *,
+    preset: str,
+    ckpt: Path,
+    shards: Path,
+    opts: EvalOptions,
+    say: Callable[[str], None] = print,
+) -> Any:
+    """Load the checkpoint and evaluate one dataset (call on every rank under torchrun)."""
+    from t2v2t.retrieval.evaluate import evaluate_retrieval
+
+    device = resolve_device(opts.device)
+    t0 = time.perf_counter()
+    model, tokenizer, _ = load_model(ckpt, preset, say)
+    model.to(device)
+    say(f"[eval] {dataset}: model from {ckpt} on {device} ({time.perf_counter() - t0:.1f}s)")
+    split, _ = EVAL_SPLITS[dataset]
+    return evaluate_retrieval(
+        model,
+        tokenizer,
+        shards,
+        dataset=dataset,
+        split=split,
+        device=device,
+        checkpoint=str(ckpt),
+        log=lambda m: say(f"[eval] {dataset}: {m}"),
+        **opts.kwargs(),
+    )
+
+
+__all__ = [
+    "DATASETS",
+    "EVAL_SPLITS",
+    "FUSIONS",
+    "EvalOptions",
+    "UsageError",
+    "check_inputs",
+    "default_checkpoint",
+    "eval_shard_dir",
+    "evaluate_dataset",
+    "load_model",
+    "output_dir",
+    "parse_options",
+]
