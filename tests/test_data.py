@@ -1,0 +1,318 @@
+"""The streaming loader on small real shards whose pixels say which (video, frame) they are.
+
+Every stored JPEG encodes its video in the red channel, its original frame index in the green
+channel, and carries the same left-to-right ramp in blue, so a decoded batch shows which frames
+arrived, in which order, and what geometry (crop, flip) was applied to them.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from t2v2t.data import (
+    ShardWarning,
+    TrainSource,
+    eval_texts,
+    make_eval_loader,
+    make_train_loader,
+    normalize,
+)
+from t2v2t.frames import frame_indices
+from t2v2t.plan import buffer_shuffle, train_plans
+from t2v2t.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.seeding import rng_for
+from t2v2t.shards import ShardError, info_dict, shard_name, write_manifest, write_shard
+
+ROOT = Path(__file__).resolve().parents[1]
+H, W = 32, 48  # stored frame size
+SIZE = 16  # loader output size
+G_STEP = 8  # green = 8 * original frame index
+SHARD_SIZES = [7, 3, 5, 1, 4]
+
+
+def _jpeg(red: int, green: int) -> bytes:
+    img = np.empty((H, W, 3), dtype=np.uint8)
+    img[..., 0] = red
+    img[..., 1] = green
+    img[..., 2] = np.linspace(0, 255, W, dtype=np.uint8)[None, :]
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=95, subsampling=0)
+    return buf.getvalue()
+
+
+def _build(root: Path, dataset: str, num_frames: int, candidates: int, mode: str, sizes) -> Path:
+    out = root / dataset
+    out.mkdir(parents=True)
+    infos, k = [], 0
+    for s, n in enumerate(sizes):
+        samples = []
+        for _ in range(n):
+            key = f"{dataset}_{k:03d}"
+            vlen = 30 if num_frames > 1 else 1
+            segs = frame_indices(num_frames, vlen, mode, key, seed=0, candidates=candidates)
+            meta = SampleMeta(
+                key=key, dataset=dataset, split="train", source=f"{key}.mp4",
+                captions=[f"caption {c} of {key}" for c in range(3)], fps=10.0, vlen=vlen,
+                duration=vlen / 10, frame_indices=segs,
+                sampling={"mode": mode, "num_frames": num_frames, "candidates": candidates,
+                          "seed": 0},
+                size=[H, W],
+            )  # fmt: skip
+            jpegs = [_jpeg(10 * k % 250, G_STEP * i) for seg in segs for i in seg]
+            samples.append(encode_sample(meta, jpegs))
+            k += 1
+        infos.append(write_shard(out / shard_name(dataset, "train", s), samples))
+    write_manifest(
+        out,
+        {
+            "format": FORMAT, "dataset": dataset, "split": "train", "num_frames": num_frames,
+            "mode": mode, "candidates": candidates, "seed": 0, "short_side": H,
+            "jpeg_quality": 95, "num_samples": sum(sizes), "num_failed": 0,
+            "shards": [info_dict(i) for i in infos], "created_with": {},
+        },
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("shards")
+    return {
+        "video": _build(root, "vid", 4, 2, "rand", SHARD_SIZES),
+        "image": _build(root, "img", 1, 1, "middle", [4, 3]),
+        "eval": _build(root, "evl", 4, 1, "middle", [3, 4, 2]),
+    }
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir):
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast.from_pretrained(str(minilm_dir))
+
+
+def _run(loader) -> list[tuple[str, tuple[int, ...]]]:
+    return [
+        (k, tuple(i))
+        for b in loader
+        for k, i in zip(b["keys"], b["frame_indices"].tolist(), strict=True)
+    ]
+
+
+def _loader(shards, epoch=0, **kw):
+    kw.setdefault("shuffle_buffer", 4)
+    return make_train_loader(
+        [TrainSource(shards["video"], 3, 4)], None, seed=7, epoch=epoch, image_size=SIZE, **kw
+    )
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def test_plan_covers_every_sample_once_with_equal_lengths() -> None:
+    counts = [7, 3, 5, 1, 4, 9]
+    for world in (1, 2, 3, 8):  # 8 > 6 shards: the per-sample split
+        plans = train_plans(
+            counts, seed=1, epoch=2, world_size=world, batch_size=4, shuffle_buffer=5, tag="t"
+        )
+        assert len({p.num_batches for p in plans}) == 1
+        seen = []
+        for p in plans:
+            starts = p.shard_starts()
+            for pos in p.order[: p.num_real]:
+                i, j = p.locate(int(pos))
+                assert j < p.counts[i] and starts[i] + j == pos
+                seen.append((p.shards[i], j))
+        assert sorted(seen) == sorted((s, j) for s, c in enumerate(counts) for j in range(c))
+
+
+def test_buffer_shuffle_is_a_seeded_permutation() -> None:
+    a = buffer_shuffle(50, 8, rng_for(1))
+    assert sorted(a.tolist()) == list(range(50))
+    assert a.tolist() == buffer_shuffle(50, 8, rng_for(1)).tolist()
+    assert a.tolist() != buffer_shuffle(50, 8, rng_for(2)).tolist()
+    assert a.tolist() != list(range(50))
+
+
+# ----------------------------------------------------------------------------- train stream
+
+
+def test_same_run_same_sequence_and_epochs_differ(shards) -> None:
+    first = _run(_loader(shards, epoch=0))
+    assert first == _run(_loader(shards, epoch=0))
+    # 20 samples in batches of 3: the last batch repeats the last sample (padding).
+    assert sorted(k for k, _ in first[:20]) == [f"vid_{i:03d}" for i in range(20)]
+    assert len(first) == 21 and first[20] == first[19]
+    other = _run(_loader(shards, epoch=1))
+    assert [k for k, _ in first] != [k for k, _ in other]  # order
+    assert dict(first) != dict(other)  # candidates: some video gets other frames
+    assert sorted(k for k, _ in other[:20]) == sorted(k for k, _ in first[:20])
+
+
+def test_frames_are_the_chosen_ones_and_geometry_is_shared(shards, tokenizer) -> None:
+    loader = make_train_loader(
+        [TrainSource(shards["video"], 4, 4)], tokenizer, seed=3, epoch=0, image_size=SIZE
+    )
+    flips = set()
+    for batch in loader:
+        frames = batch["frames"]
+        assert frames.dtype == torch.uint8 and frames.shape == (4, 4, 3, SIZE, SIZE)
+        assert batch["input_ids"].shape == (4, 32) and batch["input_ids"].dtype == torch.long
+        assert batch["attention_mask"].dtype == torch.long
+        assert batch["source"] == "vid"
+        for v, key in enumerate(batch["keys"]):
+            kid = int(key.split("_")[1])
+            f = frames[v].float()
+            # Red: this video. Green: the original frame index the loader reports.
+            assert abs(f[:, 0].mean().item() - (10 * kid % 250)) < 6
+            greens = (f[:, 1].mean(dim=(1, 2)) / G_STEP).round().long()
+            assert greens.tolist() == batch["frame_indices"][v].tolist()
+            # Blue ramp: identical crop and flip on every frame of the video.
+            blue = f[:, 2]
+            assert (blue - blue[0]).abs().max() < 8
+            slope = blue[0, :, -1].mean() - blue[0, :, 0].mean()
+            flips.add(bool(slope < 0))
+            assert batch["texts"][v].endswith(key)
+        assert batch["video_ids"].dtype == torch.long and len(set(batch["video_ids"].tolist())) == 4
+    assert flips == {True, False}  # both flipped and unflipped videos occur
+
+
+def test_ranks_split_keys_exactly_once_before_padding(shards) -> None:
+    seqs, lens = [], set()
+    for rank in range(2):
+        loader = _loader(shards, rank=rank, world_size=2)
+        lens.add(len(loader))
+        seq = _run(loader)
+        assert len(seq) == len(loader) * 3
+        seqs.append(seq[: loader.dataset.sources[0].plan.num_real])
+    keys = [k for s in seqs for k, _ in s]
+    assert len(lens) == 1
+    assert sorted(keys) == [f"vid_{i:03d}" for i in range(sum(SHARD_SIZES))]
+
+
+def test_resume_mid_epoch_reproduces_the_rest(shards, tokenizer) -> None:
+    sources = [TrainSource(shards["video"], 3, 4), TrainSource(shards["image"], 2, 1)]
+
+    def batches(skip):
+        loader = make_train_loader(
+            sources, tokenizer, seed=5, epoch=1, image_size=SIZE, skip_samples=skip,
+            shuffle_buffer=4,
+        )  # fmt: skip
+        return loader, list(loader)
+
+    loader, full = batches(0)
+    assert len(full) == len(loader) == 7 + 4  # ceil(20/3) video + ceil(7/2) image batches
+    assert {b["source"] for b in full} == {"vid", "img"}
+    assert (
+        full[0]["source"] != full[1]["source"]
+        or full[1]["source"] != full[2]["source"]
+        or ([b["source"] for b in full] != sorted(b["source"] for b in full))
+    )  # interleaved, not one corpus after the other
+    k = 4
+    consumed = sum(len(b["keys"]) for b in full[:k])
+    resumed_loader, rest = batches(consumed)
+    assert len(resumed_loader) == len(full) and resumed_loader.skip_batches == k
+    assert len(rest) == len(full) - k
+    for a, b in zip(full[k:], rest, strict=True):
+        assert a["keys"] == b["keys"] and a["source"] == b["source"]
+        assert torch.equal(a["frames"], b["frames"])
+        assert torch.equal(a["input_ids"], b["input_ids"])
+    with pytest.raises(ValueError, match="batch boundary"):
+        batches(consumed + 1)
+
+
+def test_truncated_shard_is_named_or_skipped_with_a_warning(shards, tmp_path) -> None:
+    bad = tmp_path / "vid"
+    shutil.copytree(shards["video"], bad)
+    victim = bad / shard_name("vid", "train", 2)
+    victim.write_bytes(victim.read_bytes()[:-100])
+    with pytest.raises(ShardError, match=victim.name):
+        _loader({"video": bad})
+    with pytest.warns(ShardWarning, match="skipped 1 of 5"):
+        loader = _loader({"video": bad}, skip_bad_shards=True)
+    assert len(loader.skipped_shards) == 1 and victim.name in loader.skipped_shards[0]
+    keys = sorted(k for k, _ in _run(loader))
+    lost = {f"vid_{i:03d}" for i in range(10, 15)}  # shard 2 holds samples 10..14
+    assert keys == sorted({f"vid_{i:03d}" for i in range(20)} - lost)
+
+
+def test_corrupt_bytes_of_the_right_size_name_the_shard(shards, tmp_path) -> None:
+    bad = tmp_path / "vid"
+    shutil.copytree(shards["video"], bad)
+    victim = bad / shard_name("vid", "train", 0)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)
+    victim.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ShardError, match=victim.name):
+            _run(_loader({"video": bad}))
+        with pytest.raises(ShardError, match="sha256"):
+            _loader({"video": bad}, verify_hash=True)
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def test_eval_every_sample_once_across_ranks(shards) -> None:
+    seen_idx, seen_keys = [], []
+    for rank in range(2):
+        loader = make_eval_loader(
+            shards["eval"], batch_size=2, num_frames=4, image_size=SIZE, rank=rank, world_size=2
+        )
+        for b in loader:
+            assert b["frames"].shape[1:] == (4, 3, SIZE, SIZE)
+            assert b["frames"][:, :, 2].float().diff(dim=-1).mean() > 0  # never flipped
+            seen_idx += b["index"].tolist()
+            seen_keys += b["keys"]
+    assert seen_idx == list(range(9))
+    assert seen_keys == [f"evl_{i:03d}" for i in range(9)]
+    texts = eval_texts(shards["eval"])
+    assert texts.video_keys == seen_keys
+    assert len(texts.texts) == 27 and texts.text_video[:4] == [0, 0, 0, 1]
+    assert texts.texts[3] == "caption 0 of evl_001"
+    # Fewer frames than stored: middle subsampling of the stored segments.
+    two = next(iter(make_eval_loader(shards["eval"], batch_size=9, num_frames=2, image_size=SIZE)))
+    assert two["frames"].shape == (9, 2, 3, SIZE, SIZE)
+
+
+def test_normalize() -> None:
+    frames = torch.full((1, 2, 3, 4, 4), 255, dtype=torch.uint8).permute(0, 1, 2, 4, 3)
+    out = normalize(frames, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 0.5))
+    assert out.dtype == torch.float32 and out.is_contiguous()
+    assert torch.allclose(out[0, 0, :, 0, 0], torch.tensor([1.0, 2.0, 1.0]))
+    with pytest.raises(TypeError):
+        normalize(out, (0, 0, 0), (1, 1, 1))
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def _inspect(shard_dir: Path, *args: str) -> list[str]:
+    cmd = [sys.executable, str(ROOT / "scripts" / "inspect_stream.py"), "--shards", str(shard_dir)]
+    cmd += ["--image-size", str(SIZE), "--batch-size", "3", "--shuffle-buffer", "4", "--seed", "7"]
+    cmd += args
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def test_inspect_stream_workers_do_not_change_the_epoch(shards) -> None:
+    zero = _inspect(shards["video"], "--epoch", "2", "--workers", "0")
+    two = _inspect(shards["video"], "--epoch", "2", "--workers", "2")
+    assert zero == two
+    assert len(zero) == 21  # 20 samples + 1 padding (ceil(20 / 3) batches of 3)
+    key, *idx = zero[0].split()
+    assert key.startswith("vid_") and len(idx) == 4
+    expected = _run(_loader(shards, epoch=2))
+    assert zero == [" ".join([k, *map(str, i)]) for k, i in expected]
