@@ -1,0 +1,121 @@
+"""`make ablation`: the paper's ablation table — VindLU / naïve T2V2T / T2V2T on each dataset.
+
+For every dataset whose checkpoint and eval shards exist, reuses the evaluation JSON already
+written for that checkpoint (by `make eval-<dataset>` or an earlier ablation) when its settings
+match, else evaluates; then prints the table (R1 R5 R10 Avg per dataset, Total Avg) and writes it
+as Markdown to ``runs/ablation.md`` (or ``<RUN>/ablation.md``). Datasets without a checkpoint or
+shards are listed under the table, not fatal. Options: ``eval.<key>=value`` as for evaluate.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from t2v2t.retrieval.report import ablation_markdown
+from t2v2t.retrieval.run import (
+    DATASETS,
+    EVAL_SPLITS,
+    EvalOptions,
+    UsageError,
+    check_inputs,
+    default_checkpoint,
+    eval_shard_dir,
+    evaluate_dataset,
+    output_dir,
+    parse_options,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--preset", default="base", help="model preset (each checkpoint's wins)")
+    p.add_argument("--run", default=None, help="write RUN/ablation.md and RUN/eval/*.json")
+    p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset")
+    p.add_argument("--shards", default="shards", help="shard root (default shards)")
+    p.add_argument("--force", action="store_true", help="re-evaluate even when a JSON matches")
+    for d in DATASETS:
+        p.add_argument(f"--ckpt-{d}", default=None, help=f"default {default_checkpoint(d)}")
+    p.add_argument("options", nargs="*", help="eval.<key>=value overrides")
+    return p.parse_args(argv)
+
+
+def reusable(path: Path, ckpt: Path, opts: EvalOptions) -> dict[str, Any] | None:
+    """The JSON at ``path`` when it is this checkpoint's, no older than it, with the same settings."""
+    if not path.is_file() or path.stat().st_mtime < ckpt.stat().st_mtime:
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    same = (
+        res.get("checkpoint") == str(ckpt)
+        and res.get("k") == opts.k
+        and res.get("rerank", True) == opts.rerank
+        and res.get("tau") == opts.tau
+        and res.get("lam") == opts.lam
+        and (opts.num_frames is None or res.get("num_frames") == opts.num_frames)
+        and (opts.max_text_len is None or res.get("max_text_len") == opts.max_text_len)
+    )
+    return res if same and "results" in res else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        opts = parse_options(args.options)
+        datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        unknown = [d for d in datasets if d not in DATASETS]
+        if unknown:
+            raise UsageError(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results: dict[str, dict[str, Any]] = {}
+    missing: dict[str, str] = {}
+    for d in datasets:
+        given = getattr(args, f"ckpt_{d}")
+        ckpt = Path(given) if given else default_checkpoint(d)
+        shards = eval_shard_dir(d, args.shards)
+        try:
+            check_inputs(d, ckpt, shards, ckpt_given=given is not None)
+        except UsageError as e:
+            missing[d] = str(e)
+            print(f"[ablation] {d}: skipped: {e}")
+            continue
+        out = output_dir(ckpt, args.run)
+        name = f"{d}_{EVAL_SPLITS[d][0]}.json"
+        # The run's own folder first, then where `make eval-<dataset>` writes by default.
+        for candidate in dict.fromkeys([out / name, output_dir(ckpt, None) / name]):
+            found = None if args.force else reusable(candidate, ckpt, opts)
+            if found:
+                results[d] = found
+                print(f"[ablation] {d}: reused {candidate}")
+                break
+        else:
+            from t2v2t.retrieval.evaluate import write_eval_outputs
+
+            try:
+                res = evaluate_dataset(d, preset=args.preset, ckpt=ckpt, shards=shards, opts=opts)
+            except UsageError as e:
+                missing[d] = str(e)
+                print(f"[ablation] {d}: failed: {e}")
+                continue
+            json_path, _ = write_eval_outputs(res, None, out)
+            print(f"[ablation] {d}: wrote {json_path}")
+            results[d] = dict(res)
+    table = ablation_markdown(results, datasets, missing)
+    path = Path(args.run or "runs") / "ablation.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# Ablation: fusion of text->video and video->text scores\n\n" + table)
+    print()
+    print(table)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""End to end on the real tiny model: eval shards -> evaluate_retrieval -> outputs -> commands."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from t2v2t.retrieval.metrics import retrieval_metrics
+from t2v2t.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.shards import info_dict, shard_dir, shard_name, write_manifest, write_shard
+
+NUM_VIDEOS, STORED_FRAMES, SIZE = 9, 12, 32
+# Video 3 has two captions: a video with several texts (MSR-VTT train style).
+CAPTIONS = {i: [f"a {c} square moving {d}"] for i, (c, d) in enumerate(
+    [("red", "left"), ("blue", "right"), ("green", "up"), ("white", "down"), ("black", "left"),
+     ("pink", "right"), ("gray", "up"), ("brown", "down"), ("orange", "left")])}  # fmt: skip
+CAPTIONS[3] = CAPTIONS[3] + ["a white square that falls"]
+
+
+def _jpeg(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def write_eval_shards(root, dataset="msrvtt", split="test"):
+    """A small eval shard folder in the real format (two shards, middle sampling)."""
+    out = shard_dir(root, dataset, split, STORED_FRAMES)
+    out.mkdir(parents=True)
+    samples = []
+    for v in range(NUM_VIDEOS):
+        meta = SampleMeta(
+            key=f"video{v}", dataset=dataset, split=split, source=f"videos/video{v}.mp4",
+            captions=CAPTIONS[v], fps=8.0, vlen=48, duration=6.0,
+            frame_indices=[[4 * i + 2] for i in range(STORED_FRAMES)],
+            sampling={"mode": "middle", "num_frames": STORED_FRAMES, "candidates": 1, "seed": 0},
+            size=[SIZE, SIZE],
+        )  # fmt: skip
+        samples.append(encode_sample(meta, [_jpeg(v * 100 + f) for f in range(STORED_FRAMES)]))
+    infos = [
+        write_shard(out / shard_name(dataset, split, 0), samples[:5]),
+        write_shard(out / shard_name(dataset, split, 1), samples[5:]),
+    ]
+    write_manifest(out, {
+        "format": FORMAT, "dataset": dataset, "split": split, "num_frames": STORED_FRAMES,
+        "mode": "middle", "candidates": 1, "seed": 0, "short_side": SIZE, "jpeg_quality": 90,
+        "num_samples": NUM_VIDEOS, "num_failed": 0, "shards": [info_dict(i) for i in infos],
+        "created_with": {},
+    })  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    return root, write_eval_shards(root)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from t2v2t.models import build_model, build_tokenizer
+
+    torch.manual_seed(0)
+    model = build_model("tiny", "random", overrides={"image_size": SIZE})
+    return model.eval(), build_tokenizer("tiny")
+
+
+def flat(results):
+    return {
+        (f, d, m): v for f, dirs in results.items() for d, ms in dirs.items() for m, v in ms.items()
+    }
+
+
+def _eval(tiny, directory, **kw):
+    from t2v2t.retrieval.evaluate import evaluate_retrieval
+
+    model, tok = tiny
+    opts = dict(dataset="msrvtt", split="test", k=4, num_frames=4, batch_size=4, pair_batch=7)
+    return evaluate_retrieval(model, tok, directory, **{**opts, **kw})
+
+
+def test_shared_pairs_match_two_pass_on_tiny_model(tiny, shards, tmp_path):
+    from t2v2t.retrieval.evaluate import load_scores, write_eval_outputs
+
+    _, directory = shards
+    shared = _eval(tiny, directory)
+    two = _eval(tiny, directory, pairing="two_pass")
+    nt = NUM_VIDEOS + 1
+    assert (shared["num_texts"], shared["num_videos"]) == (nt, NUM_VIDEOS)
+    assert two["pair_evaluations"] == 4 * nt + 4 * NUM_VIDEOS
+    assert shared["pair_evaluations"] < two["pair_evaluations"]
+    assert shared["pair_evaluations_two_pass"] == two["pair_evaluations"]
+    for key in ("t2v_none", "t2v_naive", "t2v_t2v2t"):
+        np.testing.assert_allclose(shared.scores[key], two.scores[key], atol=1e-4)
+    assert flat(shared["results"]) == pytest.approx(flat(two["results"]))
+    assert set(shared["results"]) == {"none", "naive", "t2v2t"}
+    assert set(shared["results"]["t2v2t"]["v2t"]) == {"R1", "R5", "R10", "Avg", "MdR", "MnR"}
+
+    # The files: JSON as returned, and a npz from which anyone recomputes the metrics.
+    json_path, npz_path = write_eval_outputs(shared, None, tmp_path / "eval")
+    assert json_path.name == "msrvtt_test.json" and npz_path.name == "msrvtt_test_scores.npz"
+    assert json.loads(json_path.read_text()) == json.loads(json.dumps(shared))
+    arrays, gt = load_scores(npz_path)
+    assert gt[3] == [3] and gt[4] == [3]  # the second caption of video 3
+    assert arrays["t2v_t2v2t"].shape == (nt, NUM_VIDEOS)
+    recomputed = retrieval_metrics(arrays["t2v_none"], arrays["t2v_none"].T, gt)["t2v"]
+    assert recomputed == pytest.approx(shared["results"]["none"]["t2v"])
+
+
+def test_stage1_only_and_full_candidates(tiny, shards):
+    _, directory = shards
+    res = _eval(tiny, directory, rerank=False, k=NUM_VIDEOS + 1)
+    assert res["pair_evaluations"] == 0
+    # With every video a candidate, `none` is plain dual-encoder ranking of the similarities.
+    from t2v2t.retrieval.metrics import t2v_metrics
+
+    gt = [[v] for v in range(NUM_VIDEOS)]
+    gt.insert(4, [3])
+    assert res["results"]["none"]["t2v"] == pytest.approx(t2v_metrics(res.scores["stage1"], gt))
+
+
+def _save_checkpoint(model, path):
+    torch.save(
+        {"model": model.state_dict(), "preset": "tiny", "model_config": model.config.to_dict()},
+        path,
+    )
+
+
+def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    def load(name):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"_{name}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    evaluate, ablation = load("evaluate"), load("ablation")
+    root, _ = shards
+    ckpt = tmp_path / "ft" / "best.pt"
+    ckpt.parent.mkdir()
+    _save_checkpoint(tiny[0], ckpt)
+    common = ["--shards", str(root), "--ckpt", str(ckpt)]
+    opts = ["eval.k=4", "eval.batch_size=4", "eval.num_frames=4", "eval.device=cpu"]
+    assert evaluate.main(["--dataset", "msrvtt", "--preset", "base", *common, *opts]) == 0
+    out = capsys.readouterr().out
+    assert "R1" in out and "t2v2t" in out and "naive" in out
+    result = json.loads((tmp_path / "ft" / "eval" / "msrvtt_test.json").read_text())
+    assert result["checkpoint"] == str(ckpt) and result["k"] == 4
+
+    # Missing inputs: one line, exit status 2, the command that makes them.
+    assert evaluate.main(["--dataset", "didemo", *common]) == 2
+    assert "make shards DATASET=didemo" in capsys.readouterr().err
+    assert evaluate.main(["--dataset", "msrvtt", "--shards", str(root)]) == 2
+    assert "make finetune-msrvtt" in capsys.readouterr().err
+    assert evaluate.main(["--dataset", "msrvtt", *common, "eval.k=zero"]) == 2
+
+    # The ablation table reuses the JSON just written and reports the datasets it lacks.
+    run = tmp_path / "run"
+    args = [
+        "--preset",
+        "tiny",
+        "--run",
+        str(run),
+        "--shards",
+        str(root),
+        "--ckpt-msrvtt",
+        str(ckpt),
+    ]
+    assert ablation.main([*args, *opts]) == 0
+    table = (run / "ablation.md").read_text()
+    want = result["results"]["t2v2t"]["t2v"]
+    assert f"| T2V2T | {want['R1']:.1f} |" in table
+    assert "DiDeMo: not evaluated" in table and "naïve T2V2T" in table
+    assert "reused" in capsys.readouterr().out
