@@ -33,9 +33,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def build_optimizer(
     model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], eps: float = 1e-8
 ) -> torch.optim.AdamW:
-    fused = any(p.is_cuda for p in model.parameters())  # fused AdamW kernel on GPU only
+    # The fused kernel (CPU and CUDA) is several times faster than the per-tensor loop.
     return torch.optim.AdamW(
-        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=fused or None
+        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=True
     )
 
 

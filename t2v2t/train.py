@@ -129,6 +129,7 @@ def make_loader(
         image_size=image_size,
         skip_samples=skip,
         skip_bad_shards=cfg.data.skip_bad_shards,
+        pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -262,8 +263,13 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["scheduler"])
         step = int(ckpt["step"])
-        start_epoch = int(ckpt["data_position"]["epoch"])
-        skip = int(ckpt["data_position"]["samples"])
+        position = ckpt["data_position"]
+        start_epoch, skip = int(position["epoch"]), int(position["samples"])
+        if skip and int(position.get("world_size", world)) != world:
+            raise ConfigError(
+                f"{resume_from} stopped mid-epoch with {position['world_size']} processes; "
+                f"resume it with the same number (now {world}) or from an epoch-end checkpoint"
+            )
         best = ckpt.get("best_metric")
         states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
         set_rng_state(states[rank] if rank < len(states) else states[0])
@@ -308,7 +314,8 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": schedule.state_dict(),
                 "rng": states,
-                "data_position": {"epoch": epoch, "samples": samples},
+                # samples: what this rank consumed of the epoch (the loader's skip_samples)
+                "data_position": {"epoch": epoch, "samples": samples, "world_size": world},
                 "step": step,
                 "best_metric": best,
                 "git_commit": commit,
@@ -333,7 +340,7 @@ def train(
                 image_size=image_size,
             )
         )
-        samples, skip = skip, 0  # samples of this epoch consumed so far, all ranks together
+        samples, skip = skip, 0  # samples this rank consumed in the epoch (equal on all ranks)
         bar = _progress(main, epoch, o.epochs, steps_per_epoch, step - epoch * steps_per_epoch)
         t_last = time.perf_counter()
         for batch in loader:
@@ -347,8 +354,8 @@ def train(
             optimizer.step()
             schedule.step()
             step += 1
+            samples += int(batch["frames"].shape[0])
             global_batch = int(batch["frames"].shape[0]) * world
-            samples += global_batch
 
             # -- log: loss terms averaged over ranks, throughput of this step
             terms = torch.tensor([_as_float(out.get(k, 0.0)) for k in LOSS_TERMS], device=device)
