@@ -82,7 +82,15 @@ def _eval(tiny, directory, **kw):
     from t2v2t.retrieval.evaluate import evaluate_retrieval
 
     model, tok = tiny
-    opts = dict(dataset="msrvtt", split="test", k=4, num_frames=4, batch_size=4, pair_batch=7)
+    opts = dict(
+        dataset="msrvtt",
+        split="test",
+        k=4,
+        num_frames=4,
+        batch_size=4,
+        pair_batch=7,
+        max_text_len=16,
+    )
     return evaluate_retrieval(model, tok, directory, **{**opts, **kw})
 
 
@@ -150,7 +158,8 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     ckpt.parent.mkdir()
     _save_checkpoint(tiny[0], ckpt)
     common = ["--shards", str(root), "--ckpt", str(ckpt)]
-    opts = ["eval.k=4", "eval.batch_size=4", "eval.num_frames=4", "eval.device=cpu"]
+    opts = ["eval.k=4", "eval.batch_size=4", "eval.num_frames=4", "eval.max_text_len=16"]
+    opts.append("eval.device=cpu")
     assert evaluate.main(["--dataset", "msrvtt", "--preset", "base", *common, *opts]) == 0
     out = capsys.readouterr().out
     assert "R1" in out and "t2v2t" in out and "naive" in out
