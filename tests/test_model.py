@@ -1,0 +1,259 @@
+"""The VindLU model on the tiny preset with the real MiniLM weights and tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from t2v2t.models import (
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    build_model,
+    build_tokenizer,
+    load_weights,
+)
+
+# Tiny images keep the vision side cheap on a busy 2-core machine (2x2 patches at 32 px).
+SMALL = {"image_size": 32}
+CAPTIONS = [
+    "a small red circle moves slowly to the left",
+    "a big blue square jumps up and down on a green background",
+    "a yellow triangle",
+    "two purple stars drift to the right quickly",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer("tiny")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("tiny", init="pretrained", overrides=SMALL).eval()
+
+
+def _text(tokenizer, texts, length=16):
+    enc = tokenizer(
+        texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt"
+    )
+    return enc["input_ids"], enc["attention_mask"]
+
+
+@pytest.mark.parametrize("frames", [1, 4, 12, 32])
+def test_shapes_for_frame_counts(model, tokenizer, frames):
+    b, s = 2, model.config.image_size
+    with torch.no_grad():
+        video_embeds, video_feat = model.encode_video(torch.randn(b, frames, 3, s, s))
+        ids, mask = _text(tokenizer, CAPTIONS[:b])
+        text_embeds, text_feat = model.encode_text(ids, mask)
+        sim = model.similarity(text_feat, video_feat)
+        vtm = model.vtm_logits(text_embeds, mask, video_embeds)
+    tokens = (s // 16) ** 2 + 1
+    assert video_embeds.shape == (b, frames * tokens, 192)
+    assert video_feat.shape == (b, frames, model.config.embed_dim)
+    assert torch.allclose(video_feat.norm(dim=-1), torch.ones(b, frames), atol=1e-5)
+    assert text_embeds.shape == (b, 16, 384) and text_feat.shape == (b, 256)
+    assert sim.shape == (b, b) and vtm.shape == (b,)
+    assert torch.isfinite(sim).all() and torch.isfinite(vtm).all()
+
+
+def test_temporal_position_embedding_interpolates_linearly(model):
+    pos = model.vision.temporal_pos
+    ramp = torch.linspace(0, 3, pos.shape[0])[:, None].expand_as(pos)
+    with torch.no_grad():
+        old = pos.clone()
+        pos.copy_(ramp)
+        try:
+            same = model.vision.temporal_pos_for(pos.shape[0]).clone()
+            grown = model.vision.temporal_pos_for(12)
+        finally:
+            pos.copy_(old)
+    assert torch.equal(same, ramp)
+    assert grown.shape == (12, pos.shape[1])
+    steps = grown[1:, 0] - grown[:-1, 0]
+    assert (steps >= -1e-6).all() and grown[0, 0] >= 0 and grown[-1, 0] <= 3 + 1e-6
+    assert torch.allclose(grown[:, 0], grown[:, 1])  # same interpolation for every channel
+
+
+def test_fresh_video_encoder_equals_image_backbone(model):
+    """Zero-initialised temporal parts: every frame of a repeated image gives the image model's
+    own features, compared against a plain timm model holding the same weights."""
+    cfg = model.config
+    plain = timm.create_model(
+        cfg.vision_model,
+        pretrained=False,
+        img_size=cfg.image_size,
+        depth=cfg.vision_depth,
+        num_classes=0,
+    ).eval()
+    plain.load_state_dict(model.vision.backbone.state_dict())
+    image = torch.randn(1, 3, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        want_pooled = plain(image)
+        want_tokens = plain.forward_features(image)
+        tokens, pooled = model.vision(image[:, None].expand(1, 4, -1, -1, -1))
+    for t in range(4):
+        torch.testing.assert_close(pooled[0, t], want_pooled[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tokens[0, t], want_tokens[0], atol=1e-5, rtol=1e-5)
+
+    # The comparison can fail: once the temporal scale is non-zero, different frames mix.
+    video = torch.randn(1, 4, 3, cfg.image_size, cfg.image_size)
+    scales = [m.scale for m in model.vision.temporal]
+    with torch.no_grad():
+        _, before = model.vision(video)
+        for p in scales:
+            p.fill_(1.0)
+        try:
+            _, after = model.vision(video)
+        finally:
+            for p in scales:
+                p.zero_()
+    assert not torch.allclose(before, after, atol=1e-4)
+
+
+def test_text_layers_reproduce_minilm_hidden_states(model, tokenizer, minilm_dir):
+    from transformers import BertModel
+
+    ref = BertModel.from_pretrained(str(minilm_dir)).eval()
+    ids, mask = _text(tokenizer, CAPTIONS, length=20)
+    with torch.no_grad():
+        hidden = ref(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        x = model.text.embeddings(input_ids=ids)
+        ours = [x]
+        bias = mask.bool()[:, None, None, :]
+        for layer in model.text.layers:
+            x = layer(x, bias)
+            ours.append(x)
+        text_embeds, _ = model.encode_text(ids, mask)
+    assert len(model.text.layers) == 4
+    valid = mask.bool()
+    for k in range(5):  # embeddings and the outputs of layers 1..4
+        torch.testing.assert_close(ours[k][valid], hidden[k][valid], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(text_embeds[valid], hidden[4][valid], atol=2e-5, rtol=1e-4)
+    # The fusion layers carry MiniLM layers 4 and 5's pre-trained self-attention and FFN.
+    for i, block in enumerate(model.fusion.layers):
+        src = ref.encoder.layer[4 + i]
+        assert torch.equal(block.attention.self.query.weight, src.attention.self.query.weight)
+        assert torch.equal(block.output.dense.weight, src.output.dense.weight)
+
+
+def test_forward_losses_and_disabled_weights(model, tokenizer):
+    torch.manual_seed(1)
+    s = model.config.image_size
+    frames = torch.randn(4, 4, 3, s, s)
+    ids, mask = _text(tokenizer, CAPTIONS)
+    vids = torch.tensor([0, 0, 1, 2])  # a video with two captions
+    with torch.no_grad():
+        out = model(frames, ids, mask, vids)
+        only_vtc = model(frames, ids, mask, vids, weights={"vtc": 1.0, "vtm": 0, "mlm": 0})
+    for k in ("vtc", "vtm", "mlm"):
+        assert out[k].item() > 0 and torch.isfinite(out[k])
+    torch.testing.assert_close(out["loss"], out["vtc"] + out["vtm"] + out["mlm"])
+    assert only_vtc["vtm"].item() == 0 and only_vtc["mlm"].item() == 0
+    torch.testing.assert_close(only_vtc["loss"], only_vtc["vtc"])
+    torch.testing.assert_close(only_vtc["vtc"], out["vtc"])
+
+
+def test_a_few_adamw_steps_lower_every_loss(tokenizer):
+    torch.manual_seed(0)
+    model = build_model("tiny", init="pretrained", overrides={**SMALL, "vision_depth": 2})
+    model.train()
+    # The 30522-word embedding (tied to the MLM decoder) stays fixed: it dominates the CPU cost
+    # of a step and every loss can still fall through the other weights.
+    model.text.embeddings.word_embeddings.weight.requires_grad_(False)
+    s = model.config.image_size
+    frames = torch.randn(4, 4, 3, s, s)
+    ids, mask = _text(tokenizer, CAPTIONS)
+    vids = torch.tensor([0, 1, 2, 3])
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.0)
+
+    def losses() -> dict[str, torch.Tensor]:
+        torch.manual_seed(123)  # same masks, hard negatives and dropout every time
+        return model(frames, ids, mask, vids)
+
+    def grads() -> list[torch.Tensor]:
+        blocks = (model.vision.backbone.blocks[0].attn.qkv, model.fusion.layers[0].crossattention)
+        return [blocks[0].weight.grad.clone(), blocks[1].key.weight.grad.clone()]
+
+    steps = []
+    for step in range(3):
+        out = losses()
+        opt.zero_grad()
+        out["loss"].backward()
+        steps.append({k: v.item() for k, v in out.items()})
+        if step == 0:
+            # Gradient checkpointing changes memory, not results (RNG state is replayed).
+            plain = grads()
+            model.set_grad_checkpointing(True)
+            opt.zero_grad()
+            again = losses()
+            again["loss"].backward()
+            model.set_grad_checkpointing(False)
+            assert again["loss"].item() == pytest.approx(steps[0]["loss"], rel=1e-5)
+            for a, b in zip(plain, grads(), strict=True):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        opt.step()
+    with torch.no_grad():
+        last = {k: v.item() for k, v in losses().items()}
+    for k in ("loss", "vtc", "vtm", "mlm"):
+        assert last[k] < steps[0][k], (k, steps, last)
+
+
+def test_uint8_frames_are_normalised_with_config_mean_std(model):
+    s = model.config.image_size
+    raw = torch.randint(0, 256, (1, 2, 3, s, s), dtype=torch.uint8)
+    mean = torch.tensor(model.config.mean).view(1, 1, 3, 1, 1)
+    std = torch.tensor(model.config.std).view(1, 1, 3, 1, 1)
+    with torch.no_grad():
+        a = model.encode_video(raw)[1]
+        b = model.encode_video((raw.float() / 255 - mean) / std)[1]
+    torch.testing.assert_close(a, b)
+
+
+def test_strict_load_roundtrip_and_key_errors(model, tmp_path):
+    other = build_model("tiny", init="random", overrides=SMALL)
+    assert not torch.equal(other.itm_head.weight, model.itm_head.weight)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict(), "preset": "tiny", "step": 3}, path)
+    load_weights(other, path)
+    for (k, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    # Tied MLM decoder and word embeddings stay one tensor after loading.
+    assert other.mlm_head.predictions.decoder.weight is other.text.embeddings.word_embeddings.weight
+
+    bad = dict(model.state_dict())
+    del bad["itm_head.bias"]
+    bad["extra.weight"] = torch.zeros(1)
+    with pytest.raises(WeightsMismatchError) as err:
+        load_weights(other, bad)
+    assert "itm_head.bias" in str(err.value) and "extra.weight" in str(err.value)
+
+    wrong = dict(model.state_dict())
+    wrong["temp"] = torch.zeros(3)
+    with pytest.raises(WeightsMismatchError, match="temp"):
+        load_weights(other, wrong)
+
+
+def test_offline_base_without_weights_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("INIT", "T2V2T_VISION_WEIGHTS", "T2V2T_BERT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_model("base")
+    msg = str(err.value)
+    assert "INIT=random" in msg and "T2V2T_VISION_WEIGHTS" in msg and "T2V2T_BERT_PATH" in msg
+
+    monkeypatch.setenv("T2V2T_VISION_WEIGHTS", "/nonexistent/beit.safetensors")
+    with pytest.raises(WeightsUnavailableError, match="/nonexistent/beit.safetensors"):
+        build_model("base")
+
+
+def test_init_env_and_unknown_init(monkeypatch):
+    with pytest.raises(ValueError, match="INIT=random"):
+        build_model("tiny", init="imagenet")
+    with pytest.raises(ValueError, match="unknown model preset"):
+        build_model("huge", init="random")
