@@ -92,7 +92,8 @@ def train_crop(
 
 def _open(data: bytes, key: str, i: int) -> Image.Image:
     try:
-        return Image.open(io.BytesIO(data))
+        # formats=JPEG: skip probing the other plugins (the schema stores JPEG frames only).
+        return Image.open(io.BytesIO(data), formats=["JPEG"])
     except Exception as err:  # PIL raises several types; name the frame either way
         raise ValueError(f"sample {key}: frame {i} is not a readable image ({err})") from None
 

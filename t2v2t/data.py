@@ -38,7 +38,7 @@ import tarfile
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +55,11 @@ from t2v2t.shards import (
     ShardError,
     ShardInfo,
     check_shard_file,
-    iter_samples,
     open_zstd,
     read_manifest,
     shard_infos,
 )
+from t2v2t.tarstream import iter_shard_samples
 from t2v2t.text import SENTENCE_LEN, choose_caption, tokenize, video_id
 
 __all__ = [
@@ -164,7 +164,7 @@ class _Stream:
         nxt = int(self.wanted[i])
         self.shard = int(np.searchsorted(self.starts, nxt, side="right") - 1)
         self.pos = int(self.starts[self.shard])
-        self.it = iter_samples(self.directory / self.names[self.shard])
+        self.it = iter_shard_samples(self.directory / self.names[self.shard])
 
     def _read_until(self, p: int) -> None:
         while p not in self.pending:
@@ -244,7 +244,6 @@ class _PlannedBatches(IterableDataset):
     epoch: int
     image_size: int
     crop_scale: tuple[float, float] = TRAIN_SCALE
-    base_index: list[int] = field(default_factory=list)  # eval: manifest position of stream 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -482,8 +481,8 @@ def make_eval_loader(
     infos, _ = _check_shards(
         directory, shard_infos(manifest), skip_bad=False, verify_hash=verify_hash
     )
-    plan = eval_plan([s.samples for s in infos], rank=rank, world_size=world_size,
-                     batch_size=batch_size)  # fmt: skip
+    counts = [s.samples for s in infos]
+    plan = eval_plan(counts, rank=rank, world_size=world_size, batch_size=batch_size)
     src = _Source(
         directory=directory,
         name=str(manifest.get("dataset", directory.name)),
@@ -494,9 +493,14 @@ def make_eval_loader(
     )
     steps = [(0, b) for b in range(plan.num_batches)]
     dataset = _PlannedBatches(
-        sources=[src], steps=steps, train=False, tokenizer=None, seed=0, epoch=0,
+        sources=[src],
+        steps=steps,
+        train=False,
+        tokenizer=None,
+        seed=0,
+        epoch=0,
         image_size=image_size,
-    )  # fmt: skip
+    )
     sizes = [len(plan.batch(b)) for b in range(plan.num_batches)]
     return PlannedLoader(
         dataset,

@@ -316,3 +316,37 @@ def test_inspect_stream_workers_do_not_change_the_epoch(shards) -> None:
     assert key.startswith("vid_") and len(idx) == 4
     expected = _run(_loader(shards, epoch=2))
     assert zero == [" ".join([k, *map(str, i)]) for k, i in expected]
+
+
+# ----------------------------------------------------------------------------- tar reader
+
+
+def test_lean_tar_reader_matches_tarfile(tmp_path) -> None:
+    import tarfile
+
+    from t2v2t.tarstream import iter_tar
+
+    long = "k" * 120 + ".json"  # needs a pax (or GNU) long-name record
+    members = [("a.json", b"{}"), ("a.000.jpg", b"x" * 700), (long, b"y"), ("d/b.txt", b"")]
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+            folder = tarfile.TarInfo("d")
+            folder.type = tarfile.DIRTYPE  # skipped by the reader
+            tar.addfile(folder)
+            for name, data in members:
+                if fmt == tarfile.USTAR_FORMAT and len(name) > 100:
+                    continue
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+        got = list(iter_tar(io.BytesIO(raw)))
+        want = [(n, d) for n, d in members if fmt != tarfile.USTAR_FORMAT or len(n) <= 100]
+        assert got == want, fmt
+        with pytest.raises(EOFError):
+            list(iter_tar(io.BytesIO(raw[:1100])))
+        bad = bytearray(raw)
+        bad[10] ^= 0xFF  # inside the first header's name
+        with pytest.raises(ValueError, match="checksum"):
+            list(iter_tar(io.BytesIO(bytes(bad))))
