@@ -191,3 +191,51 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     assert f"| T2V2T | {want['R1']:.1f} |" in table
     assert "DiDeMo: not evaluated" in table and "naïve T2V2T" in table
     assert "reused" in capsys.readouterr().out
+
+
+def _dist_eval(rank, world, port, directory, state, out):
+    import os
+
+    import torch.distributed as dist
+
+    from t2v2t.models import build_model, build_tokenizer
+    from t2v2t.retrieval.evaluate import evaluate_retrieval
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        model = build_model("tiny", "random", overrides={"image_size": SIZE})
+        model.load_state_dict(torch.load(state, weights_only=True))
+        res = evaluate_retrieval(
+            model.eval(), build_tokenizer("tiny"), directory, dataset="msrvtt", split="test",
+            k=4, num_frames=4, batch_size=2, pair_batch=5, max_text_len=16,
+        )  # fmt: skip
+        scores = torch.from_numpy(res.scores["t2v_t2v2t"])
+        torch.save({"result": json.dumps(res), "t2v2t": scores}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_distributed_evaluation_matches_one_process(tiny, shards, tmp_path):
+    """Two gloo ranks: videos and candidate pairs split, gathered; the numbers of one process."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    _, directory = shards
+    state = tmp_path / "state.pt"
+    torch.save(tiny[0].state_dict(), state)
+    single = _eval(tiny, directory, batch_size=2, pair_batch=5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "res")
+    mp.spawn(_dist_eval, args=(2, port, directory, str(state), out), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(f"{out}.{rank}", weights_only=True)
+        res = json.loads(got["result"])
+        assert res["world_size"] == 2
+        assert res["pair_evaluations"] == single["pair_evaluations"]
+        assert flat(res["results"]) == pytest.approx(flat(single["results"]))
+        np.testing.assert_allclose(got["t2v2t"].numpy(), single.scores["t2v_t2v2t"], atol=1e-4)
