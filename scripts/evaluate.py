@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(eval_summary(result, args.fusion))
         print(f"\nwrote {json_path} and {npz_path}")
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # rank 0 has written before anyone exits
+        dist.destroy_process_group()
     return 0
 
 

@@ -22,7 +22,12 @@ def eval_summary(result: Mapping[str, Any], fusion: str) -> str:
     head = (
         f"{result['dataset']} {result['split']}: {result['num_texts']} texts x "
         f"{result['num_videos']} videos, k={result['k']}, "
-        f"{result['pair_evaluations']} VTM pairs, {result['seconds']:.1f}s"
+        + (
+            f"{result['pair_evaluations']} VTM pairs"
+            if result.get("rerank", True)
+            else "stage-1 scores only (no re-ranking)"
+        )
+        + f", {result['seconds']:.1f}s"
     )
     cols = "  ".join(f"{c:>5}" for c in COLUMNS)
     lines = [
