@@ -200,7 +200,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+        # A null entry removes it: `data.sources.cc3m=null` pre-trains on WebVid alone.
+        return {
+            str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items() if v is not None
+        }
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)
