@@ -59,7 +59,9 @@ def vtc_loss(
         text_feat = dist.all_gather_with_grad(text_feat)
         video_feat = dist.all_gather_with_grad(video_feat)
         video_ids = dist.all_gather_tensor(video_ids)
-    sim_t2v = text_feat @ video_feat.t() / temp
+    # Similarities and softmax in fp32 even under bf16 autocast (temperature as low as 0.001).
+    with torch.autocast(text_feat.device.type, enabled=False):
+        sim_t2v = text_feat.float() @ video_feat.float().t() / temp
     with torch.no_grad():
         pos = positive_mask(video_ids, video_ids).to(sim_t2v.dtype)
         targets = pos / pos.sum(1, keepdim=True)

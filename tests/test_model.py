@@ -10,6 +10,7 @@ from t2v2t.models import (
     WeightsMismatchError,
     WeightsUnavailableError,
     build_model,
+    build_model_from_config,
     build_tokenizer,
     load_weights,
 )
@@ -215,7 +216,8 @@ def test_uint8_frames_are_normalised_with_config_mean_std(model):
 
 
 def test_strict_load_roundtrip_and_key_errors(model, tmp_path):
-    other = build_model("tiny", init="random", overrides=SMALL)
+    other = build_model_from_config(model.config.to_dict())
+    assert other.config == model.config and other.config.image_size == 32
     assert not torch.equal(other.itm_head.weight, model.itm_head.weight)
     path = tmp_path / "ckpt.pt"
     torch.save({"model": model.state_dict(), "preset": "tiny", "step": 3}, path)
@@ -257,3 +259,44 @@ def test_init_env_and_unknown_init(monkeypatch):
         build_model("tiny", init="imagenet")
     with pytest.raises(ValueError, match="unknown model preset"):
         build_model("huge", init="random")
+
+
+def test_base_preset_loads_local_weight_files(tmp_path, monkeypatch, minilm_dir):
+    """The base preset's weight routes with small stand-ins: a timm file for the vision side
+    (T2V2T_VISION_WEIGHTS) and a BERT folder for the text side (T2V2T_BERT_PATH)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("INIT", raising=False)
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, depth=1, num_classes=0)
+    weights = tmp_path / "vit.pth"
+    torch.save(vit.state_dict(), weights)
+    monkeypatch.setenv("T2V2T_VISION_WEIGHTS", str(weights))
+    monkeypatch.setenv("T2V2T_BERT_PATH", str(minilm_dir))
+    small = {"vision_model": "vit_tiny_patch16_224", "vision_depth": 1, "fusion_layer": 4}
+    model = build_model("base", overrides={**SMALL, **small})
+    for k, v in vit.state_dict().items():
+        assert torch.equal(model.vision.backbone.state_dict()[k], v), k
+    from safetensors.torch import load_file
+
+    minilm = load_file(str(minilm_dir / "model.safetensors"))
+    key = next(k for k in minilm if k.endswith("encoder.layer.2.attention.self.query.weight"))
+    assert torch.equal(model.text.layers[2].attention.self.query.weight, minilm[key])
+
+
+def test_init_random_from_the_environment(monkeypatch, minilm_dir):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("INIT", "random")
+    model = build_model("tiny", overrides=SMALL)
+    minilm = load_file(str(minilm_dir / "model.safetensors"))
+    key = next(k for k in minilm if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    assert model.text.layers[0].attention.self.query.weight.shape == minilm[key].shape
+    assert not torch.equal(model.text.layers[0].attention.self.query.weight, minilm[key])
+
+
+def test_bf16_autocast_forward_keeps_losses_fp32(model, tokenizer):
+    s = model.config.image_size
+    ids, mask = _text(tokenizer, CAPTIONS)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(4, 2, 3, s, s), ids, mask, torch.tensor([0, 0, 1, 2]))
+    for k in ("loss", "vtc", "vtm", "mlm"):
+        assert out[k].dtype == torch.float32 and torch.isfinite(out[k]), k

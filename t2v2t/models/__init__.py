@@ -4,6 +4,7 @@ from t2v2t.models.build import (
     WeightsMismatchError,
     WeightsUnavailableError,
     build_model,
+    build_model_from_config,
     build_tokenizer,
     load_weights,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "WeightsMismatchError",
     "WeightsUnavailableError",
     "build_model",
+    "build_model_from_config",
     "build_tokenizer",
     "load_weights",
     "preset_config",

@@ -95,7 +95,7 @@ def build_vision(cfg: ModelConfig, init: str) -> VideoEncoder:
         width=cfg.vision_width,
         heads=cfg.vision_heads,
     )
-    pretrained = init == "pretrained" and cfg.preset != "tiny"
+    pretrained = init == "pretrained" and cfg.vision_pretrained
     file = _vision_file(cfg) if pretrained else None
     if not pretrained:
         backbone = create_backbone(cfg.vision_model, **kw)
@@ -182,10 +182,10 @@ def build_model(
     """
     init = _resolve_init(init)
     cfg = preset_config(preset, overrides)
-    if init == "pretrained" and preset != "tiny" and _offline():
+    if init == "pretrained" and _offline():
         # Fail before building anything when neither local files nor the hub can serve weights.
         missing = []
-        if not _vision_file(cfg):
+        if cfg.vision_pretrained and not _vision_file(cfg):
             missing.append("vision")
         if cfg.text_model != "minilm" and not (cfg.text_weights or os.environ.get(BERT_ENV)):
             missing.append("text")
@@ -210,6 +210,17 @@ def build_model(
             f"BERT vocab {bert.config.vocab_size} != tokenizer vocab {cfg.vocab_size}"
         )
     return VindLU(cfg, vision, bert)
+
+
+def build_model_from_config(
+    config: ModelConfig | Mapping[str, Any], init: str = "random"
+) -> VindLU:
+    """Rebuild the architecture saved as `model.config.to_dict()` (e.g. before `load_weights`).
+    init="random" by default: the checkpoint supplies every weight, so no pre-trained files
+    are needed (this is how an offline machine evaluates a base checkpoint)."""
+    d = config.to_dict() if isinstance(config, ModelConfig) else dict(config)
+    preset = d.pop("preset")
+    return build_model(preset, init=init, overrides=d)
 
 
 def load_weights(model: torch.nn.Module, path_or_state: str | Path | Mapping[str, Any]) -> None:

@@ -17,6 +17,8 @@ class ModelConfig:
     vision_depth: int | None = None
     vision_width: int | None = None
     vision_heads: int | None = None
+    # False: the vision backbone starts random even when init is "pretrained" (tiny preset).
+    vision_pretrained: bool = True
     image_size: int = 224
     # Frame count the temporal position embedding is built for; other counts interpolate it.
     num_frames: int = 4
@@ -71,6 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
         vision_model="vit_tiny_patch16_224",
         vision_depth=4,
+        vision_pretrained=False,
         image_size=112,
         text_model="minilm",
         fusion_layer=4,

@@ -75,7 +75,8 @@ class VindLU(nn.Module):
     def similarity(self, text_feat: torch.Tensor, video_feat: torch.Tensor) -> torch.Tensor:
         """[Nt, Nv]: mean over frames of the cosine similarities, divided by the temperature.
         The mean of per-frame cosines equals the cosine with the frame-mean feature."""
-        return text_feat @ video_feat.mean(1).t() / self.temperature()
+        with torch.autocast(text_feat.device.type, enabled=False):  # fp32 under bf16 autocast
+            return text_feat.float() @ video_feat.float().mean(1).t() / self.temperature()
 
     def fuse(
         self, text_embeds: torch.Tensor, text_mask: torch.Tensor, video_embeds: torch.Tensor
@@ -115,7 +116,7 @@ class VindLU(nn.Module):
         parts = {"vtc": zero, "vtm": zero, "mlm": zero}
         video_mean = video_feat.mean(1)
         if w.vtc:
-            parts["vtc"] = losses.vtc_loss(text_feat.float(), video_mean.float(), video_ids, temp)
+            parts["vtc"] = losses.vtc_loss(text_feat, video_mean, video_ids, temp)
         if w.vtm:
             parts["vtm"] = self._vtm(
                 text_embeds, attention_mask, video_embeds, text_feat, video_mean, video_ids, temp
@@ -128,7 +129,7 @@ class VindLU(nn.Module):
     def _vtm(self, text_embeds, text_mask, video_embeds, text_feat, video_mean, ids, temp):
         """Positives + one hard negative video per text and one hard negative text per video
         (local batch, sampled from the VTC softmax, same-video entries excluded)."""
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(text_feat.device.type, enabled=False):
             sim = text_feat.float() @ video_mean.float().t() / temp
             pos = losses.positive_mask(ids, ids)
             neg_video, ok_t = losses.sample_hard_negatives(sim, pos)
