@@ -1,0 +1,134 @@
+"""Shard-build benchmark: builder cost per video against an ffmpeg full decode, 1 -> 2 workers.
+
+Renders WebVid-like clips (default 640x360, 10 s, 25 fps H.264) with the synthetic generator,
+then in one run measures: ``ffmpeg -threads 1 -i v -f null -`` per video (the baseline), the
+builder in-process (decode, resize, JPEG, write; the webvid recipe: 4 segments x 2 candidates),
+and a local Dask cluster with 1 and then 2 worker processes (cluster start-up excluded).
+Figures: ``shard_build_videos_per_s`` (one worker), ``shard_build_vs_ffmpeg`` (builder seconds /
+ffmpeg seconds per video; target <= 1.0), ``shard_build_scaling_2w`` (target >= 1.7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from preprocessing.adapters import load_records
+from preprocessing.job import build_shards
+from preprocessing.synthetic import generate
+from t2v2t import benchlog
+
+
+def _ffmpeg_seconds(paths: list[Path]) -> float:
+    t0 = time.perf_counter()
+    for p in paths:
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-threads", "1", "-i", str(p), "-f", "null", "-"],
+            check=True,
+        )
+    return time.perf_counter() - t0
+
+
+def _build(records, out: Path, spp: int, **kw) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    m = build_shards(
+        records,
+        out,
+        dataset="webvid",
+        split="train",
+        num_frames=4,
+        mode="rand",
+        candidates=2,
+        samples_per_shard=spp,
+        progress=False,
+        **kw,
+    )
+    dt = time.perf_counter() - t0
+    assert m["num_failed"] == 0, "benchmark videos failed to build"
+    return dt
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
+    p.add_argument("--videos", type=int, default=32)
+    p.add_argument("--size", default="640x360")
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--bench-dir", default=None, help="where results go (default bench/)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.videos, args.size, args.duration, args.fps = 4, "320x180", 2.0, 10.0
+    width, height = map(int, args.size.split("x"))
+    bench_dir = Path(args.bench_dir) if args.bench_dir else benchlog.BENCH_DIR
+    if args.quick and args.bench_dir is None:
+        bench_dir = Path(tempfile.mkdtemp(prefix="bench-quick-"))
+
+    from dask.distributed import Client, LocalCluster
+
+    with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp:
+        data = Path(tmp) / "webvid"
+        generate(
+            "webvid",
+            data,
+            size=args.videos,
+            video_size=(width, height),
+            duration=args.duration,
+            fps=args.fps,
+        )
+        records = load_records("webvid", data, "train")
+        paths = [r.media for r in records]
+        _ffmpeg_seconds(paths[:2])  # warm the page cache for both sides
+        ffmpeg_s = _ffmpeg_seconds(paths)
+        spp = max(1, len(records) // 16)
+        builder_s = _build(records, Path(tmp) / "inproc", spp, workers=0)
+        timings = {}
+        for w in (1, 2):
+            with (
+                LocalCluster(
+                    n_workers=w, threads_per_worker=1, processes=True, dashboard_address=":0"
+                ) as cluster,
+                Client(cluster),
+            ):
+                _build(records[:2], Path(tmp) / "warm", 1, scheduler=cluster.scheduler_address)
+                timings[w] = _build(
+                    records, Path(tmp) / f"w{w}", spp, scheduler=cluster.scheduler_address
+                )
+    n = len(records)
+    figures = {
+        "shard_build_videos_per_s": round(n / timings[1], 3),
+        "shard_build_vs_ffmpeg": round(builder_s / ffmpeg_s, 3),
+        "shard_build_scaling_2w": round(timings[1] / timings[2], 3),
+    }
+    summary = (
+        f"{n} synthetic H.264 clips {width}x{height}, {args.duration:g} s at {args.fps:g} fps; "
+        f"webvid recipe (4 segments x 2 candidates, short side 224, JPEG q90). ffmpeg full decode "
+        f"{ffmpeg_s / n:.3f} s/video, builder in-process {builder_s / n:.3f} s/video "
+        f"(ratio {figures['shard_build_vs_ffmpeg']}); Dask 1 worker {timings[1]:.2f} s, "
+        f"2 workers {timings[2]:.2f} s (x{figures['shard_build_scaling_2w']})."
+        + (" QUICK RUN: sizes too small to mean anything." if args.quick else "")
+    )
+    details = {
+        "summary": summary,
+        "videos": n,
+        "size": [width, height],
+        "duration_s": args.duration,
+        "fps": args.fps,
+        "ffmpeg_s": round(ffmpeg_s, 3),
+        "builder_s": round(builder_s, 3),
+        "dask_s": {str(k): round(v, 3) for k, v in timings.items()},
+    }
+    benchlog.record("shards", figures, details, bench_dir=bench_dir)
+    print(summary)
+    print(f"[bench] shards: {figures} -> {bench_dir / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
