@@ -91,3 +91,21 @@ def make_train_shards(
         },
     )
     return out
+
+
+def tiny_overrides(shards: Path, *extra: str) -> list[str]:
+    """Overrides that make the tiny preset a seconds-per-epoch CPU run on ``shards``."""
+    return [
+        f"data.sources.webvid.dir={shards}",
+        "data.sources.cc3m=null",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "data.sources.webvid.num_frames=2",
+        "data.sources.webvid.max_text_len=16",
+        "model.image_size=32",
+        "train.threads=1",
+        "train.deterministic=true",
+        "optim.lr=1e-3",
+        "optim.warmup_epochs=0.25",
+        *extra,
+    ]

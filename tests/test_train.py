@@ -1,0 +1,161 @@
+"""The training loop on CPU: losses go down, the run directory holds what it promises."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from train_shards import make_train_shards, tiny_overrides
+
+from t2v2t.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from t2v2t.config import load_config
+from t2v2t.logging_utils import MetricsLog, read_metrics
+from t2v2t.optim import CosineSchedule, cosine_lr, param_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cosine_schedule_with_fractional_warmup() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    sched = CosineSchedule(
+        opt, lr=1e-4, min_lr=1e-6, warmup_epochs=0.5, epochs=5, steps_per_epoch=10
+    )
+    assert sched.warmup_steps == 5 and sched.total_steps == 50
+    lrs = []
+    for _ in range(50):
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step()
+    assert lrs[0] == pytest.approx(2e-5) and lrs[4] == pytest.approx(1e-4)  # linear warm-up
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))  # then only down
+    mid = cosine_lr(5 + 45 // 2, lr=1e-4, min_lr=1e-6, warmup_steps=5, total_steps=50)
+    assert mid == pytest.approx((1e-4 + 1e-6) / 2, rel=0.05)
+    assert lrs[-1] > 1e-6 and cosine_lr(
+        50, lr=1e-4, min_lr=1e-6, warmup_steps=5, total_steps=50
+    ) == (pytest.approx(1e-6))
+    state = sched.state_dict()
+    again = CosineSchedule(
+        opt, lr=1e-4, min_lr=1e-6, warmup_epochs=0.5, epochs=5, steps_per_epoch=10
+    )
+    again.load_state_dict(state)
+    assert again.get_lr() == sched.get_lr() and opt.param_groups[0]["lr"] == sched.get_lr()
+
+
+def test_no_weight_decay_on_biases_norms_temperature_positions() -> None:
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+            self.norm = torch.nn.LayerNorm(4)
+            self.temp = torch.nn.Parameter(torch.tensor(0.07))
+            self.pos_embed = torch.nn.Parameter(torch.zeros(1, 5, 4))
+
+    decay, no_decay = param_groups(Tiny(), 0.02)
+    assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
+    assert len(no_decay["params"]) == 5 and no_decay["weight_decay"] == 0.0
+
+
+def test_checkpoint_atomic_and_rng_roundtrip(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    state = rng_state()
+    expected = (torch.rand(3), __import__("numpy").random.rand(2), __import__("random").random())
+    save_checkpoint(path, {"rng": [state], "step": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left
+    loaded = load_checkpoint(path)  # weights_only=True
+    set_rng_state(loaded["rng"][0])
+    again = (torch.rand(3), __import__("numpy").random.rand(2), __import__("random").random())
+    assert torch.equal(expected[0], again[0]) and (expected[1] == again[1]).all()
+    assert expected[2] == again[2] and loaded["step"] == 3
+
+
+def test_metrics_log_drops_steps_after_resume_point(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "m.jsonl")
+    for step in range(1, 6):
+        log.write({"step": step, "loss": 1.0 / step})
+    log.close()
+    with open(tmp_path / "m.jsonl", "a") as f:
+        f.write('{"step": 6, "lo')  # torn line from a kill
+    log = MetricsLog(tmp_path / "m.jsonl", keep_until_step=3)
+    log.write({"step": 4, "loss": 9.0})
+    log.close()
+    assert [r["step"] for r in read_metrics(tmp_path / "m.jsonl")] == [1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """32 optimiser steps of the tiny preset (VTC+VTM+MLM) on 128 toy videos, in-process."""
+    from t2v2t.train import train
+
+    root = tmp_path_factory.mktemp("train")
+    shards = make_train_shards(root / "shards", num_samples=128, per_shard=32)
+    cfg = load_config("pretrain", "tiny", tiny_overrides(shards, "optim.epochs=2"))
+    run = root / "run"
+    result = train(cfg, run)
+    assert result.step == 32
+    return run
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def test_tiny_cpu_run_lowers_every_loss(tiny_run: Path) -> None:
+    rows = [r for r in read_metrics(tiny_run / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows] == list(range(1, 33))
+    for term in ("loss", "vtc", "vtm", "mlm"):
+        values = [r[term] for r in rows]
+        assert all(math.isfinite(v) for v in values)
+        assert _mean(values[-5:]) < _mean(values[:5]), (term, values)
+    assert rows[0]["samples_per_s"] > 0 and rows[-1]["epoch"] == 2.0
+    assert max(r["lr"] for r in rows) == pytest.approx(1e-3, rel=1e-6)  # warm-up reached the peak
+
+
+def test_run_dir_contents(tiny_run: Path) -> None:
+    from t2v2t.models import build_model, load_weights
+
+    cfg_text = (tiny_run / "config.yaml").read_text()
+    assert "preset: tiny" in cfg_text and "max_text_len: 16" in cfg_text
+    ckpt = load_checkpoint(tiny_run / "last.pt")
+    assert {
+        "model",
+        "preset",
+        "config",
+        "optimizer",
+        "scheduler",
+        "rng",
+        "data_position",
+        "step",
+        "git_commit",
+    } <= set(ckpt)
+    assert ckpt["step"] == 32 and ckpt["data_position"] == {
+        "epoch": 2,
+        "samples": 0,
+        "world_size": 1,
+    }
+    assert ckpt["config"]["optim"]["lr"] == 1e-3 and ckpt["scheduler"]["step_count"] == 32
+    model = build_model("tiny", "random", overrides={"image_size": 32})
+    load_weights(model, tiny_run / "last.pt")  # the model package reads our checkpoints
+
+
+def test_plot_run(tiny_run: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plot_run.py"), str(tiny_run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    png = tiny_run / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plot_run.py"), str(tiny_run / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "metrics.jsonl does not exist" in bad.stderr
+    assert json.loads((tiny_run / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
