@@ -127,3 +127,20 @@ def test_sanity_simulation_t2v2t_not_worse():
     assert r1["t2v2t"] >= r1["none"]
     assert abs(r1["naive"] - r1["none"]) <= 1.0  # naive ~ none
     assert 20.0 < r1["none"] < 60.0  # the simulation is the one described, not a degenerate case
+
+
+def test_sanity_simulation_hubs_t2v2t_helps_more():
+    """Videos that score high for every text (hubs): the v->t normalisation discounts them."""
+    gen = torch.Generator().manual_seed(1)
+    n = 1000
+    m = 3.0 * torch.eye(n) + torch.randn(n, n, generator=gen)
+    hubs = torch.zeros(n)
+    hubs[torch.randperm(n, generator=gen)[:50]] = 2.0
+    gt = [[i] for i in range(n)]
+    gain = {}
+    for name, logits in (("plain", m), ("hubs", m + hubs[None, :])):
+        a, b = candidate_masks(logits, 128)
+        fused = fuse_all(logits, a, b)
+        r1 = {f: t2v_metrics(x.t2v, gt)["R1"] for f, x in fused.items()}
+        gain[name] = r1["t2v2t"] - r1["none"]
+    assert gain["hubs"] > gain["plain"] >= 0
