@@ -59,6 +59,12 @@ def test_shapes_for_frame_counts(model, tokenizer, frames):
     assert text_embeds.shape == (b, 16, 384) and text_feat.shape == (b, 256)
     assert sim.shape == (b, b) and vtm.shape == (b,)
     assert torch.isfinite(sim).all() and torch.isfinite(vtm).all()
+    # Indexed pairs (each video's keys/values projected once) score like explicit copies.
+    index = torch.tensor([1, 0])
+    with torch.no_grad():
+        indexed = model.vtm_logits(text_embeds, mask, video_embeds, index)
+        copied = model.vtm_logits(text_embeds, mask, video_embeds[index])
+    torch.testing.assert_close(indexed, copied, atol=1e-5, rtol=1e-5)
 
 
 def test_temporal_position_embedding_interpolates_linearly(model):

@@ -66,9 +66,15 @@ class CrossAttention(nn.Module):
             nn.init.normal_(lin.weight, std=0.02)  # BERT's initializer_range
             nn.init.zeros_(lin.bias)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, kv: torch.Tensor, kv_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """kv_index [B] (optional): row i attends to kv[kv_index[i]]. Keys and values are then
+        projected once per distinct video, not once per pair (most of the re-ranking cost)."""
         q = _heads(self.query(x), self.num_heads)
         k, v = _heads(self.key(kv), self.num_heads), _heads(self.value(kv), self.num_heads)
+        if kv_index is not None:
+            k, v = k[kv_index], v[kv_index]
         p = self.dropout_p if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         return self.LayerNorm(self.dropout(self.dense(_merge(y))) + x)
@@ -89,10 +95,14 @@ class FusionBlock(BertBlock):
         )
 
     def forward(  # type: ignore[override]
-        self, x: torch.Tensor, mask: torch.Tensor | None, video: torch.Tensor
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        video: torch.Tensor,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.self_attention(x, mask)
-        return self.feed_forward(self.crossattention(x, video))
+        return self.feed_forward(self.crossattention(x, video, video_index))
 
 
 def attention_bias(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -133,7 +143,13 @@ class FusionEncoder(nn.Module):
         self.grad_checkpointing = False
 
     def forward(
-        self, text_embeds: torch.Tensor, attention_mask: torch.Tensor, video_embeds: torch.Tensor
+        self,
+        text_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        video_embeds: torch.Tensor,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Row i of the text attends to video_embeds[i], or video_embeds[video_index[i]]."""
         ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
-        return _run(self.layers, text_embeds, ckpt, attention_bias(attention_mask), video_embeds)
+        bias = attention_bias(attention_mask)
+        return _run(self.layers, text_embeds, ckpt, bias, video_embeds, video_index)

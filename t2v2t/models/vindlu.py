@@ -79,21 +79,36 @@ class VindLU(nn.Module):
             return text_feat.float() @ video_feat.float().mean(1).t() / self.temperature()
 
     def fuse(
-        self, text_embeds: torch.Tensor, text_mask: torch.Tensor, video_embeds: torch.Tensor
+        self,
+        text_embeds: torch.Tensor,
+        text_mask: torch.Tensor,
+        video_embeds: torch.Tensor,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.fusion(text_embeds, text_mask, video_embeds)
+        return self.fusion(text_embeds, text_mask, video_embeds, video_index)
 
     def itm_logits(
-        self, text_embeds: torch.Tensor, text_mask: torch.Tensor, video_embeds: torch.Tensor
+        self,
+        text_embeds: torch.Tensor,
+        text_mask: torch.Tensor,
+        video_embeds: torch.Tensor,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[B, 2] match logits of row-aligned (text i, video i) pairs."""
-        return self.itm_head(self.fuse(text_embeds, text_mask, video_embeds)[:, 0])
+        """[B, 2] match logits of the pairs (text i, video i), or (text i, video_index[i])."""
+        fused = self.fuse(text_embeds, text_mask, video_embeds, video_index)
+        return self.itm_head(fused[:, 0])
 
     def vtm_logits(
-        self, text_embeds: torch.Tensor, text_mask: torch.Tensor, video_embeds: torch.Tensor
+        self,
+        text_embeds: torch.Tensor,
+        text_mask: torch.Tensor,
+        video_embeds: torch.Tensor,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[B]: the class-1 ("match") logit for row-aligned pairs; the re-ranking score."""
-        return self.itm_logits(text_embeds, text_mask, video_embeds)[:, 1]
+        """[B]: the class-1 ("match") logit, the re-ranking score. Row i pairs text i with
+        video i; with video_index [B], video_embeds holds distinct videos and row i pairs text i
+        with video video_index[i] (each video's keys/values are then projected only once)."""
+        return self.itm_logits(text_embeds, text_mask, video_embeds, video_index)[:, 1]
 
     # ---- training forward -----------------------------------------------------------------
     def forward(
@@ -139,7 +154,7 @@ class VindLU(nn.Module):
         t_rows, v_rows = rows[ok_t], rows[ok_v]
         t_idx = torch.cat([rows, t_rows, neg_text[ok_v]])
         v_idx = torch.cat([rows, neg_video[ok_t], v_rows])
-        logits = self.itm_logits(text_embeds[t_idx], text_mask[t_idx], video_embeds[v_idx])
+        logits = self.itm_logits(text_embeds[t_idx], text_mask[t_idx], video_embeds, v_idx)
         labels = torch.zeros(len(t_idx), dtype=torch.long, device=logits.device)
         labels[:b] = 1
         return losses.vtm_loss(logits, labels)

@@ -114,7 +114,7 @@ class VideoEncoder(nn.Module):
                 x = self._block(i, x, t, rel_pos_bias)
         x = bb.norm(x)
         pooled = bb.forward_head(x, pre_logits=True)  # timm's own pooling (BEiT: fc_norm(mean))
-        return x.view(b, t, *x.shape[1:]), pooled.view(b, t, -1)
+        return x.reshape(b, t, *x.shape[1:]), pooled.reshape(b, t, -1)
 
 
 def create_backbone(
