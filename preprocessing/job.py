@@ -101,10 +101,9 @@ def _run(
 ) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tasks), desc="shards", unit="shard", disable=not progress)
     if not tasks:
-        bar.close()
         return
+    bar = tqdm(total=len(tasks), desc="shards", unit="shard", disable=not progress)
     if scheduler is None and workers == 0:  # in-process: tests and tiny jobs, no cluster
         for t in tasks:
             on_done(run_shard_task(t))
