@@ -31,7 +31,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="weights to start from (fine-tuning default: runs/pretrain/last.pt)",
     )
-    parser.add_argument("--run", default=None, help="run directory (default runs/<task>)")
+    # --run-dir: under torchrun, "--run" is an ambiguous prefix of torchrun's own --run-path and
+    # torchrun's argument parser rejects it even after the script name.
+    parser.add_argument(
+        "--run", "--run-dir", dest="run", default=None, help="run directory (default runs/<task>)"
+    )
     parser.add_argument(
         "--resume",
         nargs="?",
