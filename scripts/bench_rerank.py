@@ -65,7 +65,7 @@ def full_shards(path: Path) -> Path:
     if not (path / "manifest.json").is_file():
         print(f"[bench_rerank] {path} missing: building the MSR-VTT shards", flush=True)
         cmd = [sys.executable, str(ROOT / "scripts/build_shards.py"), "--dataset", "msrvtt",
-               "--out", str(path.parents[1])]  # fmt: skip
+               "--split", "test", "--out", str(path.parents[1])]  # fmt: skip
         subprocess.run(cmd, check=True, cwd=ROOT)
     return path
 
