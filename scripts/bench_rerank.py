@@ -61,8 +61,10 @@ def quick_shards(tmp: Path) -> Path:
     return out
 
 
-def full_shards(path: Path) -> Path:
+def full_shards(path: Path, given: bool) -> Path:
     if not (path / "manifest.json").is_file():
+        if given:
+            raise SystemExit(f"[bench_rerank] {path} has no manifest.json; build it first")
         print(f"[bench_rerank] {path} missing: building the MSR-VTT shards", flush=True)
         cmd = [sys.executable, str(ROOT / "scripts/build_shards.py"), "--dataset", "msrvtt",
                "--split", "test", "--out", str(path.parents[1])]  # fmt: skip
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if tmp is not None:
         shards = quick_shards(tmp)
     else:
-        shards = full_shards(Path(args.shards) if args.shards else ROOT / eval_shard_dir("msrvtt"))
+        default = ROOT / eval_shard_dir("msrvtt")
+        shards = full_shards(Path(args.shards) if args.shards else default, bool(args.shards))
     model, tokenizer, weights = tiny_model(Path(args.ckpt))
     model.to(device)
     repeats = 1 if args.quick else args.repeats
