@@ -1,12 +1,13 @@
 """`make pretrain` / `make finetune-<dataset>`: train with a recipe from ``t2v2t/configs``.
 
     scripts/train.py --task pretrain|finetune-msrvtt|finetune-didemo|finetune-anet
-                     [--preset base|tiny] [--ckpt PATH] [--run DIR] [--resume [RUN_DIR|CKPT]]
-                     [key=value ...]
+                     [--preset base|tiny] [--ckpt PATH] [--run DIR] [--resume]
+                     [--resume-from RUN_DIR|CKPT] [key=value ...]
 
-Run with ``torchrun`` for several GPUs or nodes. ``--resume`` continues ``<run>/last.pt`` exactly
-(a run directory or checkpoint may follow it, or come from the RESUME environment variable, which
-the Makefile's ``RESUME=`` sets). A bad config is one ``error:`` line and exit status 2.
+Run with ``torchrun`` for several GPUs or nodes (use ``--run-dir``: torchrun rejects ``--run``).
+``--resume`` continues ``<run>/last.pt`` exactly; ``RESUME=<run dir or .pt>`` in the environment
+(the Makefile's ``RESUME=`` is exported) or ``--resume-from`` names another run.
+A bad config is one ``error:`` line and exit status 2.
 """
 
 from __future__ import annotations
@@ -36,29 +37,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--run", "--run-dir", dest="run", default=None, help="run directory (default runs/<task>)"
     )
+    # A flag, not an optional value: the Makefile puts key=value overrides right after it.
     parser.add_argument(
         "--resume",
-        nargs="?",
-        const="",
+        action="store_true",
+        help="continue <run>/last.pt; RESUME=<run dir or .pt> in the env picks one",
+    )
+    parser.add_argument(
+        "--resume-from",
         default=None,
         metavar="RUN_DIR|CKPT",
-        help="continue from <run>/last.pt (or the given run dir / checkpoint)",
+        help="continue this run directory or checkpoint (implies --resume)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     return parser.parse_args(argv)
 
 
 def resume_target(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    """(run dir override, checkpoint) for --resume; RESUME=<dir or .pt> in the env also counts."""
-    if args.resume is None:
+    """(run dir, checkpoint) named by --resume-from or RESUME=<dir or .pt>; (None, None) if neither."""
+    where = args.resume_from
+    if where is None and args.resume:
+        where = os.environ.get("RESUME", "")
+    if not where or where.lower() in ("1", "true", "yes"):
         return None, None
-    where = args.resume or os.environ.get("RESUME", "")
-    if where and where not in ("1", "true", "yes"):
-        path = Path(where)
-        if path.suffix == ".pt":
-            return path.parent, path
-        return path, path / "last.pt"
-    return None, None
+    path = Path(where)
+    if path.suffix == ".pt":
+        return path.parent, path
+    return path, path / "last.pt"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         run_from_resume, ckpt = resume_target(args)
         run_dir = Path(args.run or run_from_resume or Path("runs") / args.task)
         resume_from = None
-        if args.resume is not None:
+        if args.resume or args.resume_from:
             resume_from = ckpt or run_dir / "last.pt"
         from t2v2t.train import train
 
