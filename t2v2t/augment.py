@@ -128,23 +128,23 @@ def decode_frames(
         elif (full_w, full_h) != ref_size:
             raise ValueError(f"sample {key}: frame {t} is {full_w}x{full_h}, frame 0 {ref_size}")
         if draft_to is not None:
-            im.draft("RGB", draft_to)
+            im.draft("RGB", draft_to)  # updates im.size to the reduced decode size
         if im.mode != "RGB":
             im = im.convert("RGB")
-        left, width = crop.left, crop.width
+        sx, sy = im.size[0] / full_w, im.size[1] / full_h  # < 1 after a draft
+        top, left = int(crop.top * sy), int(crop.left * sx)
+        h = min(max(1, round(crop.height * sy)), im.size[1] - top)
+        w = min(max(1, round(crop.width * sx)), im.size[0] - left)
+        # Crop before anything else: every later step (raw export, flip) sees fewer pixels.
+        region_im = im.crop((left, top, left + w, top + h))
         if crop.flip:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            left = full_w - crop.left - crop.width  # the same box, mirrored
-        arr = np.asarray(im)
-        sy, sx = arr.shape[0] / full_h, arr.shape[1] / full_w  # < 1 after a draft
-        top, h = int(crop.top * sy), max(1, int(round(crop.height * sy)))
-        left, w = int(left * sx), max(1, int(round(width * sx)))
-        region = arr[top : top + h, left : left + w]
+            region_im = region_im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        region = np.asarray(region_im)
         if region.shape[:2] == (size, size):
             out[t] = region  # no resampling needed (eval on short-side-224 frames)
             continue
         if stack is None:
-            stack = np.empty((len(jpegs), *region.shape), dtype=np.uint8)
+            stack = np.empty((len(jpegs), h, w, 3), dtype=np.uint8)
         stack[t] = region
     if stack is not None:
         # NHWC memory viewed as NCHW is channels-last: the fast uint8 bilinear kernel.
@@ -155,7 +155,7 @@ def decode_frames(
             align_corners=False,
             antialias=False,
         )
-        torch.from_numpy(out).copy_(resized.permute(0, 2, 3, 1))
+        np.copyto(out, resized.permute(0, 2, 3, 1).numpy())  # contiguous: a memcpy
 
 
 def normalize(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

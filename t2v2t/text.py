@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -27,11 +28,39 @@ def video_id(key: str) -> int:
     return stable_int(key) & _ID_MASK
 
 
+_BACKENDS: dict[tuple[int, int], tuple[Any, Any]] = {}  # (id(tokenizer), max_len) -> (it, rust)
+
+
+def _rust_tokenizer(tokenizer: Any, max_len: int) -> Any | None:
+    """A private copy of a fast tokenizer's Rust backend, set to truncate and pad to ``max_len``.
+
+    Calling the backend directly skips ``transformers``' per-call Python (about half the cost
+    of tokenising a batch of captions); the output is identical (tested).
+    """
+    if not getattr(tokenizer, "is_fast", False) or tokenizer.pad_token_id is None:
+        return None
+    cache_key = (id(tokenizer), max_len)
+    hit = _BACKENDS.get(cache_key)
+    if hit is None or hit[0] is not tokenizer:
+        rust = copy.deepcopy(tokenizer.backend_tokenizer)
+        rust.enable_truncation(max_len)
+        rust.enable_padding(length=max_len, pad_id=tokenizer.pad_token_id,
+                            pad_token=tokenizer.pad_token)  # fmt: skip
+        hit = _BACKENDS[cache_key] = (tokenizer, rust)
+    return hit[1]
+
+
 def tokenize(tokenizer: Any, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask)`` as int64 ``[B, max_len]`` (padded to the fixed length).
 
     Fixed-length padding keeps batch shapes constant across steps (no recompiles, stable memory).
     """
+    rust = _rust_tokenizer(tokenizer, max_len)
+    if rust is not None:
+        encs = rust.encode_batch_fast(texts)
+        ids = torch.tensor([e.ids for e in encs], dtype=torch.long)
+        mask = torch.tensor([e.attention_mask for e in encs], dtype=torch.long)
+        return ids, mask
     enc = tokenizer(
         texts,
         padding="max_length",

@@ -350,3 +350,15 @@ def test_lean_tar_reader_matches_tarfile(tmp_path) -> None:
         bad[10] ^= 0xFF  # inside the first header's name
         with pytest.raises(ValueError, match="checksum"):
             list(iter_tar(io.BytesIO(bytes(bad))))
+
+
+def test_fast_tokenize_equals_the_transformers_call(tokenizer) -> None:
+    from t2v2t.text import tokenize
+
+    texts = ["a red circle moves left", "", "word " * 80, "ünïcode and punctuation, too!"]
+    for max_len in (8, 32, 64):
+        ids, mask = tokenize(tokenizer, texts, max_len)
+        ref = tokenizer(texts, padding="max_length", truncation=True, max_length=max_len,
+                        return_tensors="pt")  # fmt: skip
+        assert ids.dtype == torch.long and ids.shape == (4, max_len)
+        assert torch.equal(ids, ref["input_ids"]) and torch.equal(mask, ref["attention_mask"])
