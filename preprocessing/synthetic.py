@@ -350,23 +350,29 @@ def _attributes(videos: list[Video]) -> dict[str, Any]:
     return out
 
 
-RENDER_BATCH = 32
+RENDER_BATCH = 32  # clips per ffmpeg process
+RENDER_PIXELS = 64_000_000  # ... and at most this many pixels, so big clips still spread out
 
 
 def _render_all(jobs: list[RenderJob], workers: int | None) -> None:
     # Batches depend only on the job list, never on the worker count: same bytes either way.
     batches: list[list[RenderJob]] = []
+    pixels = 0
     for job in jobs:
+        size = job.width * job.height * sum(job.frames_per_event)
         last = batches[-1] if batches else None
-        same = last and (last[0].width, last[0].height, last[0].fps) == (
-            job.width,
-            job.height,
-            job.fps,
+        fits = (
+            last is not None
+            and (last[0].width, last[0].height, last[0].fps) == (job.width, job.height, job.fps)
+            and len(last) < RENDER_BATCH
+            and pixels + size <= RENDER_PIXELS
         )
-        if same and len(last) < RENDER_BATCH:
+        if fits:
             last.append(job)
+            pixels += size
         else:
             batches.append([job])
+            pixels = size
     workers = min(workers or os.cpu_count() or 1, len(batches))
     if workers <= 1:
         for b in batches:
