@@ -307,15 +307,25 @@ def _inspect(shard_dir: Path, *args: str) -> list[str]:
     return res.stdout.splitlines()
 
 
-def test_inspect_stream_workers_do_not_change_the_epoch(shards) -> None:
+def test_inspect_stream_workers_resume_and_ranks(shards) -> None:
     zero = _inspect(shards["video"], "--epoch", "2", "--workers", "0")
-    two = _inspect(shards["video"], "--epoch", "2", "--workers", "2")
-    assert zero == two
     assert len(zero) == 21  # 20 samples + 1 padding (ceil(20 / 3) batches of 3)
     key, *idx = zero[0].split()
     assert key.startswith("vid_") and len(idx) == 4
     expected = _run(_loader(shards, epoch=2))
     assert zero == [" ".join([k, *map(str, i)]) for k, i in expected]
+    # Two worker processes: the same epoch, line for line; and resuming inside it.
+    assert _inspect(shards["video"], "--epoch", "2", "--workers", "2") == zero
+    resumed = _inspect(shards["video"], "--epoch", "2", "--workers", "2", "--skip-samples", "6")
+    assert resumed == zero[6:]
+    # Rank 1 of 2 through the CLI (with workers) + rank 0 in process: every key.
+    rank1 = _inspect(shards["video"], "--epoch", "2", "--workers", "2", "--world-size", "2",
+                     "--rank", "1")  # fmt: skip
+    rank0 = _run(_loader(shards, epoch=2, rank=0, world_size=2))
+    assert len(rank1) == len(rank0)
+    assert {line.split()[0] for line in rank1} | {k for k, _ in rank0} == {
+        f"vid_{i:03d}" for i in range(20)
+    }
 
 
 # ----------------------------------------------------------------------------- tar reader
