@@ -68,7 +68,8 @@ class CosineSchedule:
         self.optimizer = optimizer
         self.lr, self.min_lr = lr, min_lr
         self.total_steps = max(1, epochs * steps_per_epoch)
-        self.warmup_steps = round(warmup_epochs * steps_per_epoch)
+        # At least one warm-up step when warm-up is asked for, however short the epoch.
+        self.warmup_steps = max(int(warmup_epochs > 0), round(warmup_epochs * steps_per_epoch))
         self.step_count = 0
         self._apply()
 

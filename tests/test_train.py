@@ -159,3 +159,41 @@ def test_plot_run(tiny_run: Path) -> None:
     )
     assert bad.returncode == 2 and "metrics.jsonl does not exist" in bad.stderr
     assert json.loads((tiny_run / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
+
+
+def test_finetune_evaluates_each_epoch_and_keeps_best(tiny_run: Path, tmp_path: Path) -> None:
+    """Fine-tuning from the pre-training checkpoint: eval JSON per epoch, best.pt by T2V Avg."""
+    from t2v2t.train import train
+
+    train_dir = make_train_shards(
+        tmp_path / "shards", dataset="msrvtt", num_samples=16, per_shard=8
+    )
+    test_dir = make_train_shards(
+        tmp_path / "shards", dataset="msrvtt", split="test", num_samples=12, per_shard=12
+    )
+    overrides = tiny_overrides(
+        train_dir,
+        f"train.init_checkpoint={tiny_run / 'last.pt'}",
+        f"eval.shards={test_dir}",
+        "eval.num_frames=2",
+        "eval.k=4",
+        "eval.batch_size=8",
+        "optim.epochs=2",
+        "optim.lr=1e-4",
+        source="msrvtt",
+    )
+    cfg = load_config("finetune-msrvtt", "tiny", overrides)
+    assert cfg.loss.mlm == 0 and cfg.train.eval_every_epoch
+    run = tmp_path / "ft"
+    result = train(cfg, run)
+    evals = [r for r in read_metrics(run / "metrics.jsonl") if "eval_t2v_avg" in r]
+    assert [r["epoch"] for r in evals] == [1, 2]
+    for epoch in (1, 2):
+        res = json.loads((run / f"eval_epoch{epoch}.json").read_text())
+        assert set(res["results"]) == {"none", "naive", "t2v2t"} and res["num_videos"] == 12
+    best_epoch = 1 + max(range(2), key=lambda i: (evals[i]["eval_t2v_avg"], -i))
+    best = load_checkpoint(run / "best.pt")
+    assert best["data_position"]["epoch"] == best_epoch
+    assert result.best_metric == pytest.approx(max(r["eval_t2v_avg"] for r in evals))
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert all(r["mlm"] == 0.0 for r in rows) and max(r["lr"] for r in rows) <= 1e-4

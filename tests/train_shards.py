@@ -93,15 +93,18 @@ def make_train_shards(
     return out
 
 
-def tiny_overrides(shards: Path, *extra: str) -> list[str]:
-    """Overrides that make the tiny preset a seconds-per-epoch CPU run on ``shards``."""
+def tiny_overrides(shards: Path, *extra: str, source: str = "webvid") -> list[str]:
+    """Overrides that make the tiny preset a seconds-per-epoch CPU run on ``shards``.
+
+    ``source``: the recipe's source to point at ``shards`` (pre-training also drops cc3m).
+    """
     return [
-        f"data.sources.webvid.dir={shards}",
-        "data.sources.cc3m=null",
+        f"data.sources.{source}.dir={shards}",
+        *(["data.sources.cc3m=null"] if source == "webvid" else []),
         "data.batch_size=8",
         "data.num_workers=0",
-        "data.sources.webvid.num_frames=2",
-        "data.sources.webvid.max_text_len=16",
+        f"data.sources.{source}.num_frames=2",
+        f"data.sources.{source}.max_text_len=16",
         "model.image_size=32",
         "train.threads=1",
         "train.deterministic=true",
