@@ -105,6 +105,8 @@ def test_shared_pairs_match_two_pass_on_tiny_model(tiny, shards, tmp_path):
     assert two["pair_evaluations"] == 4 * nt + 4 * NUM_VIDEOS
     assert shared["pair_evaluations"] < two["pair_evaluations"]
     assert shared["pair_evaluations_two_pass"] == two["pair_evaluations"]
+    # Shared pairs project each video's cross-attention K/V once; VindLU's passes repeat videos.
+    assert shared["share_video_kv"] is True and two["share_video_kv"] is False
     for key in ("t2v_none", "t2v_naive", "t2v_t2v2t"):
         np.testing.assert_allclose(shared.scores[key], two.scores[key], atol=1e-4)
     assert flat(shared["results"]) == pytest.approx(flat(two["results"]))

@@ -179,6 +179,7 @@ def evaluate_retrieval(
     checkpoint: str | None = None,
     pairing: str = "shared",
     pair_batch: int = PAIR_BATCH,
+    share_video_kv: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Two-stage retrieval on one eval shard folder; all three fusions; writes nothing.
@@ -186,6 +187,8 @@ def evaluate_retrieval(
     ``num_frames`` None = the shards' frame count; ``max_text_len`` None = 32 (sentences) or 64
     (paragraphs: didemo, anet). ``rerank=False`` fuses the stage-1 similarities (candidates still
     their top-k). ``pairing``: ``shared`` (each pair once) or ``two_pass`` (VindLU's baseline).
+    ``share_video_kv`` None = True for shared pairs, False for VindLU's two passes (which repeat
+    each video's embeddings per pair, as VindLU does).
     """
     from t2v2t.data import eval_texts
 
@@ -245,6 +248,9 @@ def evaluate_retrieval(
                     _maybe_to_device(video_embeds, device),
                     video_rows,
                     device=device,
+                    share_video_kv=(pairing == "shared")
+                    if share_video_kv is None
+                    else share_video_kv,
                 )
                 if pairing == "shared":
                     owned = (video_rows >= 0) if world > 1 else None
@@ -254,11 +260,12 @@ def evaluate_retrieval(
                 else:
                     stage2 = rerank_two_pass(scorer, cand_t2v, cand_v2t)
                 m_t2v, m_v2t, pairs = stage2.m_t2v, stage2.m_v2t, stage2.pair_evaluations
+                kv_shared = scorer.share_video_kv
                 timings["stage2"] = stage2.seconds
                 say(f"re-ranked {pairs} pairs ({pairing}) in {stage2.seconds:.1f}s")
             else:
                 m_t2v = m_v2t = sims
-                pairs = 0
+                pairs, kv_shared = 0, False
     finally:
         model.train(was_training)
 
@@ -280,6 +287,7 @@ def evaluate_retrieval(
         timings={key: round(val, 3) for key, val in timings.items()},
         rerank=bool(rerank),
         pairing=pairing,
+        share_video_kv=kv_shared,
         tau=float(tau),
         lam=float(lam),
         num_frames=num_frames,

@@ -15,6 +15,7 @@ text ``text_idx[i]`` with video ``video_idx[i]``); :class:`ModelPairScorer` wrap
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -160,7 +161,8 @@ class ModelPairScorer:
     ``text_embeds`` [Nt, L, D] and ``text_mask`` [Nt, L] cover every text; ``video_embeds``
     [n, T*(N+1), Dv] holds the videos this process encoded, ``video_rows`` [Nv] maps a global
     video index to its row there (-1: not held here). Embeddings may live on the CPU; each call
-    moves only the chunk's texts and each distinct video once.
+    moves only the chunk's texts and each distinct video once, and (``share_video_kv``, when the
+    model's ``vtm_logits`` accepts ``video_index``) computes each distinct video's keys/values once.
     """
 
     def __init__(
@@ -172,8 +174,14 @@ class ModelPairScorer:
         video_rows: torch.Tensor | None = None,
         *,
         device: str | torch.device = "cpu",
+        share_video_kv: bool = True,
     ) -> None:
         self.model = model
+        # Models whose vtm_logits takes video_index project each distinct video's cross-attention
+        # keys/values once per call; shared pairs are sorted by video, so a chunk holds few videos.
+        # VindLU's baseline repeats the video embeddings per pair (share_video_kv=False).
+        params = inspect.signature(model.vtm_logits).parameters
+        self.share_video_kv = share_video_kv and "video_index" in params
         self.text_embeds, self.text_mask = text_embeds, text_mask
         self.video_embeds = video_embeds
         self.video_rows = (
@@ -196,7 +204,10 @@ class ModelPairScorer:
         mask = self.text_mask[t_idx.to(self.text_mask.device)].to(dev, non_blocking=True)
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
         with torch.inference_mode(), amp:
-            logits = self.model.vtm_logits(texts, mask, videos[inverse.to(dev)])
+            if self.share_video_kv:
+                logits = self.model.vtm_logits(texts, mask, videos, video_index=inverse.to(dev))
+            else:
+                logits = self.model.vtm_logits(texts, mask, videos[inverse.to(dev)])
         self.calls += 1
         self.pairs += len(text_idx)
         return logits.float()
