@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from t2v2t.augment import TRAIN_SCALE, Crop, center_crop, decode_frames, normalize, train_crop
 from t2v2t.frames import choose_candidates, subsample_segments
-from t2v2t.plan import RankPlan, eval_plan, interleave, train_plans
+from t2v2t.plan import RankPlan, eval_plan, interleave, train_plan
 from t2v2t.schema import META_EXT, SampleMeta, frame_ext
 from t2v2t.shards import (
     ShardError,
@@ -414,16 +414,16 @@ def make_train_loader(
         )
         skipped += bad
         tag = f"{i}:{manifest.get('dataset')}/{manifest.get('split')}"
-        plans = train_plans(
+        plan = train_plan(
             [s.samples for s in good],
             seed=seed,
             epoch=epoch,
+            rank=rank,
             world_size=world_size,
             batch_size=spec.batch_size,
             shuffle_buffer=shuffle_buffer,
             tag=tag,
         )
-        plan = plans[rank]
         resolved.append(
             _Source(
                 directory=directory,

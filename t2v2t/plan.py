@@ -112,56 +112,60 @@ def pad_order(order: np.ndarray, total: int) -> np.ndarray:
     return np.concatenate([order, extra])
 
 
-def train_plans(
+def train_plan(
     counts: list[int],
     *,
     seed: int,
     epoch: int,
+    rank: int,
     world_size: int,
     batch_size: int,
     shuffle_buffer: int,
     tag: str,
-) -> list[RankPlan]:
-    """Every rank's training plan for one source (all ranks computed: they must agree on length).
+) -> RankPlan:
+    """Rank ``rank``'s training plan for one source.
 
     With at least ``world_size`` non-empty shards, ranks get whole shards (each rank reads only
     its own). With fewer, every rank streams all shards and takes every ``world_size``-th sample.
     Every rank yields ``ceil(max rank samples / batch_size)`` batches: ranks with fewer samples
-    repeat their last ones (padding), so each key appears at least once per epoch on some rank and
-    exactly once before padding.
+    repeat their last ones (padding), so each key appears exactly once across ranks before
+    padding. Only this rank's order is shuffled; the others' sizes are known from the counts.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world_size {world_size}")
     live = [i for i, c in enumerate(counts) if c > 0]
     if not live:
         raise ValueError("no samples: every shard is empty or was skipped")
     shard_order = [live[i] for i in rng_for(seed, epoch, "shards", tag).permutation(len(live))]
-    per_rank: list[tuple[list[int], np.ndarray]] = []
+    total = sum(counts[s] for s in shard_order)
     if len(shard_order) >= world_size:
-        for shards in assign_shards(counts, shard_order, world_size):
-            per_rank.append((shards, np.arange(sum(counts[s] for s in shards), dtype=np.int64)))
+        assigned = assign_shards(counts, shard_order, world_size)
+        sizes = [sum(counts[s] for s in shards) for shards in assigned]
+        shards = assigned[rank]
+        positions = np.arange(sizes[rank], dtype=np.int64)
     else:
-        total = sum(counts[s] for s in shard_order)
-        for r in range(world_size):
-            per_rank.append((shard_order, np.arange(r, total, world_size, dtype=np.int64)))
-    longest = max(len(p) for _, p in per_rank)
-    num_batches = math.ceil(longest / batch_size)
-    plans = []
-    for r, (shards, positions) in enumerate(per_rank):
-        if len(positions) == 0:
-            raise ValueError(f"rank {r} of {world_size} gets no samples ({sum(counts)} in total)")
-        rng = rng_for(seed, epoch, "samples", tag, r)
-        order = positions[buffer_shuffle(len(positions), shuffle_buffer, rng)]
-        plans.append(
-            RankPlan(
-                shards=list(shards),
-                counts=[counts[s] for s in shards],
-                order=pad_order(order, num_batches * batch_size),
-                num_real=len(order),
-                batch_size=batch_size,
-            )
-        )
-    return plans
+        sizes = [len(range(r, total, world_size)) for r in range(world_size)]
+        shards = shard_order
+        positions = np.arange(rank, total, world_size, dtype=np.int64)
+    if min(sizes) == 0:
+        raise ValueError(f"{world_size} ranks but only {total} samples: some rank gets none")
+    num_batches = math.ceil(max(sizes) / batch_size)
+    rng = rng_for(seed, epoch, "samples", tag, rank)
+    order = positions[buffer_shuffle(len(positions), shuffle_buffer, rng)]
+    return RankPlan(
+        shards=list(shards),
+        counts=[counts[s] for s in shards],
+        order=pad_order(order, num_batches * batch_size),
+        num_real=len(order),
+        batch_size=batch_size,
+    )
+
+
+def train_plans(counts: list[int], *, world_size: int, **kw) -> list[RankPlan]:
+    """Every rank's plan (for tests and tools): ``[train_plan(counts, rank=r, ...) ...]``."""
+    return [train_plan(counts, rank=r, world_size=world_size, **kw) for r in range(world_size)]
 
 
 def eval_plan(counts: list[int], *, rank: int, world_size: int, batch_size: int) -> RankPlan:

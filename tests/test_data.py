@@ -281,6 +281,12 @@ def test_eval_every_sample_once_across_ranks(shards) -> None:
     assert texts.video_keys == seen_keys
     assert len(texts.texts) == 27 and texts.text_video[:4] == [0, 0, 0, 1]
     assert texts.texts[3] == "caption 0 of evl_001"
+    # Worker processes change nothing (batch by batch, frames included).
+    one = make_eval_loader(shards["eval"], batch_size=2, num_frames=4, image_size=SIZE)
+    two = make_eval_loader(shards["eval"], batch_size=2, num_frames=4, image_size=SIZE,
+                           num_workers=2)  # fmt: skip
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a["index"], b["index"]) and torch.equal(a["frames"], b["frames"])
     # Fewer frames than stored: middle subsampling of the stored segments.
     two = next(iter(make_eval_loader(shards["eval"], batch_size=9, num_frames=2, image_size=SIZE)))
     assert two["frames"].shape == (9, 2, 3, SIZE, SIZE)
@@ -372,3 +378,12 @@ def test_fast_tokenize_equals_the_transformers_call(tokenizer) -> None:
                         return_tensors="pt")  # fmt: skip
         assert ids.dtype == torch.long and ids.shape == (4, max_len)
         assert torch.equal(ids, ref["input_ids"]) and torch.equal(mask, ref["attention_mask"])
+
+
+def test_more_ranks_than_shards_still_split_every_key_once(shards) -> None:
+    keys = []
+    for rank in range(8):  # 8 ranks, 5 shards: every rank streams all and takes every 8th
+        loader = _loader(shards, rank=rank, world_size=8)
+        assert len(loader) == 1  # ceil(3 samples / batch 3)
+        keys += [k for k, _ in _run(loader)[: loader.dataset.sources[0].plan.num_real]]
+    assert sorted(keys) == [f"vid_{i:03d}" for i in range(20)]
