@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.records import VideoRecord
-from preprocessing.writer import ShardTask, failure, run_shard_task
+from preprocessing.writer import BUILDER_VERSION, ShardTask, failure, run_shard_task
 from t2v2t.schema import FORMAT
 from t2v2t.shards import (
     FAILURES,
@@ -48,6 +48,7 @@ def fingerprint(task: ShardTask) -> str:
     """A digest of everything a shard's bytes depend on (not the absolute data location)."""
     spec = {k: v for k, v in asdict(task).items() if k not in ("records", "path")}
     spec["path"] = Path(task.path).name
+    spec["builder"] = [BUILDER_VERSION, created_with()]
     spec["records"] = [
         [
             r.key,

@@ -18,6 +18,10 @@ from t2v2t.frames import frame_indices
 from t2v2t.schema import SampleMeta, encode_sample
 from t2v2t.shards import write_shard
 
+# Bumped whenever the builder's output bytes change for the same inputs (decoder, resizer,
+# member layout): finished shards of an older builder are then rebuilt, not kept.
+BUILDER_VERSION = 2
+
 
 @dataclass(frozen=True)
 class ShardTask:
