@@ -18,6 +18,10 @@ import sys
 from pathlib import Path
 
 from t2v2t.config import TASKS, ConfigError, load_config
+from t2v2t.models import WeightsMismatchError, WeightsUnavailableError
+from t2v2t.shards import ShardError
+
+SETUP_ERRORS = (ConfigError, WeightsUnavailableError, WeightsMismatchError, ShardError)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         from t2v2t.train import train
 
         result = train(cfg, run_dir, resume_from=resume_from)
-    except ConfigError as e:
+    except SETUP_ERRORS as e:
+        # Problems the user fixes (config, shards, weights): one line, no traceback.
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

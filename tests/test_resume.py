@@ -42,16 +42,16 @@ def _steps(run: Path) -> list[dict]:
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     from t2v2t.train import train
 
-    # 48 videos, batch 8: 6 steps per epoch, 2 epochs; checkpoints every 4 steps and at epoch
-    # ends (4 = mid-epoch: the resume must skip the 32 samples already seen in that epoch).
-    shards = make_train_shards(tmp_path / "shards", num_samples=48, per_shard=12)
-    overrides = tiny_overrides(shards, "optim.epochs=2", "train.ckpt_every_steps=4")
+    # 32 videos, batch 8: 4 steps per epoch, 2 epochs; checkpoints every 3 steps and at epoch
+    # ends (3 = mid-epoch: the resume must skip the 24 samples already seen in that epoch).
+    shards = make_train_shards(tmp_path / "shards", num_samples=32, per_shard=8)
+    overrides = tiny_overrides(shards, "optim.epochs=2", "train.ckpt_every_steps=3")
 
     reference = tmp_path / "reference"
     # Uninterrupted, in-process; checkpoints only at epoch ends (saving never touches the RNGs).
     train(load_config("pretrain", "tiny", [*overrides, "train.ckpt_every_steps=0"]), reference)
     ref = _steps(reference)
-    assert [r["step"] for r in ref] == list(range(1, 13))
+    assert [r["step"] for r in ref] == list(range(1, 9))
 
     run = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -65,10 +65,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 240
-        # Step 5 is logged only after the step-4 checkpoint was renamed into place.
-        while not any(r["step"] >= 5 for r in _steps(run)):
+        # Step 4 is logged only after the step-3 checkpoint was renamed into place.
+        while not any(r["step"] >= 4 for r in _steps(run)):
             assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()}"
-            assert time.monotonic() < deadline, "no step 5 within 240 s"
+            assert time.monotonic() < deadline, "no step 4 within 240 s"
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -76,7 +76,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     saved = load_checkpoint(run / "last.pt")["step"]
-    assert saved in (4, 6, 8), saved  # a real, complete checkpoint from before the kill
+    assert saved in (3, 4, 6), saved  # a real, complete checkpoint from before the kill
 
     resumed = subprocess.run(
         _cmd(run, overrides, "--resume"),
@@ -88,9 +88,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     got = _steps(run)
-    assert [r["step"] for r in got] == list(range(1, 13))  # each step once, nothing lost
+    assert [r["step"] for r in got] == list(range(1, 9))  # each step once, nothing lost
     for a, b in zip(got, ref, strict=True):
         for term in TERMS:
             # Same CPU code path, one thread, deterministic kernels: equal to float precision.
             assert abs(a[term] - b[term]) <= 1e-6 * max(1.0, abs(b[term])), (a["step"], term)
-    assert load_checkpoint(run / "last.pt")["step"] == 12
+    assert load_checkpoint(run / "last.pt")["step"] == 8
