@@ -94,6 +94,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 TWIN_FRACTION = 0.2
 ATTRIBUTES_FILE = "synthetic_attributes.json"
+# Present while a corpus is being written: annotation files exist before their videos do, so
+# a killed generation must not pass for a finished corpus.
+INCOMPLETE_FLAG = ".synthetic-incomplete"
+
+
+def is_complete(data_root: str | Path) -> bool:
+    """False while (or after a crash during) :func:`generate` writing ``data_root``."""
+    return not (Path(data_root) / INCOMPLETE_FLAG).exists()
 
 
 @dataclass(frozen=True)
@@ -422,6 +430,7 @@ def generate(
     fps = float(fps or cfg.get("fps", 8))
     root = Path(data_root)
     root.mkdir(parents=True, exist_ok=True)
+    (root / INCOMPLETE_FLAG).touch()
     width, height = video_size
 
     if dataset == "anet":
@@ -469,6 +478,7 @@ def generate(
     _render_all(jobs, workers)
     attrs = _attributes(videos)
     (root / ATTRIBUTES_FILE).write_text(json.dumps(attrs, indent=1, sort_keys=True) + "\n")
+    (root / INCOMPLETE_FLAG).unlink()
     return attrs
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from preprocessing.adapters import load_records
 from preprocessing.job import build_shards
 from preprocessing.recipes import NATIVE_MARKERS, recipe
-from preprocessing.synthetic import DEFAULTS, generate
+from preprocessing.synthetic import DEFAULTS, generate, is_complete
 from t2v2t.shards import shard_dir
 
 
@@ -45,18 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data = Path(args.data or f"data/{args.dataset}")
     marker = NATIVE_MARKERS[args.dataset]
-    if not (data / marker).exists():
+    if not (data / marker).exists() or not is_complete(data):
         if args.dataset not in DEFAULTS:
             print(
                 f"[shards] {data / marker} not found and {args.dataset} has no synthetic corpus",
                 file=sys.stderr,
             )
             return 2
+        why = (
+            f"{data} was left incomplete"
+            if (data / marker).exists()
+            else f"no {marker} under {data}"
+        )
         t0 = time.perf_counter()
         attrs = generate(args.dataset, data, size=args.synthetic_size, seed=args.seed)
         print(
-            f"[shards] no {marker} under {data}: generated the synthetic {args.dataset} corpus "
-            f"there ({len(attrs)} items, {time.perf_counter() - t0:.1f} s)",
+            f"[shards] {why}: generated the synthetic {args.dataset} corpus there "
+            f"({len(attrs)} items, {time.perf_counter() - t0:.1f} s)",
             flush=True,
         )
     for r in recipe(args.dataset, args.split, args.frames):

@@ -300,3 +300,27 @@ def test_build_script_generates_synthetic(tmp_path: Path, capsys: pytest.Capture
     )
     assert rc == 0 and "generated" not in capsys.readouterr().out
     assert read_manifest(tmp_path / "shards/msrvtt/test_3f")["num_frames"] == 3
+    # A generation killed half-way is redone, not mistaken for a corpus.
+    (tmp_path / "data" / ".synthetic-incomplete").touch()
+    rc = script.main(
+        [
+            "--dataset",
+            "msrvtt",
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "shards"),
+            "--split",
+            "test",
+            "--synthetic-size",
+            "6",
+            "--workers",
+            "0",
+            "--short-side",
+            "32",
+            "--quiet",
+        ]
+    )
+    assert rc == 0 and "was left incomplete: generated" in capsys.readouterr().out
+    assert not (tmp_path / "data" / ".synthetic-incomplete").exists()
+    assert read_manifest(tmp_path / "shards/msrvtt/test_12f") == test  # same corpus again
