@@ -61,7 +61,8 @@ def vtc_loss(
         video_ids = dist.all_gather_tensor(video_ids)
     # Similarities and softmax in fp32 even under bf16 autocast (temperature as low as 0.001).
     with torch.autocast(text_feat.device.type, enabled=False):
-        sim_t2v = text_feat.float() @ video_feat.float().t() / temp
+        dt = torch.promote_types(text_feat.dtype, torch.float32)
+        sim_t2v = text_feat.to(dt) @ video_feat.to(dt).t() / temp
     with torch.no_grad():
         pos = positive_mask(video_ids, video_ids).to(sim_t2v.dtype)
         targets = pos / pos.sum(1, keepdim=True)
