@@ -9,7 +9,8 @@
   thread), ``get_batch`` of the sampled indices, random resized crop to 224.
 
 Source videos are WebVid-sized (640x360, 10 s, 25 fps H.264, rendered with ffmpeg's ``testsrc2``
-plus film-grain noise so the frames carry texture like real footage), sharded with the project's
+plus film-grain noise so the frames carry texture like real footage; x264 ``veryfast`` with its
+default GOP), sharded with the project's
 ``preprocessing.job.build_shards`` (the webvid recipe: 4 frames, ``rand``, 2 candidates,
 short side 224, JPEG quality 90). ``--quick`` runs tiny sizes into a temporary folder: a smoke
 test of this script, not a measurement.
@@ -59,7 +60,7 @@ def render_videos(out: Path, count: int, width: int, height: int, seconds: float
         src = f"testsrc2=size={width}x{height}:rate=25:duration={seconds}"
         cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", src, "-vf",
                f"hue=h={37 * i},noise=alls=12:allf=t", "-c:v", "libx264",
-               "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "250", str(path)]  # fmt: skip
+               "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)]  # fmt: skip
         subprocess.run(cmd, check=True)
         paths.append(path)
     return paths

@@ -350,14 +350,14 @@ class PlannedLoader:
         return sum(self.batch_sizes)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if self.num_workers == 0:
+        if self.num_workers == 0 and not self.pin_memory:
             return iter(self.dataset)
         loader = DataLoader(
             self.dataset,
             batch_size=None,  # the dataset yields whole batches
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            prefetch_factor=2,
+            prefetch_factor=2 if self.num_workers else None,
         )
         return iter(loader)
 

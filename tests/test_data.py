@@ -387,3 +387,26 @@ def test_more_ranks_than_shards_still_split_every_key_once(shards) -> None:
         assert len(loader) == 1  # ceil(3 samples / batch 3)
         keys += [k for k, _ in _run(loader)[: loader.dataset.sources[0].plan.num_real]]
     assert sorted(keys) == [f"vid_{i:03d}" for i in range(20)]
+
+
+def test_pin_memory_path_yields_the_same_batches(shards) -> None:
+    plain = _run(_loader(shards, epoch=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no accelerator found" on CPU-only machines
+        assert _run(_loader(shards, epoch=3, pin_memory=True)) == plain
+
+
+@pytest.mark.slow
+def test_bench_loader_quick_runs(tmp_path) -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_loader.py"), "--quick",
+         "--bench-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    import json
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in ("loader_frames_per_s", "loader_vs_jpeg_limit", "loader_vs_decord"):
+        assert results[key] > 0
+    assert "## loader" in (tmp_path / "README.md").read_text()
