@@ -271,6 +271,9 @@ def train(
                 f"resume it with the same number (now {world}) or from an epoch-end checkpoint"
             )
         best = ckpt.get("best_metric")
+        changed = config_changes(ckpt.get("config", {}), cfg.to_dict())
+        if changed and main:
+            print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")
         states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
         set_rng_state(states[rank] if rank < len(states) else states[0])
         del ckpt
@@ -358,8 +361,8 @@ def train(
             global_batch = int(batch["frames"].shape[0]) * world
 
             # -- log: loss terms averaged over ranks, throughput of this step
-            terms = torch.tensor([_as_float(out.get(k, 0.0)) for k in LOSS_TERMS], device=device)
-            terms = reduce_mean(terms, world).tolist()
+            terms = torch.stack([out[k].detach().float() for k in LOSS_TERMS])
+            terms = reduce_mean(terms, world).tolist()  # one device sync per step
             now = time.perf_counter()
             rate, t_last = global_batch / max(now - t_last, 1e-9), now
             if main:
@@ -414,6 +417,35 @@ def train(
     return TrainResult(step=step, epoch=epoch, last_checkpoint=last_path, best_metric=best)
 
 
+# Settings that may change on resume without changing what is computed.
+RESUME_FREE_KEYS = (
+    "train.max_steps",
+    "train.ckpt_every_steps",
+    "train.log_every",
+    "train.threads",
+    "data.num_workers",
+    "train.init_checkpoint",
+)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key (old -> new)`` for settings that differ between a checkpoint's config and now."""
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_FREE_KEYS)
+    return [f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in keys]
+
+
 def forward_loss(
     model: nn.Module,
     batch: dict[str, Any],
@@ -441,10 +473,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _every(step: int, n: int) -> bool:
     return n > 0 and step % n == 0
-
-
-def _as_float(value: Any) -> float:
-    return float(value.detach().float().item()) if torch.is_tensor(value) else float(value)
 
 
 def _progress(main: bool, epoch: int, epochs: int, total: int, initial: int) -> Any:
