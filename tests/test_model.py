@@ -310,3 +310,23 @@ def test_bf16_autocast_forward_keeps_losses_fp32(model, tokenizer):
         out = model(torch.randn(4, 2, 3, s, s), ids, mask, torch.tensor([0, 0, 1, 2]))
     for k in ("loss", "vtc", "vtm", "mlm"):
         assert out[k].dtype == torch.float32 and torch.isfinite(out[k]), k
+
+
+def test_beit_video_encoder_equals_its_image_model():
+    """The base preset's BEiT path (relative position bias, mean-pooled fc_norm) with small
+    stand-in sizes: a fresh video encoder reproduces the timm image model frame by frame."""
+    from t2v2t.models.vision import VideoEncoder, create_backbone
+
+    kw = {"image_size": 32, "depth": 2, "width": 64, "heads": 2}
+    torch.manual_seed(0)
+    encoder = VideoEncoder(create_backbone("beit_base_patch16_224", **kw), num_frames=4).eval()
+    plain = timm.create_model(
+        "beit_base_patch16_224", img_size=32, depth=2, embed_dim=64, num_heads=2, num_classes=0
+    ).eval()
+    plain.load_state_dict(encoder.backbone.state_dict())
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want = plain(images)
+        _, pooled = encoder(images[:, None].expand(3, 12, -1, -1, -1))  # 12 frames: interpolated
+    for t in range(12):
+        torch.testing.assert_close(pooled[:, t], want, atol=1e-5, rtol=1e-5)
