@@ -128,13 +128,12 @@ class RenderJob:
 
 
 def random_event(rng: np.random.Generator, background: str | None = None) -> Event:
-    colour = str(rng.choice(list(COLOURS)))
-    bgs = [b for b in BACKGROUNDS if b != colour]
+    # Shape colours and background colours are disjoint sets: a shape never blends in.
     return Event(
         shape=str(rng.choice(list(SHAPES))),
-        colour=colour,
+        colour=str(rng.choice(list(COLOURS))),
         size=str(rng.choice(list(SIZES))),
-        background=background or str(rng.choice(bgs)),
+        background=background or str(rng.choice(list(BACKGROUNDS))),
         direction=str(rng.choice(list(DIRECTIONS))),
         speed=str(rng.choice(list(SPEEDS))),
     )
@@ -309,12 +308,7 @@ def plan(
         while len([v for v in videos if v.split == split]) < count:
             k = int(rng.integers(events[0], events[1] + 1))
             bg = str(rng.choice(list(BACKGROUNDS)))
-            evs = []
-            for _ in range(k):
-                ev = random_event(rng, bg)
-                while ev.colour == bg:
-                    ev = random_event(rng, bg)
-                evs.append(ev)
+            evs = [random_event(rng, bg) for _ in range(k)]
             secs = [float(rng.choice(seconds)) for _ in evs]
             sig = tuple(evs)
             twin_sig = tuple(replace(e, direction=OPPOSITE[e.direction]) for e in evs)
@@ -431,6 +425,10 @@ def generate(
     root = Path(data_root)
     root.mkdir(parents=True, exist_ok=True)
     (root / INCOMPLETE_FLAG).touch()
+    for stale in sorted(root.rglob(".render-*"), reverse=True):  # left by a killed generation
+        for f in stale.iterdir():
+            f.unlink()
+        stale.rmdir()
     width, height = video_size
 
     if dataset == "anet":
