@@ -10,7 +10,7 @@ It yields the same WebDataset-style dicts as :func:`t2v2t.shards.iter_samples`.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,27 @@ def _pax_path(data: bytes) -> str | None:
     return None
 
 
-def iter_tar(stream: io.BufferedIOBase) -> Iterator[tuple[str, bytes]]:
-    """``(member name, bytes)`` of the regular files in a tar stream, in order."""
+def _skip(stream: io.BufferedIOBase, count: int, scratch: memoryview) -> int:
+    """Consume ``count`` bytes without materialising them; returns how many were there."""
+    done = 0
+    while done < count:
+        got = stream.readinto(scratch[: min(count - done, len(scratch))])
+        if not got:
+            break
+        done += got
+    return done
+
+
+def iter_tar(
+    stream: io.BufferedIOBase, want: Callable[[str], bool] | None = None
+) -> Iterator[tuple[str, bytes | None]]:
+    """``(member name, bytes)`` of the regular files in a tar stream, in order.
+
+    Members for which ``want(name)`` is false come as ``(name, None)``: their bytes are still
+    decompressed (a stream cannot seek) but never copied into Python objects.
+    """
     read = stream.read
+    scratch = memoryview(bytearray(1 << 16))
     long_name: str | None = None
     while True:
         header = read(BLOCK)
@@ -61,21 +79,21 @@ def iter_tar(stream: io.BufferedIOBase) -> Iterator[tuple[str, bytes]]:
             raise ValueError("bad tar header checksum (corrupted data)")
         size = _number(header[124:136])
         kind = header[156:157]
-        data = read(size)
-        if len(data) < size:
-            raise EOFError(f"tar stream ends inside a member ({len(data)} of {size} bytes)")
-        pad = -size % BLOCK
-        if pad and len(read(pad)) < pad:
-            raise EOFError("tar stream ends inside member padding (truncated)")
-        if kind == b"L":
-            long_name = data.rstrip(b"\0").decode("utf-8")
+        padded = size + (-size % BLOCK)
+        if kind in (b"L", b"x"):  # a long name for the next member
+            data = read(padded)
+            if len(data) < padded:
+                raise EOFError("tar stream ends inside a long-name record (truncated)")
+            data = data[:size]
+            long_name = (
+                data.rstrip(b"\0").decode("utf-8") if kind == b"L" else _pax_path(data) or long_name
+            )
             continue
-        if kind == b"x":
-            long_name = _pax_path(data) or long_name
-            continue
-        if kind not in _REGULAR:
+        if kind not in _REGULAR:  # directories, links, global pax headers: nothing to load
             long_name = None
-            continue  # directories, links, global pax headers: nothing to load
+            if _skip(stream, padded, scratch) < padded:
+                raise EOFError("tar stream ends inside a member (truncated)")
+            continue
         if long_name is not None:
             name, long_name = long_name, None
         else:
@@ -84,19 +102,48 @@ def iter_tar(stream: io.BufferedIOBase) -> Iterator[tuple[str, bytes]]:
                 prefix = header[345:500].split(b"\0", 1)[0]
                 if prefix:
                     name = f"{prefix.decode('utf-8')}/{name}"
+        if want is not None and not want(name):
+            if _skip(stream, padded, scratch) < padded:
+                raise EOFError(f"tar stream ends inside member {name} (truncated)")
+            yield name, None
+            continue
+        data = read(size)
+        if len(data) < size:
+            raise EOFError(f"tar stream ends inside {name} ({len(data)} of {size} bytes)")
+        pad = padded - size
+        if pad and len(read(pad)) < pad:
+            raise EOFError(f"tar stream ends inside the padding of {name} (truncated)")
         yield name, data
 
 
-def iter_shard_samples(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Group a ``.tar.zst`` shard's members into ``{"__key__", "json", "000.jpg", ...}`` dicts."""
+def iter_shard_samples(
+    path: str | Path, keep: Callable[[int], bool] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Group a ``.tar.zst`` shard's members into ``{"__key__", "json", "000.jpg", ...}`` dicts.
+
+    ``keep(i)`` false for the shard's ``i``-th sample: it still comes out, as
+    ``{"__key__": key, "__skipped__": True}``, without its bytes (a loader worker streams past
+    the samples other workers decode; this halves what that costs).
+    """
+    state = {"key": None, "index": -1}
+
+    def want(name: str) -> bool:
+        key = name.partition(".")[0]
+        if key != state["key"]:
+            state["key"], state["index"] = key, state["index"] + 1
+        return keep(state["index"])  # type: ignore[misc]
+
     with open_zstd(path) as raw, io.BufferedReader(raw, buffer_size=1 << 20) as stream:
         current: dict[str, Any] | None = None
-        for name, data in iter_tar(stream):
+        for name, data in iter_tar(stream, want if keep is not None else None):
             key, _, ext = name.partition(".")
             if current is None or current["__key__"] != key:
                 if current is not None:
                     yield current
                 current = {"__key__": key}
-            current[ext] = data
+            if data is None:
+                current["__skipped__"] = True
+            else:
+                current[ext] = data
         if current is not None:
             yield current

@@ -337,6 +337,19 @@ def test_inspect_stream_workers_resume_and_ranks(shards) -> None:
 # ----------------------------------------------------------------------------- tar reader
 
 
+def test_shard_samples_can_skip_the_bytes_of_unwanted_samples(shards) -> None:
+    from t2v2t.shards import iter_samples
+    from t2v2t.tarstream import iter_shard_samples
+
+    path = shards["video"] / shard_name("vid", "train", 0)
+    full = list(iter_samples(path))
+    assert list(iter_shard_samples(path)) == full
+    some = list(iter_shard_samples(path, keep=lambda i: i % 3 == 1))
+    assert [s["__key__"] for s in some] == [s["__key__"] for s in full]
+    for i, (got, ref) in enumerate(zip(some, full, strict=True)):
+        assert got == (ref if i % 3 == 1 else {"__key__": ref["__key__"], "__skipped__": True})
+
+
 def test_lean_tar_reader_matches_tarfile(tmp_path) -> None:
     import tarfile
 
@@ -360,8 +373,12 @@ def test_lean_tar_reader_matches_tarfile(tmp_path) -> None:
         got = list(iter_tar(io.BytesIO(raw)))
         want = [(n, d) for n, d in members if fmt != tarfile.USTAR_FORMAT or len(n) <= 100]
         assert got == want, fmt
+        skipped = list(iter_tar(io.BytesIO(raw), want=lambda n: n.endswith(".json")))
+        assert skipped == [(n, d if n.endswith(".json") else None) for n, d in want]
         with pytest.raises(EOFError):
             list(iter_tar(io.BytesIO(raw[:1100])))
+        with pytest.raises(EOFError):
+            list(iter_tar(io.BytesIO(raw[:1100]), want=lambda n: False))
         bad = bytearray(raw)
         bad[10] ^= 0xFF  # inside the first header's name
         with pytest.raises(ValueError, match="checksum"):
