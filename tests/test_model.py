@@ -59,6 +59,16 @@ def test_shapes_for_frame_counts(model, tokenizer, frames):
     assert text_embeds.shape == (b, 16, 384) and text_feat.shape == (b, 256)
     assert sim.shape == (b, b) and vtm.shape == (b,)
     assert torch.isfinite(sim).all() and torch.isfinite(vtm).all()
+    if frames == 1:
+        # Image batches leave the temporal modules out, yet (for DDP) keep them in the graph.
+        model.train()
+        try:
+            model.encode_video(torch.randn(b, 1, 3, s, s))[1].sum().backward()
+        finally:
+            model.eval()
+        grads = [model.vision.temporal_pos.grad, model.vision.temporal[0].qkv.weight.grad]
+        model.zero_grad()
+        assert all(g is not None and not g.any() for g in grads)
     # Indexed pairs (each video's keys/values projected once) score like explicit copies.
     index = torch.tensor([1, 0])
     with torch.no_grad():

@@ -103,6 +103,10 @@ class VideoEncoder(nn.Module):
         x = self._stem(frames.flatten(0, 1))
         if t > 1:
             x = (x.view(b, t, *x.shape[1:]) + self.temporal_pos_for(t)[None, :, None]).flatten(0, 1)
+        elif self.training and torch.is_grad_enabled():
+            # Image batches skip the temporal modules; DDP (without find_unused_parameters)
+            # needs every parameter in each step's graph, so they join with a zero weight.
+            x = x + 0.0 * sum(p.sum() for p in (self.temporal_pos, *self.temporal.parameters()))
         bb = self.backbone
         rel_pos_bias = None
         if self.is_beit and bb.rel_pos_bias is not None:
