@@ -277,7 +277,11 @@ class _PlannedBatches(IterableDataset):
         positions = src.plan.batch(b)
         raws = stream.take(positions)
         size, t = self.image_size, src.num_frames
-        buf = np.empty((len(raws), t, size, size, 3), dtype=np.uint8)
+        frames = torch.empty((len(raws), t, size, size, 3), dtype=torch.uint8)
+        if get_worker_info() is not None:
+            # Born in shared memory: handing the batch to the main process then costs no copy.
+            frames.share_memory_()
+        buf = frames.numpy()
         index = np.empty((len(raws), t), dtype=np.int64)
         keys, texts = [], []
         seed, epoch = (self.seed, self.epoch) if self.train else (0, 0)
@@ -304,7 +308,7 @@ class _PlannedBatches(IterableDataset):
             if self.train:
                 texts.append(choose_caption(meta.captions, seed, epoch, meta.key))
         batch: dict[str, Any] = {
-            "frames": torch.from_numpy(buf).permute(0, 1, 4, 2, 3),
+            "frames": frames.permute(0, 1, 4, 2, 3),
             "keys": keys,
             "frame_indices": torch.from_numpy(index),
             "source": src.name,
