@@ -55,7 +55,7 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, kv_dim: int, num_heads: int, dropout: float, eps: float) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.dropout_p = dropout
+        self.attn_dropout = nn.Dropout(dropout)  # its p is read by SDPA (settable like BERT's)
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(kv_dim, dim)
         self.value = nn.Linear(kv_dim, dim)
@@ -75,7 +75,7 @@ class CrossAttention(nn.Module):
         k, v = _heads(self.key(kv), self.num_heads), _heads(self.value(kv), self.num_heads)
         if kv_index is not None:
             k, v = k[kv_index], v[kv_index]
-        p = self.dropout_p if self.training else 0.0
+        p = self.attn_dropout.p if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         return self.LayerNorm(self.dropout(self.dense(_merge(y))) + x)
 
