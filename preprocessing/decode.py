@@ -123,7 +123,7 @@ def _ffprobe(path: Path) -> tuple[int, float, int, int]:
 
 def _ffmpeg(path: Path, pick: Callable[[int], list[int]], short_side: int | None) -> Decoded:
     """Stream raw frames out of ffmpeg and keep the wanted ones (fallback: full decode)."""
-    import subprocess
+    import ffmpeg
 
     vlen, fps, h, w = _ffprobe(path)
     crop, out = plan_size(h, w, short_side) if short_side is not None else (None, (h, w))
@@ -135,11 +135,14 @@ def _ffmpeg(path: Path, pick: Callable[[int], list[int]], short_side: int | None
             raise DecodeError("ffmpeg: no video frames")
         indices = pick(vlen)
         wanted = set(indices)
-        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", "1", "-i", str(path)]
-        cmd += ["-map", "0:v:0", "-vsync", "0"]
-        cmd += ["-vf", f"scale={fw}:{fh}:flags=bilinear"] if scale else []
-        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        stream = ffmpeg.input(str(path), threads=1)["v:0"]
+        if scale:
+            stream = stream.filter("scale", fw, fh, flags="bilinear")
+        proc = (
+            stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync=0)
+            .global_args("-nostdin", "-v", "error")
+            .run_async(pipe_stdout=True)
+        )
         size = fh * fw * 3
         got: dict[int, np.ndarray] = {}
         n = 0

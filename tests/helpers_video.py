@@ -71,4 +71,7 @@ def make_odd_inputs(folder: Path) -> dict[str, Path]:
         "mpeg2": make_video(folder / "m2v.mpg", codec="mpeg2video", frames=8),
         "wide": make_video(folder / "wide.mp4", size="2000x40", frames=6),
         "tall": make_video(folder / "tall.mp4", size="40x600", frames=6),
+        # decord cannot open these: they exercise the ffmpeg fallback
+        "gif": make_video(folder / "anim.gif", codec="gif", pix_fmt="rgb8", frames=6),
+        "h264_raw": make_video(folder / "raw.h264", frames=6),
     }

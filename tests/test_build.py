@@ -92,7 +92,18 @@ def test_failures_and_odd_inputs(reference: Path, records: list[VideoRecord]) ->
         for s in iter_samples(reference / name):
             meta, jpegs = decode_sample(s)
             samples[meta.key] = (meta, jpegs)
-    for odd in ("one_frame", "mkv_vp9", "webm_vp8", "avi_mpeg4", "mpeg2", "wide", "tall"):
+    odds = (
+        "one_frame",
+        "mkv_vp9",
+        "webm_vp8",
+        "avi_mpeg4",
+        "mpeg2",
+        "wide",
+        "tall",
+        "gif",
+        "h264_raw",
+    )
+    for odd in odds:
         meta, jpegs = samples[odd]
         assert len(jpegs) == 8 and max(meta.size) <= 4 * min(meta.size) == 4 * 32
     one, _ = samples["one_frame"]

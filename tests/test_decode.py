@@ -161,6 +161,9 @@ def test_odd_inputs_decode(tmp_path: Path) -> None:
         h, w = dec.frames[0].shape[:2]
         assert min(h, w) == 32 and max(h, w) <= 4 * 32, (name, h, w)
     assert decode_frames(odd["one_frame"], _pick(4), 32).vlen == 1
+    for name in ("gif", "h264_raw"):
+        dec = decode_frames(odd[name], _pick(4), 32)
+        assert dec.backend == "ffmpeg" and dec.vlen == 6 and dec.fps == 10.0
 
 
 def test_image_is_one_frame(tmp_path: Path) -> None:
