@@ -38,8 +38,8 @@ memory: that layout is what the decoder and the resize write without a transpose
 
 from __future__ import annotations
 
+import io
 import logging
-import tarfile
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -64,7 +64,7 @@ from t2v2t.shards import (
     read_manifest,
     shard_infos,
 )
-from t2v2t.tarstream import iter_shard_samples
+from t2v2t.tarstream import iter_shard_samples, iter_tar
 from t2v2t.text import SENTENCE_LEN, choose_caption, tokenize, video_id
 
 __all__ = [
@@ -191,7 +191,7 @@ class _Stream:
                     f"{path}: ended after {index} samples, the manifest says "
                     f"{self.counts[self.shard]} (truncated? rebuild it)"
                 ) from None
-            except (tarfile.TarError, EOFError, OSError, ValueError, zstandard.ZstdError) as err:
+            except (EOFError, OSError, ValueError, zstandard.ZstdError) as err:
                 raise ShardError(
                     f"{path}: unreadable at sample {index} ({type(err).__name__}: {err}); "
                     "the file is corrupted, rebuild it"
@@ -552,16 +552,16 @@ def eval_texts(shard_dir: str | Path) -> EvalTexts:
         path = directory / info.name
         before = len(keys)
         try:
-            with open_zstd(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-                for member in tar:
-                    if not (member.isfile() and member.name.endswith(suffix)):
-                        continue
-                    meta = SampleMeta.from_json(tar.extractfile(member).read())
+            with open_zstd(path) as raw, io.BufferedReader(raw, buffer_size=1 << 20) as stream:
+                for _, data in iter_tar(stream, want=lambda name: name.endswith(suffix)):
+                    if data is None:
+                        continue  # a frame: streamed past, never copied or decoded
+                    meta = SampleMeta.from_json(data)
                     for caption in meta.captions:
                         texts.append(caption)
                         text_video.append(len(keys))
                     keys.append(meta.key)
-        except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as err:
+        except (ValueError, EOFError, OSError, zstandard.ZstdError) as err:
             raise ShardError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
         if len(keys) - before != info.samples:
             raise ShardError(
