@@ -225,6 +225,7 @@ def build_shards(
         )
 
     _run(pending, workers, scheduler, progress, on_done)
+    _clean(out, {Path(t.path).name for t in tasks})  # temp files of workers that died
 
     infos = [results[t.index]["info"] for t in tasks]
     failures = early_failures + [f for t in tasks for f in results[t.index]["failures"]]
