@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
@@ -98,7 +99,11 @@ def _clean(out_dir: Path, keep: set[str]) -> None:
 
 
 def _run(
-    tasks: list[ShardTask], workers: int, scheduler: str | None, progress: bool, on_done
+    tasks: list[ShardTask],
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+    on_done: Callable[[dict[str, Any]], None],
 ) -> None:
     from tqdm import tqdm
 
