@@ -17,11 +17,20 @@ import os
 import sys
 from pathlib import Path
 
-from t2v2t.config import TASKS, ConfigError, load_config
-from t2v2t.models import WeightsMismatchError, WeightsUnavailableError
+from t2v2t.config import TASKS, ConfigError, check_files, load_config
 from t2v2t.shards import ShardError
 
-SETUP_ERRORS = (ConfigError, WeightsUnavailableError, WeightsMismatchError, ShardError)
+
+def is_setup_error(err: BaseException) -> bool:
+    """Problems the user fixes (config, shards, weights): reported in one line, exit status 2."""
+    if isinstance(err, (ConfigError, ShardError)):
+        return True
+    # The model package (torch + transformers) is imported lazily so that config errors are
+    # reported in a fraction of a second; if it was never imported it raised nothing.
+    models = sys.modules.get("t2v2t.models")
+    return models is not None and isinstance(
+        err, (models.WeightsUnavailableError, models.WeightsMismatchError)
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         resume_from = None
         if args.resume or args.resume_from:
             resume_from = ckpt or run_dir / "last.pt"
+        check_files(cfg, resume_from=resume_from)  # before the slow imports: fail fast
         from t2v2t.train import train
 
         result = train(cfg, run_dir, resume_from=resume_from)
-    except SETUP_ERRORS as e:
-        # Problems the user fixes (config, shards, weights): one line, no traceback.
+    except Exception as e:
+        if not is_setup_error(e):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -58,7 +58,7 @@ def reference_losses(cfg, steps: int) -> list[dict[str, float]]:  # noqa: ANN001
         res["loss"].backward()
         opt.step()
         sched.step()
-        out.append({k: float(res[k]) for k in ("loss", "vtc")})
+        out.append({k: float(res[k].detach()) for k in ("loss", "vtc")})
     return out
 
 
