@@ -181,3 +181,23 @@ def test_cli_bad_configs_exit_2_with_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, proc.stderr)
         assert message in lines[0], (name, lines[0])
         assert "Traceback" not in proc.stderr
+
+
+def test_resume_target_from_flag_env_and_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_cli", ROOT / "scripts" / "train.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    monkeypatch.delenv("RESUME", raising=False)
+    args = cli.parse_args(["--task", "pretrain", "--resume", "optim.lr=1e-5"])
+    assert args.overrides == ["optim.lr=1e-5"]  # --resume takes no value: overrides stay
+    assert cli.resume_target(args) == (None, None)  # -> <run>/last.pt
+    monkeypatch.setenv("RESUME", "1")  # what `make pretrain RESUME=1` exports
+    assert cli.resume_target(args) == (None, None)
+    monkeypatch.setenv("RESUME", "runs/old")
+    assert cli.resume_target(args) == (Path("runs/old"), Path("runs/old/last.pt"))
+    args = cli.parse_args(["--task", "pretrain", "--resume-from", "x/best.pt"])
+    assert cli.resume_target(args) == (Path("x"), Path("x/best.pt"))
+    args = cli.parse_args(["--task", "pretrain", "--run-dir", "r"])
+    assert args.run == "r" and cli.resume_target(args) == (None, None)
