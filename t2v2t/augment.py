@@ -106,14 +106,15 @@ def decode_frames(
     ``out`` is a uint8 array ``[T, size, size, 3]`` (a view into the batch buffer) with
     ``T == len(jpegs)``. All frames of a video must have the same stored size.
     """
-    stack: np.ndarray | None = None
+    # Decode every frame of the video first, then crop them all: back-to-back decodes keep
+    # libjpeg's tables and code hot in cache (measured ~10% faster per frame than interleaving).
+    images: list[Image.Image] = []
     draft_to: tuple[int, int] | None = None
-    ref_size: tuple[int, int] | None = None
+    full_w = full_h = 0
     for t, data in enumerate(jpegs):
         im = _open(data, key, t)
-        full_w, full_h = im.size
-        if ref_size is None:
-            ref_size = (full_w, full_h)
+        if t == 0:
+            full_w, full_h = im.size
             if min(crop.width, crop.height) >= 2 * size:
                 # Let libjpeg downscale by 2/4/8 while decoding: far cheaper than decoding all.
                 draft_to = (
@@ -125,26 +126,33 @@ def decode_frames(
                     f"sample {key}: crop {crop} exceeds the {full_w}x{full_h} frame "
                     "(the metadata 'size' disagrees with the JPEGs)"
                 )
-        elif (full_w, full_h) != ref_size:
-            raise ValueError(f"sample {key}: frame {t} is {full_w}x{full_h}, frame 0 {ref_size}")
+        elif im.size != (full_w, full_h):
+            raise ValueError(f"sample {key}: frame {t} is {im.size}, frame 0 {(full_w, full_h)}")
         if draft_to is not None:
             im.draft("RGB", draft_to)  # updates im.size to the reduced decode size
-        if im.mode != "RGB":
-            im = im.convert("RGB")
-        sx, sy = im.size[0] / full_w, im.size[1] / full_h  # < 1 after a draft
-        top, left = int(crop.top * sy), int(crop.left * sx)
-        h = min(max(1, round(crop.height * sy)), im.size[1] - top)
-        w = min(max(1, round(crop.width * sx)), im.size[0] - left)
+        im = im.convert("RGB") if im.mode != "RGB" else im
+        try:
+            im.load()
+        except OSError as err:
+            raise ValueError(f"sample {key}: frame {t} does not decode ({err})") from None
+        images.append(im)
+    dec_w, dec_h = images[0].size
+    sx, sy = dec_w / full_w, dec_h / full_h  # < 1 after a draft
+    top, left = int(crop.top * sy), int(crop.left * sx)
+    h = min(max(1, round(crop.height * sy)), dec_h - top)
+    w = min(max(1, round(crop.width * sx)), dec_w - left)
+    stack: np.ndarray | None = None
+    for t, im in enumerate(images):
         # Crop before anything else: every later step (raw export, flip) sees fewer pixels.
         region_im = im.crop((left, top, left + w, top + h))
         if crop.flip:
             region_im = region_im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         region = np.asarray(region_im)
-        if region.shape[:2] == (size, size):
+        if (h, w) == (size, size):
             out[t] = region  # no resampling needed (eval on short-side-224 frames)
             continue
         if stack is None:
-            stack = np.empty((len(jpegs), h, w, 3), dtype=np.uint8)
+            stack = np.empty((len(images), h, w, 3), dtype=np.uint8)
         stack[t] = region
     if stack is not None:
         # NHWC memory viewed as NCHW is channels-last: the fast uint8 bilinear kernel.
