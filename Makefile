@@ -37,9 +37,9 @@ endif
 opt = $(if $(2),$(1) $(2))
 SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--split,$(SPLIT)) $(call opt,--frames,$(FRAMES)) \
 	$(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER))
-TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run,$(RUN)) \
+TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) \
 	$(if $(RESUME),--resume) $(ARGS)
-EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run,$(RUN)) --fusion $(FUSION) $(ARGS)
+EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) --fusion $(FUSION) $(ARGS)
 
 .PHONY: help setup test test-slow lint format shards verify-shards pretrain \
 	finetune-msrvtt finetune-didemo finetune-anet eval-msrvtt eval-didemo eval-anet \

@@ -31,7 +31,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--preset", default="base", help="model preset (the checkpoint's wins)")
     p.add_argument("--ckpt", default=None, help="default runs/finetune-<dataset>/best.pt")
-    p.add_argument("--run", default=None, help="write into RUN/eval instead of the ckpt's folder")
+    p.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        default=None,
+        help="write into RUN/eval instead of the ckpt's folder",
+    )
     p.add_argument("--fusion", default="t2v2t", choices=FUSIONS, help="the fusion shown first")
     p.add_argument("--shards", default="shards", help="shard root (default shards)")
     p.add_argument("--k", type=int, default=None, help="candidates per query (default 128)")
