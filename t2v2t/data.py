@@ -286,24 +286,13 @@ class _PlannedBatches(IterableDataset):
         keys, texts = [], []
         seed, epoch = (self.seed, self.epoch) if self.train else (0, 0)
         for i, raw in enumerate(raws):
-            if META_EXT not in raw:
-                raise ShardError(f"{src.directory}: sample {raw.get('__key__')} has no .json")
-            meta = SampleMeta.from_json(raw[META_EXT])
-            pos, idx = pick_frames(meta, t, seed, epoch)
-            h, w = meta.size
-            crop: Crop = (
-                train_crop(h, w, seed, epoch, meta.key, self.crop_scale)
-                if self.train
-                else center_crop(h, w)
-            )
             try:
-                jpegs = [raw[frame_ext(p)] for p in pos]
-            except KeyError as err:
+                meta = self._decode_sample(raw, t, seed, epoch, buf[i], index[i])
+            except (ValueError, KeyError) as err:
+                shard = src.shard_names[src.plan.locate(int(positions[i]))[0]]
                 raise ShardError(
-                    f"{src.directory}: sample {meta.key} lacks member {err.args[0]}"
+                    f"{src.directory / shard}: sample {raw.get('__key__')!r}: {err}"
                 ) from None
-            decode_frames(jpegs, crop, size, buf[i], meta.key)
-            index[i] = idx
             keys.append(meta.key)
             if self.train:
                 texts.append(choose_caption(meta.captions, seed, epoch, meta.key))
@@ -322,6 +311,34 @@ class _PlannedBatches(IterableDataset):
         else:
             batch["index"] = torch.as_tensor(positions, dtype=torch.long)
         return batch
+
+    def _decode_sample(
+        self,
+        raw: dict[str, Any],
+        num_frames: int,
+        seed: int,
+        epoch: int,
+        out: np.ndarray,
+        index_out: np.ndarray,
+    ) -> SampleMeta:
+        """One sample's frames into ``out`` and their original indices into ``index_out``."""
+        if META_EXT not in raw:
+            raise ValueError(f"no .{META_EXT} member")
+        meta = SampleMeta.from_json(raw[META_EXT])
+        pos, idx = pick_frames(meta, num_frames, seed, epoch)
+        h, w = meta.size
+        crop: Crop = (
+            train_crop(h, w, seed, epoch, meta.key, self.crop_scale)
+            if self.train
+            else center_crop(h, w)
+        )
+        try:
+            jpegs = [raw[frame_ext(p)] for p in pos]
+        except KeyError as err:
+            raise ValueError(f"lacks member {err.args[0]}") from None
+        decode_frames(jpegs, crop, self.image_size, out, meta.key)
+        index_out[:] = idx
+        return meta
 
 
 class PlannedLoader:

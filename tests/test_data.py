@@ -427,3 +427,17 @@ def test_bench_loader_quick_runs(tmp_path) -> None:
     for key in ("loader_frames_per_s", "loader_vs_jpeg_limit", "loader_vs_decord"):
         assert results[key] > 0
     assert "## loader" in (tmp_path / "README.md").read_text()
+
+
+def test_a_broken_frame_names_the_shard_and_the_sample(tmp_path) -> None:
+    meta = SampleMeta(
+        key="bad_000", dataset="vid", split="train", source="x.mp4", captions=["c"], fps=1.0,
+        vlen=1, duration=1.0, frame_indices=[[0]],
+        sampling={"mode": "middle", "num_frames": 1, "candidates": 1, "seed": 0}, size=[H, W],
+    )  # fmt: skip
+    info = write_shard(tmp_path / "bad-000.tar.zst", [encode_sample(meta, [b"not a jpeg"])])
+    write_manifest(tmp_path, {"format": FORMAT, "dataset": "vid", "split": "train",
+                              "num_frames": 1, "shards": [info_dict(info)]})  # fmt: skip
+    loader = make_train_loader([TrainSource(tmp_path, 1, 1)], None, seed=0, epoch=0)
+    with pytest.raises(ShardError, match=r"bad-000\.tar\.zst: sample 'bad_000'.*not a readable"):
+        next(iter(loader))
