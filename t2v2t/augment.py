@@ -47,11 +47,15 @@ def random_resized_crop(
     rng: np.random.Generator,
     scale: tuple[float, float] = TRAIN_SCALE,
     ratio: tuple[float, float] = TRAIN_RATIO,
+    hflip: bool = True,
 ) -> Crop:
-    """torchvision's ``RandomResizedCrop.get_params`` with an explicit generator, plus a flip."""
+    """torchvision's ``RandomResizedCrop.get_params`` with an explicit generator, plus a flip.
+
+    ``hflip=False`` never flips; the flip coin is still drawn so the crop boxes stay the same.
+    """
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    flip = bool(rng.random() < 0.5)
+    flip = bool(rng.random() < 0.5) and hflip
     for _ in range(10):
         target = area * rng.uniform(*scale)
         aspect = math.exp(rng.uniform(*log_ratio))
@@ -85,9 +89,11 @@ def train_crop(
     epoch: int,
     key: str,
     scale: tuple[float, float] = TRAIN_SCALE,
+    hflip: bool = True,
 ) -> Crop:
     """The training crop of one video for one epoch: a function of ``(seed, epoch, key)`` only."""
-    return random_resized_crop(height, width, rng_for(seed, epoch, key, "augment"), scale)
+    rng = rng_for(seed, epoch, key, "augment")
+    return random_resized_crop(height, width, rng, scale, hflip=hflip)
 
 
 def _open(data: bytes, key: str, i: int) -> Image.Image:

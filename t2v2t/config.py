@@ -56,6 +56,8 @@ class DataConfig:
     num_workers: int = 2
     seed: int = 42
     skip_bad_shards: bool = False
+    hflip: bool = True  # random horizontal flip; off when captions say "left"/"right"
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area
 
 
 @dataclass

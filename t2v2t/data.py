@@ -253,6 +253,7 @@ class _PlannedBatches(IterableDataset):
     epoch: int
     image_size: int
     crop_scale: tuple[float, float] = TRAIN_SCALE
+    hflip: bool = True
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -328,7 +329,7 @@ class _PlannedBatches(IterableDataset):
         pos, idx = pick_frames(meta, num_frames, seed, epoch)
         h, w = meta.size
         crop: Crop = (
-            train_crop(h, w, seed, epoch, meta.key, self.crop_scale)
+            train_crop(h, w, seed, epoch, meta.key, self.crop_scale, self.hflip)
             if self.train
             else center_crop(h, w)
         )
@@ -421,7 +422,8 @@ def make_train_loader(
     skip_samples: int = 0,
     skip_bad_shards: bool = False,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-    crop_scale: tuple[float, float] = TRAIN_SCALE,
+    crop_scale: Sequence[float] = TRAIN_SCALE,
+    hflip: bool = True,
     verify_hash: bool = False,
     pin_memory: bool = False,
 ) -> PlannedLoader:
@@ -429,9 +431,16 @@ def make_train_loader(
 
     ``tokenizer`` may be ``None`` (batches then carry ``texts`` but no ``input_ids``; used by
     ``scripts/inspect_stream.py``). ``skip_samples``: samples this rank already consumed.
+    ``crop_scale``: the random resized crop's area range (fractions of the stored frame);
+    ``hflip=False`` never mirrors (captions that say "left"/"right"); crops stay the same.
     """
     if not sources:
         raise ValueError("make_train_loader needs at least one TrainSource")
+    scale = tuple(float(x) for x in crop_scale)
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(
+            f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(crop_scale)}"
+        )
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world_size {world_size}")
     resolved: list[_Source] = []
@@ -479,7 +488,8 @@ def make_train_loader(
         seed=seed,
         epoch=epoch,
         image_size=image_size,
-        crop_scale=crop_scale,
+        crop_scale=(scale[0], scale[1]),
+        hflip=hflip,
     )
     return PlannedLoader(
         dataset,

@@ -129,6 +129,8 @@ def make_loader(
         image_size=image_size,
         skip_samples=skip,
         skip_bad_shards=cfg.data.skip_bad_shards,
+        crop_scale=cfg.data.crop_scale,
+        hflip=cfg.data.hflip,
         pin_memory=torch.cuda.is_available(),
     )
 

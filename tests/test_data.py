@@ -187,6 +187,29 @@ def test_frames_are_the_chosen_ones_and_geometry_is_shared(shards, tokenizer) ->
     assert flips == {True, False}  # both flipped and unflipped videos occur
 
 
+def test_hflip_off_never_flips_and_keeps_the_crops(shards) -> None:
+    def frames(hflip: bool) -> dict[str, torch.Tensor]:
+        loader = make_train_loader(
+            [TrainSource(shards["video"], 4, 4)], None, seed=3, epoch=0, image_size=SIZE,
+            hflip=hflip,
+        )  # fmt: skip
+        return {k: f for b in loader for k, f in zip(b["keys"], b["frames"], strict=True)}
+
+    on, off = frames(True), frames(False)
+    assert on.keys() == off.keys()
+    mirrored = 0
+    for key, f in off.items():
+        blue = f[:, 2].float()
+        assert (blue[:, :, -1].mean() - blue[:, :, 0].mean()) > 0, key  # never flipped
+        # Same crop: with the flip on, a video is either identical or exactly mirrored.
+        if not torch.equal(on[key], f):
+            assert (on[key].int() - f.flip(-1).int()).abs().max() <= 1, key
+            mirrored += 1
+    assert 0 < mirrored < len(off)
+    with pytest.raises(ValueError, match="crop_scale"):
+        _loader(shards, crop_scale=[0.8, 0.5])
+
+
 def test_ranks_split_keys_exactly_once_before_padding(shards) -> None:
     seqs, lens = [], set()
     for rank in range(2):
