@@ -5,11 +5,13 @@ horizontal flip with p = 0.5, both drawn from ``(seed, epoch, key)`` so every fr
 gets the same geometry and the draw does not depend on the worker. Evaluation: resize the short
 side to ``size`` and centre-crop, which is the centred square resized to ``size``.
 
-The hot path writes uint8 HWC frames straight into a preallocated batch buffer: PIL decodes
-(with ``Image.draft`` when the crop is at least twice the target, so the JPEG decoder itself
-downscales), the crop is a numpy slice, and the resize is one channels-last uint8 bilinear
-``torch.nn.functional.interpolate`` call for all frames of the video (several times faster than
-PIL's resize). Normalisation happens later, on the training device (:func:`normalize`).
+The hot path writes uint8 HWC frames straight into a preallocated batch buffer: libjpeg-turbo
+(torchvision's ``decode_jpeg`` op) decodes each frame into an HWC tensor, the crop is a view
+copied into one ``[T, h, w, 3]`` stack per video, and the resize is one channels-last uint8
+bilinear ``torch.nn.functional.interpolate`` call for all frames of the video (several times
+faster than PIL's resize); the flip mirrors the resized frames. When the crop is at least twice
+the target, PIL decodes instead with ``Image.draft`` (libjpeg downscales while decoding).
+Normalisation happens later, on the training device (:func:`normalize`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +31,18 @@ from t2v2t.seeding import rng_for
 
 TRAIN_SCALE = (0.5, 1.0)  # VindLU's RandomResizedCrop scale
 TRAIN_RATIO = (3 / 4, 4 / 3)
+
+try:
+    # The libjpeg-turbo op behind torchvision.io.decode_jpeg, called directly: the Python
+    # wrapper (deprecated in torchvision 0.29 in favour of torchcodec) costs ~13 us a frame in
+    # checks and a DeprecationWarning. Without it, frames decode through PIL (slower).
+    from torchvision.io.image import ImageReadMode
+
+    _DECODE_JPEG: Any = torch.ops.image.decode_jpeg
+    _RGB = int(ImageReadMode.RGB.value)
+except (ImportError, AttributeError, RuntimeError):  # torchvision absent or built without it
+    _DECODE_JPEG = None
+    _RGB = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,52 @@ def _open(data: bytes, key: str, i: int) -> Image.Image:
         raise ValueError(f"sample {key}: frame {i} is not a readable image ({err})") from None
 
 
+def _decode_full(jpegs: Sequence[bytes], key: str) -> list[torch.Tensor]:
+    """Every frame at full size as an HWC uint8 tensor (torchvision's libjpeg-turbo decoder).
+
+    The op writes RGB straight into the tensor: no PIL image, no export copy, and it decodes
+    the stored 224p frames faster than ``PIL.Image.load`` (measured on the same bytes; PIL
+    unpacks each scanline into its 4-byte RGBX layout).
+    """
+    if _DECODE_JPEG is None:
+        return _decode_pil(jpegs, None, 0, key)[0]
+    frames = []
+    for t, data in enumerate(jpegs):
+        try:
+            # bytearray: the op wants a writable 1-D uint8 tensor (a ~2 us copy).
+            chw = _DECODE_JPEG(torch.frombuffer(bytearray(data), dtype=torch.uint8), _RGB, False)
+        except Exception as err:  # RuntimeError from libjpeg, ValueError for empty data
+            msg = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ValueError(f"sample {key}: frame {t} is not a readable image ({msg})") from None
+        frames.append(chw.permute(1, 2, 0))  # the op's memory is HWC: a free view
+    return frames
+
+
+def _decode_pil(
+    jpegs: Sequence[bytes], crop: Crop | None, size: int, key: str
+) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    """Frames decoded by PIL as HWC tensors, and the full ``(width, height)``.
+
+    With a ``crop``, libjpeg downscales by 1/2, 1/4 or 1/8 while decoding (``Image.draft``):
+    worth it when the crop is at least twice the target, as decoding fewer pixels beats the
+    faster full-size decoder.
+    """
+    frames = []
+    full = (0, 0)
+    for t, data in enumerate(jpegs):
+        im = _open(data, key, t)
+        if t == 0:
+            full = im.size
+        if crop is not None:
+            im.draft("RGB", (math.ceil(full[0] * size / crop.width),
+                             math.ceil(full[1] * size / crop.height)))  # fmt: skip
+        try:
+            frames.append(torch.from_numpy(np.array(im.convert("RGB"))))
+        except OSError as err:
+            raise ValueError(f"sample {key}: frame {t} does not decode ({err})") from None
+    return frames, full
+
+
 def decode_frames(
     jpegs: Sequence[bytes], crop: Crop, size: int, out: np.ndarray, key: str = "?"
 ) -> None:
@@ -112,64 +173,47 @@ def decode_frames(
     ``out`` is a uint8 array ``[T, size, size, 3]`` (a view into the batch buffer) with
     ``T == len(jpegs)``. All frames of a video must have the same stored size.
     """
-    # Decode every frame of the video first, then crop them all: back-to-back decodes keep
-    # libjpeg's tables and code hot in cache (measured ~10% faster per frame than interleaving).
-    images: list[Image.Image] = []
-    draft_to: tuple[int, int] | None = None
-    full_w = full_h = 0
-    for t, data in enumerate(jpegs):
-        im = _open(data, key, t)
-        if t == 0:
-            full_w, full_h = im.size
-            if min(crop.width, crop.height) >= 2 * size:
-                # Let libjpeg downscale by 2/4/8 while decoding: far cheaper than decoding all.
-                draft_to = (
-                    math.ceil(full_w * size / crop.width),
-                    math.ceil(full_h * size / crop.height),
-                )
-            if crop.top + crop.height > full_h or crop.left + crop.width > full_w:
-                raise ValueError(
-                    f"sample {key}: crop {crop} exceeds the {full_w}x{full_h} frame "
-                    "(the metadata 'size' disagrees with the JPEGs)"
-                )
-        elif im.size != (full_w, full_h):
-            raise ValueError(f"sample {key}: frame {t} is {im.size}, frame 0 {(full_w, full_h)}")
-        if draft_to is not None:
-            im.draft("RGB", draft_to)  # updates im.size to the reduced decode size
-        im = im.convert("RGB") if im.mode != "RGB" else im
-        try:
-            im.load()
-        except OSError as err:
-            raise ValueError(f"sample {key}: frame {t} does not decode ({err})") from None
-        images.append(im)
-    dec_w, dec_h = images[0].size
+    if min(crop.width, crop.height) >= 2 * size:
+        frames, (full_w, full_h) = _decode_pil(jpegs, crop, size, key)
+    else:
+        frames = _decode_full(jpegs, key)
+        full_h, full_w = frames[0].shape[:2]
+    dec_h, dec_w = frames[0].shape[:2]
+    for t, f in enumerate(frames):
+        if f.shape != frames[0].shape:
+            raise ValueError(
+                f"sample {key}: frame {t} is {f.shape[1]}x{f.shape[0]}, frame 0 {dec_w}x{dec_h}"
+            )
+    if crop.top + crop.height > full_h or crop.left + crop.width > full_w:
+        raise ValueError(
+            f"sample {key}: crop {crop} exceeds the {full_w}x{full_h} frame "
+            "(the metadata 'size' disagrees with the JPEGs)"
+        )
     sx, sy = dec_w / full_w, dec_h / full_h  # < 1 after a draft
     top, left = int(crop.top * sy), int(crop.left * sx)
     h = min(max(1, round(crop.height * sy)), dec_h - top)
     w = min(max(1, round(crop.width * sx)), dec_w - left)
-    stack: np.ndarray | None = None
-    for t, im in enumerate(images):
-        # Crop before anything else: every later step (raw export, flip) sees fewer pixels.
-        region_im = im.crop((left, top, left + w, top + h))
-        if crop.flip:
-            region_im = region_im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        region = np.asarray(region_im)
-        if (h, w) == (size, size):
-            out[t] = region  # no resampling needed (eval on short-side-224 frames)
-            continue
-        if stack is None:
-            stack = np.empty((len(images), h, w, 3), dtype=np.uint8)
-        stack[t] = region
-    if stack is not None:
-        # NHWC memory viewed as NCHW is channels-last: the fast uint8 bilinear kernel.
-        resized = F.interpolate(
-            torch.from_numpy(stack).permute(0, 3, 1, 2),
-            size=(size, size),
-            mode="bilinear",
-            align_corners=False,
-            antialias=False,
-        )
-        np.copyto(out, resized.permute(0, 2, 3, 1).numpy())  # contiguous: a memcpy
+    dest = torch.from_numpy(out)  # [T, size, size, 3], the batch buffer itself
+    if (h, w) == (size, size):  # no resampling (eval on short-side-224 frames)
+        for t, f in enumerate(frames):
+            region = f[top : top + h, left : left + w]
+            dest[t].copy_(region.flip(1) if crop.flip else region)
+        return
+    # Gather the T crops into one channels-last stack: one resize call for the whole video.
+    stack = torch.empty((len(frames), h, w, 3), dtype=torch.uint8)
+    for t, f in enumerate(frames):
+        stack[t].copy_(f[top : top + h, left : left + w])
+    # NHWC memory viewed as NCHW is channels-last: the fast uint8 bilinear kernel.
+    resized = F.interpolate(
+        stack.permute(0, 3, 1, 2),
+        size=(size, size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=False,
+    )
+    if crop.flip:
+        resized = resized.flip(-1)  # mirrors the resized frame (bilinear is symmetric)
+    dest.permute(0, 3, 1, 2).copy_(resized)  # both channels-last: a memcpy
 
 
 def normalize(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

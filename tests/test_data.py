@@ -19,6 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
+from t2v2t import augment
+from t2v2t.augment import Crop, decode_frames
 from t2v2t.data import (
     ShardWarning,
     TrainSource,
@@ -313,6 +315,53 @@ def test_eval_every_sample_once_across_ranks(shards) -> None:
     # Fewer frames than stored: middle subsampling of the stored segments.
     two = next(iter(make_eval_loader(shards["eval"], batch_size=9, num_frames=2, image_size=SIZE)))
     assert two["frames"].shape == (9, 2, 3, SIZE, SIZE)
+
+
+def _ramp_jpeg(h: int, w: int, mode: str = "RGB") -> tuple[bytes, np.ndarray]:
+    """A smooth image (red ramps along x, green along y) and its PIL decode as HWC RGB."""
+    img = np.empty((h, w, 3), dtype=np.uint8)
+    img[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+    img[..., 1] = np.linspace(0, 255, h, dtype=np.uint8)[:, None]
+    img[..., 2] = 90
+    buf = io.BytesIO()
+    Image.fromarray(img).convert(mode).save(buf, "JPEG", quality=95, subsampling=0)
+    data = buf.getvalue()
+    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _reference(full: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+    region = torch.from_numpy(full[crop.top : crop.top + crop.height,
+                                   crop.left : crop.left + crop.width].copy())  # fmt: skip
+    out = torch.nn.functional.interpolate(
+        region.permute(2, 0, 1)[None].float(), size=(size, size), mode="bilinear",
+        align_corners=False, antialias=True,
+    )[0].permute(1, 2, 0)  # fmt: skip
+    out = out.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out[:, ::-1] if crop.flip else out
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_decode_paths_agree_with_a_reference(monkeypatch, mode) -> None:
+    data, full = _ramp_jpeg(96, 144, mode)
+    cases = [
+        (Crop(8, 16, 20, 30), 1.0),  # libjpeg-turbo op, resized
+        (Crop(8, 16, 20, 30, flip=True), 1.0),
+        (Crop(4, 40, 16, 16, flip=True), 0.5),  # no resampling: a copy (eval's path)
+        (Crop(8, 16, 64, 96), 1.5),  # PIL with draft: libjpeg decodes at 1/2 scale
+    ]
+    for fallback in (False, True):
+        if fallback:  # torchvision's op unavailable: PIL decodes every frame
+            monkeypatch.setattr(augment, "_DECODE_JPEG", None)
+        for crop, tol in cases:
+            out = np.empty((2, 16, 16, 3), dtype=np.uint8)
+            decode_frames([data, data], crop, 16, out, key="k")
+            ref = _reference(full, crop, 16).astype(float)
+            assert np.array_equal(out[0], out[1])  # one geometry for all frames
+            assert np.abs(out[0] - ref).mean() < tol, (crop, fallback)
+            if mode == "L":
+                assert np.array_equal(out[..., 0], out[..., 2])
+    with pytest.raises(ValueError, match="frame 1 is not a readable image"):
+        decode_frames([data, b"junk"], Crop(0, 0, 20, 30), 16, out, key="k")
 
 
 def test_normalize() -> None:
