@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from t2v2t.seeding import rng_for
 
 TRAIN_SCALE = (0.5, 1.0)  # VindLU's RandomResizedCrop scale
 TRAIN_RATIO = (3 / 4, 4 / 3)
+# Bilinear, align_corners=False, no antialias (as VindLU's tensor transforms); the out= form.
+_RESIZE = torch.ops.aten.upsample_bilinear2d.out
 
 try:
     # The libjpeg-turbo op behind torchvision.io.decode_jpeg, called directly: the Python
@@ -200,20 +202,27 @@ def decode_frames(
             dest[t].copy_(region.flip(1) if crop.flip else region)
         return
     # Gather the T crops into one channels-last stack: one resize call for the whole video.
-    stack = torch.empty((len(frames), h, w, 3), dtype=torch.uint8)
+    # The stack lives in a reused per-thread buffer (no malloc/page faults per video).
+    stack = _scratch(len(frames) * h * w * 3).view(len(frames), h, w, 3)
     for t, f in enumerate(frames):
         stack[t].copy_(f[top : top + h, left : left + w])
-    # NHWC memory viewed as NCHW is channels-last: the fast uint8 bilinear kernel.
-    resized = F.interpolate(
-        stack.permute(0, 3, 1, 2),
-        size=(size, size),
-        mode="bilinear",
-        align_corners=False,
-        antialias=False,
-    )
+    # NHWC memory viewed as NCHW is channels-last: the fast uint8 bilinear kernel, writing
+    # straight into the batch buffer (also channels-last) through the op's out= form.
+    target = dest.permute(0, 3, 1, 2)
+    _RESIZE(stack.permute(0, 3, 1, 2), [size, size], False, None, None, out=target)
     if crop.flip:
-        resized = resized.flip(-1)  # mirrors the resized frame (bilinear is symmetric)
-    dest.permute(0, 3, 1, 2).copy_(resized)  # both channels-last: a memcpy
+        target.copy_(target.flip(-1))  # flip() makes a copy first; bilinear is symmetric
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(numel: int) -> torch.Tensor:
+    """A flat uint8 buffer of at least ``numel`` bytes, reused by this thread."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.numel() < numel:
+        buf = _SCRATCH.buf = torch.empty(max(numel, 1 << 20), dtype=torch.uint8)
+    return buf[:numel]
 
 
 def normalize(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
