@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import torch
 
 from t2v2t.seeding import rng_for, stable_int
@@ -58,9 +59,10 @@ def tokenize(tokenizer: Any, texts: list[str], max_len: int) -> tuple[torch.Tens
     rust = _rust_tokenizer(tokenizer, max_len)
     if rust is not None:
         encs = rust.encode_batch_fast(texts)
-        ids = torch.tensor([e.ids for e in encs], dtype=torch.long)
-        mask = torch.tensor([e.attention_mask for e in encs], dtype=torch.long)
-        return ids, mask
+        # Through numpy: torch.tensor() of nested lists costs ~4x more (measured).
+        ids = np.array([e.ids for e in encs], dtype=np.int64).reshape(len(encs), max_len)
+        mask = np.array([e.attention_mask for e in encs], dtype=np.int64).reshape(ids.shape)
+        return torch.from_numpy(ids), torch.from_numpy(mask)
     enc = tokenizer(
         texts,
         padding="max_length",
