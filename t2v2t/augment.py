@@ -8,8 +8,9 @@ side to ``size`` and centre-crop, which is the centred square resized to ``size`
 The hot path writes uint8 HWC frames straight into a preallocated batch buffer: libjpeg-turbo
 (torchvision's ``decode_jpeg`` op) decodes each frame into an HWC tensor, the crop is a view
 copied into one ``[T, h, w, 3]`` stack per video, and the resize is one channels-last uint8
-bilinear ``torch.nn.functional.interpolate`` call for all frames of the video (several times
-faster than PIL's resize); the flip mirrors the resized frames. When the crop is at least twice
+bilinear ``upsample_bilinear2d`` call (what ``F.interpolate`` runs; several times faster than
+PIL's resize) for all frames of the video, written straight into the batch buffer; the flip
+mirrors the resized frames. When the crop is at least twice
 the target, PIL decodes instead with ``Image.draft`` (libjpeg downscales while decoding).
 Normalisation happens later, on the training device (:func:`normalize`).
 """
