@@ -51,7 +51,9 @@ BACKGROUNDS = {
     "brown": ((115, 70, 25), ["brown", "chocolate"]),
     "navy": ((15, 25, 95), ["navy", "dark blue"]),
 }
-SIZES = {"small": (0.2, ["small", "little", "tiny"]), "large": (0.42, ["large", "big", "huge"])}
+# Sizes are fractions of the frame height; big enough that a tiny ViT at 112 px (7x7 patches)
+# sees the shape over several patches, so its colour and form are learnable in minutes on CPU.
+SIZES = {"small": (0.3, ["small", "little", "tiny"]), "large": (0.55, ["large", "big", "huge"])}
 DIRECTIONS = {
     "left": ["to the left", "leftward", "towards the left"],
     "right": ["to the right", "rightward", "towards the right"],

@@ -70,6 +70,9 @@ class OptimConfig:
     warmup_epochs: float = 1.0  # may be fractional (fine-tuning: 0.5)
     epochs: int = 10
     grad_clip: float = 0.0  # max global grad norm; 0 = off
+    # lr multiplier for the pre-trained BERT weights (text encoder, fusion layers' BERT parts);
+    # 1 = the paper's single lr. Lower it when the vision side starts from random weights.
+    text_lr_scale: float = 1.0
 
 
 @dataclass

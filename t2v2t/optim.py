@@ -18,24 +18,39 @@ def no_weight_decay(name: str, param: torch.Tensor) -> bool:
     return param.ndim < 2 or any(k in name for k in NO_DECAY_NAMES) or leaf == "temp"
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: decayed weights, and biases/norms/temperature/position embeddings."""
-    decay, no_decay = [], []
+def is_pretrained_text(name: str) -> bool:
+    """BERT weights that come pre-trained: the text encoder and the fusion layers' own BERT
+    parts (their cross-attention is new)."""
+    return name.startswith("text.") or (name.startswith("fusion.") and "crossattention" not in name)
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, text_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """AdamW groups: decayed weights vs. biases/norms/temperature/position embeddings, each split
+    by ``lr_scale`` (``text_lr_scale`` for the pre-trained BERT weights, 1 for the rest)."""
+    groups: dict[tuple[bool, float], list[torch.Tensor]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if no_weight_decay(name, p) else decay).append(p)
+            scale = text_lr_scale if is_pretrained_text(name) else 1.0
+            groups.setdefault((no_weight_decay(name, p), scale), []).append(p)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_scale": scale}
+        for (nd, scale), ps in sorted(groups.items())
     ]
 
 
 def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], eps: float = 1e-8
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    eps: float = 1e-8,
+    text_lr_scale: float = 1.0,
 ) -> torch.optim.AdamW:
     # The fused kernel (CPU and CUDA) is several times faster than the per-tensor loop.
     return torch.optim.AdamW(
-        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=True
+        param_groups(model, weight_decay, text_lr_scale), lr=lr, betas=betas, eps=eps, fused=True
     )
 
 
@@ -64,10 +79,13 @@ class CosineSchedule:
         warmup_epochs: float,
         epochs: int,
         steps_per_epoch: int,
+        max_steps: int = 0,
     ) -> None:
         self.optimizer = optimizer
         self.lr, self.min_lr = lr, min_lr
         self.total_steps = max(1, epochs * steps_per_epoch)
+        if max_steps > 0:  # a run cut short by train.max_steps still decays to min_lr
+            self.total_steps = min(self.total_steps, max_steps)
         # At least one warm-up step when warm-up is asked for, however short the epoch.
         self.warmup_steps = max(int(warmup_epochs > 0), round(warmup_epochs * steps_per_epoch))
         self.step_count = 0
@@ -83,8 +101,9 @@ class CosineSchedule:
         )
 
     def _apply(self) -> None:
+        lr = self.get_lr()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.get_lr()
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def step(self) -> None:
         """Advance after an optimiser step, setting the lr of the next one."""

@@ -249,7 +249,9 @@ def train(
 
     # -- optimiser and schedule
     o = cfg.optim
-    optimizer = build_optimizer(model, o.lr, o.weight_decay, (o.betas[0], o.betas[1]), o.eps)
+    optimizer = build_optimizer(
+        model, o.lr, o.weight_decay, (o.betas[0], o.betas[1]), o.eps, o.text_lr_scale
+    )
     schedule = CosineSchedule(
         optimizer,
         lr=o.lr,
@@ -257,6 +259,7 @@ def train(
         warmup_epochs=o.warmup_epochs,
         epochs=o.epochs,
         steps_per_epoch=steps_per_epoch,
+        max_steps=cfg.train.max_steps,
     )
 
     # -- resume: optimiser, schedule, position in the data, every RNG stream

@@ -105,6 +105,7 @@ def test_fresh_video_encoder_equals_image_backbone(model):
         img_size=cfg.image_size,
         depth=cfg.vision_depth,
         num_classes=0,
+        **({"global_pool": cfg.vision_pool} if cfg.vision_pool else {}),
     ).eval()
     plain.load_state_dict(model.vision.backbone.state_dict())
     image = torch.randn(1, 3, cfg.image_size, cfg.image_size)
@@ -201,7 +202,7 @@ def test_a_few_adamw_steps_lower_every_loss(tokenizer):
         return [blocks[0].weight.grad.clone(), blocks[1].key.weight.grad.clone()]
 
     steps = []
-    for step in range(2):
+    for step in range(4):
         out = losses()
         opt.zero_grad()
         out["loss"].backward()

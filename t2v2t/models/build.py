@@ -94,6 +94,7 @@ def build_vision(cfg: ModelConfig, init: str) -> VideoEncoder:
         depth=cfg.vision_depth,
         width=cfg.vision_width,
         heads=cfg.vision_heads,
+        pool=cfg.vision_pool,
     )
     pretrained = init == "pretrained" and cfg.vision_pretrained
     file = _vision_file(cfg) if pretrained else None

@@ -17,6 +17,10 @@ class ModelConfig:
     vision_depth: int | None = None
     vision_width: int | None = None
     vision_heads: int | None = None
+    # Per-frame pooling: None = the timm model's own ("avg" for BEiT, as in VindLU; "token" =
+    # CLS for plain ViT). The tiny preset averages patch tokens like BEiT: a ViT trained from
+    # scratch on CPU learns object colour and shape far sooner than through its CLS token.
+    vision_pool: str | None = None
     # False: the vision backbone starts random even when init is "pretrained" (tiny preset).
     vision_pretrained: bool = True
     image_size: int = 224
@@ -27,6 +31,10 @@ class ModelConfig:
     # Text: "bert-base-uncased" (hub name or T2V2T_BERT_PATH) or "minilm" (the local PyPI package).
     text_model: str = "bert-base-uncased"
     fusion_layer: int = 9
+    # Sentence feature for VTC: "cls" (VindLU, BERT-base) or "mean" over real tokens. The MiniLM
+    # package is a sentence-transformers model trained with mean pooling: its CLS output is the
+    # same vector for every caption (cosine 1.000), which would leave VTC nothing to learn from.
+    text_pool: str = "cls"
     embed_dim: int = 256
     max_text_len: int = 32
     temp_init: float = 0.07
@@ -73,9 +81,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
         vision_model="vit_tiny_patch16_224",
         vision_depth=4,
+        vision_pool="avg",
         vision_pretrained=False,
         image_size=112,
         text_model="minilm",
+        text_pool="mean",
         fusion_layer=4,
     ),
 }

@@ -67,9 +67,15 @@ class VindLU(nn.Module):
     def encode_text(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (text_embeds [B, L, D] from the text-only layers, text_feat [B, E] from CLS)."""
+        """-> (text_embeds [B, L, D] from the text-only layers, text_feat [B, E] from CLS or the
+        mean of real tokens, per ``config.text_pool``)."""
         text_embeds = self.text(input_ids, attention_mask)
-        text_feat = F.normalize(self.text_proj(text_embeds[:, 0]), dim=-1)
+        if self.config.text_pool == "mean":
+            mask = attention_mask.unsqueeze(-1).to(text_embeds.dtype)
+            pooled = (text_embeds * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        else:
+            pooled = text_embeds[:, 0]
+        text_feat = F.normalize(self.text_proj(pooled), dim=-1)
         return text_embeds, text_feat
 
     def similarity(self, text_feat: torch.Tensor, video_feat: torch.Tensor) -> torch.Tensor:

@@ -128,12 +128,18 @@ def create_backbone(
     depth: int | None = None,
     width: int | None = None,
     heads: int | None = None,
+    pool: str | None = None,
     pretrained_file: str | None = None,
     pretrained_hub: bool = False,
 ) -> nn.Module:
     """A timm image model without classifier; weights from a local file, the hub, or random."""
     kwargs: dict[str, Any] = {"img_size": image_size, "num_classes": 0}
-    for key, value in (("depth", depth), ("embed_dim", width), ("num_heads", heads)):
+    for key, value in (
+        ("depth", depth),
+        ("embed_dim", width),
+        ("num_heads", heads),
+        ("global_pool", pool),
+    ):
         if value is not None:
             kwargs[key] = value
     if pretrained_file:

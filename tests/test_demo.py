@@ -1,0 +1,45 @@
+"""End to end: the demo pipeline at a small size, every stage through the users' commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
+    run = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "scripts/demo.py", "--size", "quick", "--run", str(run)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    # Every stage left its files.
+    for split in ("train_4f",):
+        assert (run / "shards" / "webvid" / split / "manifest.json").is_file()
+    for split in ("msrvtt/train_12f", "msrvtt/test_12f", "anet/val_32f"):
+        manifest = json.loads((run / "shards" / split / "manifest.json").read_text())
+        assert manifest["num_samples"] > 0 and manifest["num_failed"] == 0
+    for stage in ("pretrain", "finetune-msrvtt"):
+        assert (run / stage / "last.pt").is_file()
+        assert (run / stage / "metrics.jsonl").stat().st_size > 0
+    assert (run / "finetune-msrvtt" / "best.pt").is_file()
+    for name in ("msrvtt_test", "anet_val"):
+        assert (run / "eval" / f"{name}.json").is_file()
+        assert (run / "eval" / f"{name}_scores.npz").is_file()
+    for png in ("recall_at_k.png", "curves_pretrain.png", "curves_finetune-msrvtt.png"):
+        assert (run / png).stat().st_size > 1000
+    report = (run / "report.md").read_text()
+    assert "## Ablation" in report and "Temporal check" in report and "scripts/train.py" in report
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["timings"]) >= {"shards", "pretrain", "finetune", "eval-msrvtt", "eval-anet"}
+    res = metrics["msrvtt"]
+    chance = 100.0 / res["num_videos"]
+    best_r1 = max(res["results"][f]["t2v"]["R1"] for f in ("none", "naive", "t2v2t"))
+    # A wide margin over chance: at least 3x (chance is 1/num_videos).
+    assert best_r1 >= 3 * chance, (best_r1, chance, res["results"])
