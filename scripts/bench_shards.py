@@ -57,7 +57,7 @@ def _build(records, out: Path, spp: int, **kw) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
-    p.add_argument("--videos", type=int, default=32)
+    p.add_argument("--videos", type=int, default=96)  # enough work that Dask start-up is amortised
     p.add_argument("--size", default="640x360")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--fps", type=float, default=25.0)
