@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from t2v2t.models.vindlu import is_pretrained_text
+
 # Parameters that get no weight decay besides biases and norms (any tensor with < 2 dims):
 # the learnable temperature and position / type embeddings, as in VindLU and BEiT.
 NO_DECAY_NAMES = ("temp", "pos_embed", "position_embeddings", "token_type_embeddings", "cls_token")
@@ -16,12 +18,6 @@ NO_DECAY_NAMES = ("temp", "pos_embed", "position_embeddings", "token_type_embedd
 def no_weight_decay(name: str, param: torch.Tensor) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return param.ndim < 2 or any(k in name for k in NO_DECAY_NAMES) or leaf == "temp"
-
-
-def is_pretrained_text(name: str) -> bool:
-    """BERT weights that come pre-trained: the text encoder and the fusion layers' own BERT
-    parts (their cross-attention is new)."""
-    return name.startswith("text.") or (name.startswith("fusion.") and "crossattention" not in name)
 
 
 def param_groups(

@@ -15,6 +15,12 @@ from t2v2t.models.text import FusionEncoder, TextEncoder
 from t2v2t.models.vision import VideoEncoder
 
 
+def is_pretrained_text(name: str) -> bool:
+    """Parameter names holding pre-trained BERT weights: the text encoder and the fusion layers'
+    own BERT parts (their cross-attention is new). The optimiser's ``text_lr_scale`` uses it."""
+    return name.startswith("text.") or (name.startswith("fusion.") and "crossattention" not in name)
+
+
 class VindLU(nn.Module):
     def __init__(self, config: ModelConfig, vision: VideoEncoder, bert: BertForMaskedLM) -> None:
         super().__init__()
