@@ -73,6 +73,10 @@ class OptimConfig:
     # lr multiplier for the pre-trained BERT weights (text encoder, fusion layers' BERT parts);
     # 1 = the paper's single lr. Lower it when the vision side starts from random weights.
     text_lr_scale: float = 1.0
+    # lr multiplier for the zero-initialised temporal attention and temporal position embedding.
+    # 1 = the paper. Their per-channel scale starts at 0 and Adam moves it ~lr per step, so in a
+    # short schedule (a few hundred steps) frame order never gets a voice unless this is larger.
+    temporal_lr_scale: float = 1.0
 
 
 @dataclass
@@ -80,6 +84,11 @@ class LossConfig:
     vtc: float = 1.0
     vtm: float = 1.0
     mlm: float = 1.0  # 0 disables a term
+    # Time-order negatives (off in the paper's recipes): this share of each batch's videos is also
+    # encoded with its frames reversed, as a negative of its own caption in VTC and VTM. Only
+    # for captions that state an order or direction ("walks in" vs "walks out"); the synthetic
+    # corpora's always do. Costs that share of extra video-encoder work.
+    reverse: float = 0.0
 
 
 @dataclass
@@ -371,10 +380,14 @@ def check_values(cfg: Config) -> None:
         raise ConfigError("optim: need epochs >= 1 and 0 <= warmup_epochs <= epochs")
     if o.grad_clip < 0 or o.weight_decay < 0:
         raise ConfigError("optim: grad_clip and weight_decay must be >= 0")
+    if o.text_lr_scale <= 0 or o.temporal_lr_scale <= 0:
+        raise ConfigError("optim: text_lr_scale and temporal_lr_scale must be > 0")
     if min(cfg.loss.vtc, cfg.loss.vtm, cfg.loss.mlm) < 0 or not (
         cfg.loss.vtc or cfg.loss.vtm or cfg.loss.mlm
     ):
         raise ConfigError("loss: weights must be >= 0 and at least one > 0")
+    if not 0 <= cfg.loss.reverse <= 1:
+        raise ConfigError(f"loss.reverse: a share of the batch in [0, 1], got {cfg.loss.reverse}")
     t = cfg.train
     if t.max_steps < 0 or t.ckpt_every_steps < 0 or t.log_every < 1:
         raise ConfigError("train: max_steps, ckpt_every_steps >= 0 and log_every >= 1")

@@ -21,20 +21,31 @@ class LossWeights:
     vtc: float = 1.0
     vtm: float = 1.0
     mlm: float = 1.0
+    # Not a weight: the share of each batch's videos also encoded with their frames in reverse
+    # order, as negatives of their own captions in VTC (text->video) and VTM (0 = off, as VindLU).
+    reverse: float = 0.0
+
+    KEYS = ("vtc", "vtm", "mlm", "reverse")
 
     @classmethod
     def from_any(cls, w: Any) -> LossWeights:
-        """None (all 1), a mapping, or any object with vtc/vtm/mlm attributes."""
+        """None (all 1, no reversal), a mapping, or any object with vtc/vtm/mlm attributes."""
         if w is None:
             return cls()
         if isinstance(w, LossWeights):
             return w
         if isinstance(w, Mapping):
-            unknown = sorted(set(w) - {"vtc", "vtm", "mlm"})
+            unknown = sorted(set(w) - set(cls.KEYS))
             if unknown:
-                raise ValueError(f"unknown loss weight keys {unknown}; use vtc, vtm, mlm")
+                raise ValueError(f"unknown loss weight keys {unknown}; use {', '.join(cls.KEYS)}")
             return cls(**{k: float(v) for k, v in w.items()})
-        return cls(**{k: float(getattr(w, k, 0.0)) for k in ("vtc", "vtm", "mlm")})
+        return cls(**{k: float(getattr(w, k, 0.0)) for k in cls.KEYS})
+
+    def reversed_count(self, batch: int, num_frames: int) -> int:
+        """How many of a batch's videos get a time-reversed negative (none for still images)."""
+        if num_frames < 2 or self.reverse <= 0:
+            return 0
+        return min(batch, max(1, round(self.reverse * batch)))
 
 
 def positive_mask(text_ids: torch.Tensor, video_ids: torch.Tensor) -> torch.Tensor:
@@ -48,26 +59,37 @@ def vtc_loss(
     video_ids: torch.Tensor,
     temp: torch.Tensor | float,
     gather: bool = True,
+    negative_videos: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE over the global batch (VindLU's vtc_loss).
 
     text_feat [B, E] and video_feat [B, E] (the frame mean of normalised per-frame features, so
     the dot product is the mean of per-frame cosines) belong to the same samples; video_ids [B].
     Targets spread evenly over every column with the same video id (soft labels).
+    ``negative_videos`` [R, E] are extra text->video columns that match no text (time-reversed
+    videos); they take no part in the video->text direction.
     """
     if gather:
         text_feat = dist.all_gather_with_grad(text_feat)
         video_feat = dist.all_gather_with_grad(video_feat)
         video_ids = dist.all_gather_tensor(video_ids)
+        if negative_videos is not None:
+            negative_videos = dist.all_gather_with_grad(negative_videos)
     # Similarities and softmax in fp32 even under bf16 autocast (temperature as low as 0.001).
     with torch.autocast(text_feat.device.type, enabled=False):
         dt = torch.promote_types(text_feat.dtype, torch.float32)
         sim_t2v = text_feat.to(dt) @ video_feat.to(dt).t() / temp
+        sim_extra = None
+        if negative_videos is not None and len(negative_videos):
+            sim_extra = text_feat.to(dt) @ negative_videos.to(dt).t() / temp
     with torch.no_grad():
         pos = positive_mask(video_ids, video_ids).to(sim_t2v.dtype)
         targets = pos / pos.sum(1, keepdim=True)
-    loss_t2v = -(F.log_softmax(sim_t2v, dim=1) * targets).sum(1).mean()
     loss_v2t = -(F.log_softmax(sim_t2v.t(), dim=1) * targets).sum(1).mean()
+    if sim_extra is not None:
+        sim_t2v = torch.cat([sim_t2v, sim_extra], dim=1)
+        targets = F.pad(targets, (0, sim_extra.shape[1]))
+    loss_t2v = -(F.log_softmax(sim_t2v, dim=1) * targets).sum(1).mean()
     return (loss_t2v + loss_v2t) / 2
 
 

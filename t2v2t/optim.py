@@ -8,11 +8,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from t2v2t.models.vindlu import is_pretrained_text
+from t2v2t.models.vindlu import is_pretrained_text, is_temporal
 
 # Parameters that get no weight decay besides biases and norms (any tensor with < 2 dims):
 # the learnable temperature and position / type embeddings, as in VindLU and BEiT.
-NO_DECAY_NAMES = ("temp", "pos_embed", "position_embeddings", "token_type_embeddings", "cls_token")
+NO_DECAY_NAMES = (
+    "temp",
+    "pos_embed",
+    "temporal_pos",
+    "position_embeddings",
+    "token_type_embeddings",
+    "cls_token",
+)
 
 
 def no_weight_decay(name: str, param: torch.Tensor) -> bool:
@@ -20,15 +27,25 @@ def no_weight_decay(name: str, param: torch.Tensor) -> bool:
     return param.ndim < 2 or any(k in name for k in NO_DECAY_NAMES) or leaf == "temp"
 
 
+def lr_scale_for(name: str, text_lr_scale: float = 1.0, temporal_lr_scale: float = 1.0) -> float:
+    """The lr multiplier of one parameter: pre-trained BERT weights, temporal modules, the rest."""
+    if is_pretrained_text(name):
+        return text_lr_scale
+    return temporal_lr_scale if is_temporal(name) else 1.0
+
+
 def param_groups(
-    model: nn.Module, weight_decay: float, text_lr_scale: float = 1.0
+    model: nn.Module,
+    weight_decay: float,
+    text_lr_scale: float = 1.0,
+    temporal_lr_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
     """AdamW groups: decayed weights vs. biases/norms/temperature/position embeddings, each split
-    by ``lr_scale`` (``text_lr_scale`` for the pre-trained BERT weights, 1 for the rest)."""
+    by ``lr_scale`` (:func:`lr_scale_for`)."""
     groups: dict[tuple[bool, float], list[torch.Tensor]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            scale = text_lr_scale if is_pretrained_text(name) else 1.0
+            scale = lr_scale_for(name, text_lr_scale, temporal_lr_scale)
             groups.setdefault((no_weight_decay(name, p), scale), []).append(p)
     return [
         {"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_scale": scale}
@@ -43,11 +60,13 @@ def build_optimizer(
     betas: tuple[float, float],
     eps: float = 1e-8,
     text_lr_scale: float = 1.0,
+    temporal_lr_scale: float = 1.0,
 ) -> torch.optim.AdamW:
     # The fused kernel (CPU and CUDA) is several times faster than the per-tensor loop.
-    return torch.optim.AdamW(
-        param_groups(model, weight_decay, text_lr_scale), lr=lr, betas=betas, eps=eps, fused=True
-    )
+    groups = param_groups(model, weight_decay, text_lr_scale, temporal_lr_scale)
+    for group in groups:  # right before the first schedule step too
+        group["lr"] = lr * group["lr_scale"]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
 
 
 def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:

@@ -250,7 +250,13 @@ def train(
     # -- optimiser and schedule
     o = cfg.optim
     optimizer = build_optimizer(
-        model, o.lr, o.weight_decay, (o.betas[0], o.betas[1]), o.eps, o.text_lr_scale
+        model,
+        o.lr,
+        o.weight_decay,
+        (o.betas[0], o.betas[1]),
+        o.eps,
+        o.text_lr_scale,
+        o.temporal_lr_scale,
     )
     schedule = CosineSchedule(
         optimizer,

@@ -90,6 +90,8 @@ def test_overrides_are_typed() -> None:
         ("optim.min_lr=1", "min_lr <= lr"),
         ("train.precision=fp16", "train.precision"),
         ("noequals", "is not key=value"),
+        ("loss.reverse=1.5", "loss.reverse: a share of the batch"),
+        ("optim.temporal_lr_scale=0", "temporal_lr_scale must be > 0"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, message: str) -> None:

@@ -53,6 +53,39 @@ def test_vtc_matches_hand_computation_with_duplicate_ids():
     assert unique.item() != pytest.approx(want, rel=1e-6)
 
 
+def test_vtc_reversed_negatives_are_extra_text_to_video_columns():
+    """Time-reversed videos are negatives of every caption in text->video only: by hand, the
+    text->video softmax runs over [videos | reversed], video->text is unchanged."""
+    g = torch.Generator().manual_seed(2)
+    t = F.normalize(torch.randn(4, 3, generator=g), dim=-1).double()
+    v = F.normalize(torch.randn(4, 3, generator=g), dim=-1).double()
+    r = F.normalize(torch.randn(2, 3, generator=g), dim=-1).double()
+    ids, temp = torch.arange(4), 0.1
+    sim = t @ v.t() / temp
+    extra = t @ r.t() / temp
+    t2v = -(sim.diag() - torch.logsumexp(torch.cat([sim, extra], 1), 1)).mean()
+    v2t = -(sim.diag() - torch.logsumexp(sim.t(), 1)).mean()
+    got = vtc_loss(t, v, ids, temp, negative_videos=r)
+    assert got.item() == pytest.approx(((t2v + v2t) / 2).item(), rel=1e-9)
+    assert got.item() > vtc_loss(t, v, ids, temp).item()  # more negatives, higher loss
+    # A reversal identical to its original (what an order-blind encoder gives) scores as high as
+    # the positive, so only order-aware features can lower this term.
+    same = vtc_loss(t, v, ids, temp, negative_videos=v[:1])
+    assert same.item() > vtc_loss(t, v, ids, temp).item()
+    torch.testing.assert_close(
+        vtc_loss(t, v, ids, temp, negative_videos=r[:0]), vtc_loss(t, v, ids, temp)
+    )
+
+
+def test_reversed_count():
+    w = LossWeights(reverse=0.25)
+    assert w.reversed_count(16, 4) == 4
+    assert w.reversed_count(2, 4) == 1  # any share > 0 reverses at least one video
+    assert w.reversed_count(16, 1) == 0  # still images have no order
+    assert LossWeights().reversed_count(16, 4) == 0
+    assert LossWeights(reverse=1.0).reversed_count(5, 12) == 5
+
+
 def test_hard_negatives_never_pick_a_positive():
     g = torch.Generator().manual_seed(1)
     picked_any = 0
@@ -136,6 +169,7 @@ def test_loss_weights_from_mapping_and_objects():
     assert LossWeights.from_any(Cfg()) == LossWeights(1, 2, 0)
     with pytest.raises(ValueError, match="itc"):
         LossWeights.from_any({"itc": 1})
+    assert LossWeights.from_any({"reverse": 0.5}).reverse == 0.5
 
 
 def test_single_process_helpers():
@@ -159,32 +193,35 @@ def _global_batch():
     g = torch.Generator().manual_seed(4)
     t = torch.randn(sum(SIZES), 4, generator=g, dtype=torch.float64)
     v = torch.randn(sum(SIZES), 4, generator=g, dtype=torch.float64)
-    return t, v, torch.tensor([0, 1, 2, 0, 3])
+    r = torch.randn(2, 4, generator=g, dtype=torch.float64)  # one time-reversed video per rank
+    return t, v, torch.tensor([0, 1, 2, 0, 3]), r
 
 
 def _worker(rank: int, world: int, folder: str) -> None:
     tdist.init_process_group("gloo", init_method=f"file://{folder}/pg", rank=rank, world_size=world)
     try:
-        t, v, ids = _global_batch()
+        t, v, ids, r = _global_batch()
         lo, hi = sum(SIZES[:rank]), sum(SIZES[: rank + 1])
         tl = t[lo:hi].clone().requires_grad_(True)
         vl = v[lo:hi].clone().requires_grad_(True)
-        loss = vtc_loss(tl, vl, ids[lo:hi], 0.1)
+        rl = r[rank : rank + 1].clone().requires_grad_(True)
+        loss = vtc_loss(tl, vl, ids[lo:hi], 0.1, negative_videos=rl)
         loss.backward()
-        torch.save((loss.item(), tl.grad, vl.grad), f"{folder}/rank{rank}.pt")
+        torch.save((loss.item(), tl.grad, vl.grad, rl.grad), f"{folder}/rank{rank}.pt")
     finally:
         tdist.destroy_process_group()
 
 
 def test_vtc_gathered_across_two_ranks_with_gradients(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
-    t, v, ids = _global_batch()
-    t.requires_grad_(True)
-    v.requires_grad_(True)
-    ref = vtc_loss(t, v, ids, 0.1, gather=False)
+    t, v, ids, r = _global_batch()
+    for x in (t, v, r):
+        x.requires_grad_(True)
+    ref = vtc_loss(t, v, ids, 0.1, gather=False, negative_videos=r)
     ref.backward()
     for rank in range(2):
-        loss, gt, gv = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        loss, gt, gv, gr = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        torch.testing.assert_close(gr / 2, r.grad[rank : rank + 1])  # reversed videos too
         lo, hi = sum(SIZES[:rank]), sum(SIZES[: rank + 1])
         assert loss == pytest.approx(ref.item(), rel=1e-12)
         # Every rank's identical loss sends gradient to these rows: the sum is world x the

@@ -341,3 +341,62 @@ def test_beit_video_encoder_equals_its_image_model():
         _, pooled = encoder(images[:, None].expand(3, 12, -1, -1, -1))  # 12 frames: interpolated
     for t in range(12):
         torch.testing.assert_close(pooled[:, t], want, atol=1e-5, rtol=1e-5)
+
+
+def _moving_squares(colours: torch.Tensor, size: int, frames: int = 4) -> torch.Tensor:
+    """[B, T, 3, S, S]: a half-frame square of each colour sliding left to right."""
+    clip = torch.full((len(colours), frames, 3, size, size), -1.0)
+    side = size // 2
+    for t in range(frames):
+        x = round(t * (size - side) / (frames - 1))
+        clip[:, t, :, :side, x : x + side] = colours.view(-1, 3, 1, 1)
+    return clip
+
+
+def _order_margins(model, frames, ids, mask) -> torch.Tensor:
+    """Per caption: stage-1 score of its own video minus that of the same frames reversed."""
+    with torch.no_grad():
+        _, text_feat = model.encode_text(ids, mask)
+        own = model.similarity(text_feat, model.encode_video(frames)[1]).diag()
+        rev = model.similarity(text_feat, model.encode_video(frames.flip(1))[1]).diag()
+    return own - rev
+
+
+def _train_with_reversal(tokenizer, reverse: float, steps: int = 80) -> tuple[torch.Tensor, ...]:
+    from t2v2t.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = build_model("tiny", init="pretrained", overrides={**SMALL, "vision_depth": 2})
+    model.text.embeddings.word_embeddings.weight.requires_grad_(False)
+    colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
+    frames = _moving_squares(colours, model.config.image_size)
+    names = ("red", "green", "blue", "yellow")
+    ids, mask = _text(tokenizer, [f"a {c} square slides to the right" for c in names])
+    model.eval()
+    before = _order_margins(model, frames, ids, mask)
+    # The tiny presets' temporal lr multiplier: at 1x the zero-initialised temporal modules
+    # barely leave zero in this many steps.
+    opt = build_optimizer(model, 1e-4, 0.0, (0.9, 0.999), temporal_lr_scale=30.0)
+    weights = {"vtc": 1.0, "vtm": 1.0, "mlm": 0.0, "reverse": reverse}
+    for _ in range(steps):
+        model.train()
+        out = model(frames, ids, mask, torch.arange(4), weights=weights)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    model.eval()
+    return before, _order_margins(model, frames, ids, mask), out["vtc"].detach()
+
+
+def test_time_reversal_negatives_teach_frame_order(tokenizer):
+    """A fresh encoder is order-blind: a clip and its reversal score the same, so with reversed
+    clips as negatives VTC starts on a saddle (the text->video half holds a tie with the
+    positive). Training leaves it: every caption ends up preferring its own frame order by a
+    wide margin. Without the reversed negatives colour alone separates the batch and the
+    order margins stay at zero (measured: 4.3-9.9 vs. <= 0.001 after 80 steps)."""
+    before, after, vtc = _train_with_reversal(tokenizer, reverse=1.0)
+    assert before.abs().max().item() < 1e-5
+    assert (after > 0.5).all(), after
+    assert vtc.item() < 0.2  # below the saddle's log(2)/2
+    _, control, _ = _train_with_reversal(tokenizer, reverse=0.0)
+    assert control.abs().max().item() < 0.1, control

@@ -59,6 +59,30 @@ def test_no_weight_decay_on_biases_norms_temperature_positions() -> None:
     assert len(no_decay["params"]) == 5 and no_decay["weight_decay"] == 0.0
 
 
+def test_lr_scale_groups_for_text_and_temporal_parameters() -> None:
+    """Every parameter lands in the group of its own multiplier: pre-trained BERT weights,
+    the temporal modules, the rest; the optimiser starts each group at lr x its scale."""
+    from t2v2t.models import build_model
+    from t2v2t.models.vindlu import is_pretrained_text, is_temporal
+    from t2v2t.optim import build_optimizer, lr_scale_for
+
+    model = build_model("tiny", init="pretrained", overrides={"image_size": 32})
+    opt = build_optimizer(model, 1e-4, 0.02, (0.9, 0.999), text_lr_scale=0.5, temporal_lr_scale=30)
+    scale_of = {id(p): g["lr_scale"] for g in opt.param_groups for p in g["params"]}
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(1e-4 * g["lr_scale"])
+    names = dict(model.named_parameters())
+    assert set(scale_of) == {id(p) for p in names.values()}
+    for name, p in names.items():
+        assert scale_of[id(p)] == lr_scale_for(name, 0.5, 30), name
+    temporal = [n for n in names if is_temporal(n)]
+    assert "vision.temporal_pos" in temporal and "vision.temporal.0.scale" in temporal
+    assert all(scale_of[id(names[n])] == 30 for n in temporal)
+    assert scale_of[id(names["text.layers.0.attention.self.query.weight"])] == 0.5
+    assert not is_pretrained_text("fusion.layers.0.crossattention.key.weight")
+    assert scale_of[id(names["vision_proj.weight"])] == 1.0
+
+
 def test_checkpoint_atomic_and_rng_roundtrip(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     state = rng_state()

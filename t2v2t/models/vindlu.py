@@ -21,6 +21,12 @@ def is_pretrained_text(name: str) -> bool:
     return name.startswith("text.") or (name.startswith("fusion.") and "crossattention" not in name)
 
 
+def is_temporal(name: str) -> bool:
+    """Parameter names of the video encoder's temporal attention and temporal position embedding:
+    new, zero-initialised, the only parts that see frame order (``temporal_lr_scale``)."""
+    return name.startswith("vision.temporal")
+
+
 class VindLU(nn.Module):
     def __init__(self, config: ModelConfig, vision: VideoEncoder, bert: BertForMaskedLM) -> None:
         super().__init__()
@@ -136,18 +142,28 @@ class VindLU(nn.Module):
         if self.training:
             with torch.no_grad():  # VindLU clamps the parameter itself so it cannot drift away
                 self.temp.clamp_(self.config.temp_min, self.config.temp_max)
+        b = frames.shape[0]
+        n_rev = w.reversed_count(b, frames.shape[1]) if (w.vtc or w.vtm) else 0
+        if n_rev:
+            # The first n_rev videos again with their frames in reverse order, in the same
+            # encoder batch: order-blind features score a video and its reversal equally.
+            frames = torch.cat([frames, frames[:n_rev].flip(1)])
         video_embeds, video_feat = self.encode_video(frames)
         text_embeds, text_feat = self.encode_text(input_ids, attention_mask)
         temp = self.temperature()
         zero = video_feat.new_zeros((), dtype=torch.float32)
         parts = {"vtc": zero, "vtm": zero, "mlm": zero}
         video_mean = video_feat.mean(1)
+        reversed_mean = video_mean[b:] if n_rev else None
         if w.vtc:
-            parts["vtc"] = losses.vtc_loss(text_feat, video_mean, video_ids, temp)
+            parts["vtc"] = losses.vtc_loss(
+                text_feat, video_mean[:b], video_ids, temp, negative_videos=reversed_mean
+            )
         if w.vtm:
             parts["vtm"] = self._vtm(
                 text_embeds, attention_mask, video_embeds, text_feat, video_mean, video_ids, temp
             )
+        video_embeds = video_embeds[:b]
         if w.mlm:
             parts["mlm"] = self._mlm(input_ids, attention_mask, video_embeds)
         total = w.vtc * parts["vtc"] + w.vtm * parts["vtm"] + w.mlm * parts["mlm"]
@@ -155,17 +171,20 @@ class VindLU(nn.Module):
 
     def _vtm(self, text_embeds, text_mask, video_embeds, text_feat, video_mean, ids, temp):
         """Positives + one hard negative video per text and one hard negative text per video
-        (local batch, sampled from the VTC softmax, same-video entries excluded)."""
+        (local batch, sampled from the VTC softmax, same-video entries excluded). Videos past
+        the batch size are time reversals of the first ones: each is one more negative of its
+        original's caption."""
+        b = text_embeds.shape[0]
         with torch.no_grad(), torch.autocast(text_feat.device.type, enabled=False):
-            sim = text_feat.float() @ video_mean.float().t() / temp
+            sim = text_feat.float() @ video_mean[:b].float().t() / temp
             pos = losses.positive_mask(ids, ids)
             neg_video, ok_t = losses.sample_hard_negatives(sim, pos)
             neg_text, ok_v = losses.sample_hard_negatives(sim.t(), pos)
-        b = text_embeds.shape[0]
         rows = torch.arange(b, device=text_embeds.device)
         t_rows, v_rows = rows[ok_t], rows[ok_v]
-        t_idx = torch.cat([rows, t_rows, neg_text[ok_v]])
-        v_idx = torch.cat([rows, neg_video[ok_t], v_rows])
+        n_rev = video_embeds.shape[0] - b
+        t_idx = torch.cat([rows, t_rows, neg_text[ok_v], rows[:n_rev]])
+        v_idx = torch.cat([rows, neg_video[ok_t], v_rows, b + rows[:n_rev]])
         logits = self.itm_logits(text_embeds[t_idx], text_mask[t_idx], video_embeds, v_idx)
         labels = torch.zeros(len(t_idx), dtype=torch.long, device=logits.device)
         labels[:b] = 1
