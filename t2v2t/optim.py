@@ -12,8 +12,9 @@ from t2v2t.models.vindlu import is_pretrained_text, is_temporal
 
 # Parameters that get no weight decay besides biases and norms (any tensor with < 2 dims):
 # the learnable temperature and position / type embeddings, as in VindLU and BEiT.
+# Matched as substrings of the parameter name; the temperature by its exact leaf name ("temp" as
+# a substring would also match every "temporal" weight).
 NO_DECAY_NAMES = (
-    "temp",
     "pos_embed",
     "temporal_pos",
     "position_embeddings",

@@ -15,7 +15,7 @@ from train_shards import make_train_shards, tiny_overrides
 from t2v2t.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from t2v2t.config import load_config
 from t2v2t.logging_utils import MetricsLog, read_metrics
-from t2v2t.optim import CosineSchedule, cosine_lr, param_groups
+from t2v2t.optim import CosineSchedule, cosine_lr, no_weight_decay, param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +57,13 @@ def test_no_weight_decay_on_biases_norms_temperature_positions() -> None:
     decay, no_decay = param_groups(Tiny(), 0.02)
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
     assert len(no_decay["params"]) == 5 and no_decay["weight_decay"] == 0.0
+    # By name in the real model: the temporal attention's weights decay like any other weight;
+    # the temperature and the temporal position embedding do not.
+    matrix, vector = torch.zeros(4, 4), torch.zeros(4)
+    assert not no_weight_decay("vision.temporal.0.qkv.weight", matrix)
+    assert no_weight_decay("vision.temporal_pos", matrix)
+    assert no_weight_decay("temp", torch.zeros(()))
+    assert no_weight_decay("vision.temporal.0.scale", vector)
 
 
 def test_lr_scale_groups_for_text_and_temporal_parameters() -> None:
