@@ -38,8 +38,6 @@ class Clips:
 
 def attribute_of(info: dict, attribute: str, where: str) -> str:
     """One clip's attribute; multi-event clips (ActivityNet/DiDeMo style) are not probed."""
-    if attribute not in ATTRIBUTES:
-        raise ValueError(f"unknown attribute {attribute!r}; choose one of {', '.join(ATTRIBUTES)}")
     events = info.get("events") or [info]
     if len(events) != 1:
         raise ValueError(f"{where} has {len(events)} events; probe single-event corpora (msrvtt)")
@@ -56,6 +54,8 @@ def load_clips(
     classes: list[str] | None = None,
 ) -> Clips:
     """Every clip of a shard folder (its stored middle frames) with its attribute's class."""
+    if attribute not in ATTRIBUTES:  # before any shard is read
+        raise ValueError(f"unknown attribute {attribute!r}; choose one of {', '.join(ATTRIBUTES)}")
     attrs = json.loads(Path(attributes_file).read_text())
     loader = make_eval_loader(
         shard_dir, batch_size=64, num_frames=num_frames, image_size=image_size
