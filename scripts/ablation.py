@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.report import ablation_markdown
 from t2v2t.retrieval.run import (
     DATASETS,
@@ -63,6 +64,25 @@ def reusable(path: Path, ckpt: Path, opts: EvalOptions) -> dict[str, Any] | None
     return res if same and "results" in res else None
 
 
+def load_ranks(results: dict[str, dict[str, Any]], paths: dict[str, Path]):
+    """Per-query text->video ranks from each JSON's scores ``.npz`` (for Total Avg's interval);
+    fills ``statistics`` into JSONs written before they carried it. None when an npz is missing."""
+    from t2v2t.retrieval.evaluate import load_scores
+    from t2v2t.retrieval.metrics import best_ranks
+    from t2v2t.retrieval.stats import statistics_from_scores
+
+    ranks = {}
+    for d, res in results.items():
+        npz = paths[d].with_name(paths[d].name.removesuffix(".json") + "_scores.npz")
+        if not npz.is_file():
+            return None
+        arrays, gt = load_scores(npz)
+        ranks[d] = {f: best_ranks(arrays[f"t2v_{f}"], gt) for f in FUSIONS}
+        if "statistics" not in res:
+            res["statistics"] = statistics_from_scores(arrays, gt)
+    return ranks
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -76,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results: dict[str, dict[str, Any]] = {}
     missing: dict[str, str] = {}
+    paths: dict[str, Path] = {}
     for d in datasets:
         given = getattr(args, f"ckpt_{d}")
         ckpt = Path(given) if given else default_checkpoint(d)
@@ -93,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             found = None if args.force else reusable(candidate, ckpt, opts)
             if found:
                 results[d] = found
+                paths[d] = candidate
                 print(f"[ablation] {d}: reused {candidate}")
                 break
         else:
@@ -107,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             json_path, _ = write_eval_outputs(res, None, out)
             print(f"[ablation] {d}: wrote {json_path}")
             results[d] = dict(res)
-    table = ablation_markdown(results, datasets, missing)
+            paths[d] = json_path
+    ranks = load_ranks(results, paths)
+    table = ablation_markdown(results, datasets, missing, ranks=ranks)
     path = Path(args.run or "runs") / "ablation.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Ablation: fusion of text->video and video->text scores\n\n" + table)

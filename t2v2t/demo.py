@@ -217,6 +217,8 @@ def _temporal(run: Path, demo: Demo, npz: Path) -> dict[str, Any]:
 
 
 def write_report(demo: Demo) -> dict[str, Any]:
+    from t2v2t.retrieval.evaluate import load_scores
+    from t2v2t.retrieval.metrics import best_ranks
     from t2v2t.retrieval.report import COLUMNS, DATASET_LABELS, FUSION_LABELS, ablation_markdown
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -268,7 +270,12 @@ def write_report(demo: Demo) -> dict[str, Any]:
             f"{res['pair_evaluations']} VTM pair evaluations, {res['seconds']:.1f} s.",
             "",
         ]
-    lines += ["## Ablation (text→video)", "", ablation_markdown(results, list(results)), ""]
+    ranks = {}
+    for dataset, path in npz.items():
+        arrays, gt = load_scores(path)
+        ranks[dataset] = {f: best_ranks(arrays[f"t2v_{f}"], gt) for f in FUSION_LABELS}
+    table = ablation_markdown(results, list(results), ranks=ranks)
+    lines += ["## Ablation (text→video)", "", table, ""]
     lines += [
         "## Temporal check",
         "",

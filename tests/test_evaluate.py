@@ -190,7 +190,9 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     assert ablation.main([*args, *opts]) == 0
     table = (run / "ablation.md").read_text()
     want = result["results"]["t2v2t"]["t2v"]
-    assert f"| T2V2T | {want['R1']:.1f} |" in table
+    lo, hi = result["statistics"]["t2v"]["intervals"]["t2v2t"]["R1"]
+    assert f"| T2V2T | {want['R1']:.1f} [{lo:.1f}, {hi:.1f}] |" in table
+    assert lo <= want["R1"] <= hi and "p=" in table and "permutation" in table
     assert "DiDeMo: not evaluated" in table and "naïve T2V2T" in table
     assert "reused" in capsys.readouterr().out
 

@@ -30,6 +30,7 @@ from t2v2t.retrieval.rerank import (
     rerank_shared,
     rerank_two_pass,
 )
+from t2v2t.retrieval.stats import retrieval_statistics
 from t2v2t.shards import read_manifest
 
 PARAGRAPH_DATASETS = ("didemo", "anet")  # one paragraph per video: longer texts
@@ -273,6 +274,9 @@ def evaluate_retrieval(
     fused = fuse_all(m_t2v, cand_t2v, cand_v2t, m_v2t, tau=tau, lam=lam)
     results = {name: retrieval_metrics(f.t2v, f.v2t, gt) for name, f in fused.items()}
     timings["fusion_metrics"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    statistics = retrieval_statistics({n: (f.t2v, f.v2t) for n, f in fused.items()}, gt)
+    timings["statistics"] = time.perf_counter() - t0
     result = EvalResult(
         dataset=dataset,
         split=split,
@@ -294,6 +298,8 @@ def evaluate_retrieval(
         max_text_len=max_text_len,
         world_size=world,
         results=results,
+        statistics=statistics,  # bootstrap intervals and paired tests (README.md, demo section)
+        shards=str(shard_dir),  # where the HTML report reads its thumbnails
     )
     gt_pairs = np.array([[t, v] for t, vids in enumerate(gt) for v in vids], dtype=np.int64)
     result.scores = {f"t2v_{name}": fused[name].t2v.numpy().astype(np.float32) for name in FUSIONS}
