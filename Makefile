@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
+FFMPEG_STAMP := .venv/.ffmpeg
+
+# Every command finds the venv's programs first (ffmpeg/ffprobe when `make setup` linked them).
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 # Knobs (empty = the paper's recipe / the script's default).
 DATASET ?= webvid
@@ -48,12 +52,16 @@ EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$
 help:  ## list the commands
 	@grep -E '^[a-z -]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 20
 
-setup: $(VENV_STAMP)  ## create .venv and install the pinned project (idempotent)
+setup: $(VENV_STAMP) $(FFMPEG_STAMP)  ## create .venv, install the project at constraints.txt's versions, ffmpeg (idempotent)
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --upgrade pip >/dev/null
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(FFMPEG_STAMP): $(VENV_STAMP) scripts/setup_ffmpeg.sh
+	bash scripts/setup_ffmpeg.sh .venv
 	touch $@
 
 test: setup  ## the whole test suite (CI runs exactly this)

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from preprocessing.tools import find_tool
+
 MAX_ASPECT = 4.0
 
 
@@ -106,7 +108,9 @@ def _ffprobe(path: Path) -> tuple[int, float, int, int]:
     import ffmpeg
 
     try:
-        info = ffmpeg.probe(str(path), select_streams="v:0", count_packets=None)
+        info = ffmpeg.probe(
+            str(path), cmd=find_tool("ffprobe"), select_streams="v:0", count_packets=None
+        )
     except ffmpeg.Error as err:
         msg = (err.stderr or b"").decode(errors="replace").strip().splitlines()
         last = msg[-1].replace(f"{path}: ", "") if msg else "cannot read the file"
@@ -141,7 +145,7 @@ def _ffmpeg(path: Path, pick: Callable[[int], list[int]], short_side: int | None
         proc = (
             stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync=0)
             .global_args("-nostdin", "-v", "error")
-            .run_async(pipe_stdout=True)
+            .run_async(cmd=find_tool("ffmpeg"), pipe_stdout=True)
         )
         size = fh * fw * 3
         got: dict[int, np.ndarray] = {}

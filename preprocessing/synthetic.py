@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from preprocessing.tools import find_tool
 from t2v2t.schema import safe_key
 from t2v2t.seeding import rng_for
 
@@ -228,7 +229,7 @@ def _render_batch(jobs: list[RenderJob]) -> None:
     tmp = Path(first.path).parent / f".render-{os.getpid()}-{Path(first.path).stem}"
     tmp.mkdir(exist_ok=True)
     cmd = [
-        "ffmpeg",
+        find_tool("ffmpeg"),
         "-nostdin",
         "-v",
         "error",

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from preprocessing.tools import find_tool
 from t2v2t.augment import random_resized_crop
 from t2v2t.benchlog import BENCH_DIR, machine, record
 from t2v2t.data import TrainSource, make_train_loader
@@ -64,7 +65,7 @@ def render_videos(out: Path, count: int, width: int, height: int, seconds: float
     for i in range(count):
         path = out / f"clip{i:03d}.mp4"
         src = f"testsrc2=size={width}x{height}:rate=25:duration={seconds}"
-        cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", src, "-vf",
+        cmd = [find_tool("ffmpeg"), "-v", "error", "-y", "-f", "lavfi", "-i", src, "-vf",
                f"hue=h={37 * i},noise=alls=12:allf=t", "-c:v", "libx264",
                "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)]  # fmt: skip
         subprocess.run(cmd, check=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from preprocessing.adapters import load_records
 from preprocessing.job import build_shards
 from preprocessing.synthetic import generate
+from preprocessing.tools import find_tool
 from t2v2t import benchlog
 
 
@@ -28,7 +29,19 @@ def _ffmpeg_seconds(paths: list[Path]) -> float:
     t0 = time.perf_counter()
     for p in paths:
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-threads", "1", "-i", str(p), "-f", "null", "-"],
+            [
+                find_tool("ffmpeg"),
+                "-nostdin",
+                "-v",
+                "error",
+                "-threads",
+                "1",
+                "-i",
+                str(p),
+                "-f",
+                "null",
+                "-",
+            ],
             check=True,
         )
     return time.perf_counter() - t0

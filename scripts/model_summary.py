@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub here unless the caller says so
 
 import torch  # noqa: E402
 

@@ -81,7 +81,6 @@ def resume_target(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         overrides = list(args.overrides)
         if args.ckpt:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from preprocessing.tools import find_tool
+
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+    subprocess.run([find_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
 def make_video(

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from preprocessing.decode import DecodeError, _ffmpeg, decode_frames, encode_jpeg, plan_size
+from preprocessing.tools import find_tool
 from t2v2t.frames import frame_indices
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,7 +32,7 @@ def ffmpeg_decode(
     out = (
         subprocess.run(
             [
-                "ffprobe",
+                find_tool("ffprobe"),
                 "-v",
                 "error",
                 "-select_streams",
@@ -57,7 +58,7 @@ def ffmpeg_decode(
     expr = "+".join(f"eq(n\\,{i})" for i in wanted)
     raw = subprocess.run(
         [
-            "ffmpeg",
+            find_tool("ffmpeg"),
             "-v",
             "error",
             "-threads",

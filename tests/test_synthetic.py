@@ -22,6 +22,7 @@ from preprocessing.synthetic import (
     SPEEDS,
     generate,
 )
+from preprocessing.tools import find_tool
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_video_size_and_duration_options(tmp_path: Path) -> None:
     (rec,) = load_records("webvid", tmp_path, "train")
     out = subprocess.run(
         [
-            "ffprobe",
+            find_tool("ffprobe"),
             "-v",
             "error",
             "-select_streams",
