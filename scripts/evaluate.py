@@ -1,7 +1,8 @@
 """`make eval-<dataset>`: two-stage retrieval with the three fusions on one checkpoint.
 
 Prints the chosen fusion's text->video row in the paper's format (R1 R5 R10 Avg) and a table of
-all fusions; writes ``<dataset>_<split>.json`` and ``<dataset>_<split>_scores.npz`` into the
+all fusions; writes ``<dataset>_<split>.json``, ``<dataset>_<split>_scores.npz`` and the visual
+report ``<dataset>_<split>.html`` (open it in a browser) into the
 checkpoint's ``eval/`` folder (or ``<RUN>/eval``). Options after the flags are ``key=value``:
 ``eval.k=64 eval.batch_size=16 eval.rerank=none eval.tau=0.5``. Works under torchrun (videos and
 candidate pairs are split across ranks; rank 0 prints and writes).
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         json_path, npz_path = write_eval_outputs(result, None, output_dir(ckpt, args.run))
         print()
         print(eval_summary(result, args.fusion))
-        print(f"\nwrote {json_path} and {npz_path}")
+        html_path = json_path.with_suffix(".html")
+        print(f"\nwrote {json_path}, {npz_path} and the visual report {html_path}")
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -265,11 +265,18 @@ def write_report(demo: Demo) -> dict[str, Any]:
                 lines.append(
                     f"| {name} | {direction} | {cells} | {m['MdR']:.1f} | {m['MnR']:.1f} |"
                 )
+        page = Path("eval") / f"{dataset}_{res['split']}.html"
         lines += [
             "",
             f"{res['pair_evaluations']} VTM pair evaluations, {res['seconds']:.1f} s.",
             "",
         ]
+        if (run / page).is_file():
+            lines += [
+                f"What each fusion retrieves, with frame strips: [{page}]({page.as_posix()}) "
+                "(self-contained HTML; open it in a browser).",
+                "",
+            ]
     ranks = {}
     for dataset, path in npz.items():
         arrays, gt = load_scores(path)

@@ -35,6 +35,8 @@ def test_quick_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
         assert (run / png).stat().st_size > 1000
     report = (run / "report.md").read_text()
     assert "## Ablation" in report and "Temporal check" in report and "scripts/train.py" in report
+    for name in ("msrvtt_test", "anet_val"):
+        assert f"(eval/{name}.html)" in report and (run / "eval" / f"{name}.html").is_file()
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["timings"]) >= {"shards", "pretrain", "finetune", "eval-msrvtt", "eval-anet"}

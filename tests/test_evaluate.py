@@ -167,6 +167,8 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     assert "R1" in out and "t2v2t" in out and "naive" in out
     result = json.loads((tmp_path / "ft" / "eval" / "msrvtt_test.json").read_text())
     assert result["checkpoint"] == str(ckpt) and result["k"] == 4
+    page = (tmp_path / "ft" / "eval" / "msrvtt_test.html").read_text(encoding="utf-8")
+    assert page.count("<section class='query'") >= 1 and "data:image/jpeg;base64," in page
 
     # Missing inputs: one line, exit status 2, the command that makes them.
     assert evaluate.main(["--dataset", "didemo", *common]) == 2

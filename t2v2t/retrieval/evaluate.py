@@ -319,8 +319,12 @@ def write_eval_outputs(
     result: Mapping[str, Any],
     scores: Mapping[str, np.ndarray] | None,
     out_dir: str | Path,
+    *,
+    html: bool = True,
 ) -> tuple[Path, Path]:
-    """Write ``<dataset>_<split>.json`` and ``<dataset>_<split>_scores.npz`` into ``out_dir``.
+    """Write ``<dataset>_<split>.json`` and ``<dataset>_<split>_scores.npz`` into ``out_dir``,
+    and (``html``) the visual report ``<dataset>_<split>.html`` beside them (README.md, "Visual
+    retrieval report"); returns the JSON and npz paths.
 
     ``scores`` None = ``result.scores``. The npz holds ``t2v_none``, ``t2v_naive``, ``t2v_t2v2t``
     (float32 [num_texts, num_videos], higher = better), ``gt`` (int64 [P, 2] rows of (text index,
@@ -341,6 +345,10 @@ def write_eval_outputs(
     tmp_json = json_path.with_name(f".{json_name}.tmp")
     tmp_json.write_text(json.dumps(dict(result), indent=1) + "\n")
     tmp_json.replace(json_path)
+    if html:
+        from t2v2t.retrieval.html_report import html_name, write_html_report
+
+        write_html_report(result, scores, out_dir / html_name(result["dataset"], result["split"]))
     return json_path, npz_path
 
 
