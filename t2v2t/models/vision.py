@@ -2,12 +2,16 @@
 
 The timm model is kept whole (its state_dict keys stay timm's, so pre-trained image weights load
 as they are); the temporal attention of each block and the temporal position embedding live
-beside it. Both are zero-initialised, so a fresh model computes exactly the image backbone's
-features frame by frame.
+beside it. As in VindLU's released models (README.md, "Importing VindLU checkpoints"), the
+temporal attention runs after each block, the last one included, as a residual
+``x + scale * attn(LN(x))`` over the frames of every token, with one scalar ``scale`` per block.
+Both are zero-initialised, so a fresh model computes exactly the image backbone's features
+frame by frame.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import timm
@@ -18,18 +22,29 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+# VindLU's layer-norm epsilon (its BEiT, temporal modules and vision_layernorm).
+LN_EPS = 1e-12
+
+
+def temporal_heads(dim: int, fallback: int) -> int:
+    """VindLU's temporal attention uses 64-wide heads; other widths keep the backbone's count."""
+    return dim // 64 if dim % 64 == 0 else fallback
+
 
 class TemporalAttention(nn.Module):
-    """Self-attention across frames for each token position, scaled by a zero-init factor."""
+    """Self-attention across frames for each token position, scaled by a zero-init scalar.
+
+    ``qkv`` holds query, key and value projections stacked in that order (the layout of
+    ``nn.MultiheadAttention.in_proj_weight``), ``proj`` the output projection."""
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
-        # Zero-init per-channel scale: a fresh block is the image block (VindLU's init value 0).
-        self.scale = nn.Parameter(torch.zeros(dim))
+        # Zero-init scalar scale: a fresh block is the image block (VindLU's init value 0).
+        self.scale = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """x: [B*T, N, D] frame-major tokens -> same shape with x + scale * attn_over_T."""
@@ -45,6 +60,18 @@ class TemporalAttention(nn.Module):
         return x + self.scale * y
 
 
+def fit_temporal_rows(pos: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """[T, D] -> [num_frames, D] as VindLU's checkpoint loader fits a temporal position
+    embedding to a model built for another frame count: rows past T are zeros (a pre-training
+    embedding for 4 frames starts fine-tuning at 12 frames with 8 zero rows), surplus rows are
+    cut. Not interpolation: that is only for inputs longer than the model's frame count."""
+    if num_frames <= pos.shape[0]:
+        return pos[:num_frames].clone()
+    out = pos.new_zeros(num_frames, pos.shape[1])
+    out[: pos.shape[0]] = pos
+    return out
+
+
 class VideoEncoder(nn.Module):
     """Frames [B, T, 3, H, W] -> per-frame tokens [B, T, N+1, D] and pooled features [B, T, D]."""
 
@@ -58,21 +85,29 @@ class VideoEncoder(nn.Module):
         self.backbone = backbone
         self.is_beit = isinstance(backbone, Beit)
         dim = backbone.embed_dim
-        heads = backbone.blocks[0].attn.num_heads
+        heads = temporal_heads(dim, backbone.blocks[0].attn.num_heads)
         self.temporal = nn.ModuleList(TemporalAttention(dim, heads) for _ in backbone.blocks)
         self.temporal_pos = nn.Parameter(torch.zeros(num_frames, dim))
         self.num_frames = num_frames
         self.grad_checkpointing = False
+
+    def set_num_frames(self, num_frames: int) -> None:
+        """Refit the temporal position embedding to ``num_frames`` rows (fit_temporal_rows)."""
+        with torch.no_grad():
+            pos = fit_temporal_rows(self.temporal_pos.detach(), num_frames)
+        self.temporal_pos = nn.Parameter(pos)
+        self.num_frames = num_frames
 
     @property
     def width(self) -> int:
         return self.backbone.embed_dim
 
     def temporal_pos_for(self, num_frames: int) -> torch.Tensor:
-        """[T, D]: the learned embedding, linearly interpolated to another frame count."""
+        """[T, D]: VindLU's rule: the first T rows when T <= the learned count, else the
+        learned embedding linearly interpolated to T."""
         pos = self.temporal_pos
-        if num_frames == pos.shape[0]:
-            return pos
+        if num_frames <= pos.shape[0]:
+            return pos[:num_frames]
         return F.interpolate(
             pos.t().unsqueeze(0), size=num_frames, mode="linear", align_corners=False
         )[0].t()
@@ -92,10 +127,10 @@ class VideoEncoder(nn.Module):
     def _block(
         self, i: int, x: torch.Tensor, num_frames: int, rel_pos_bias: torch.Tensor | None
     ) -> torch.Tensor:
-        if num_frames > 1:
-            x = self.temporal[i](x, num_frames)
         blk = self.backbone.blocks[i]
-        return blk(x, shared_rel_pos_bias=rel_pos_bias) if self.is_beit else blk(x)
+        x = blk(x, shared_rel_pos_bias=rel_pos_bias) if self.is_beit else blk(x)
+        # After the block (VindLU's temporal_model_position "last"); one frame: nothing to mix.
+        return self.temporal[i](x, num_frames) if num_frames > 1 else x
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t = frames.shape[:2]
@@ -134,6 +169,8 @@ def create_backbone(
 ) -> nn.Module:
     """A timm image model without classifier; weights from a local file, the hub, or random."""
     kwargs: dict[str, Any] = {"img_size": image_size, "num_classes": 0}
+    if name.startswith("beit"):
+        kwargs["norm_layer"] = partial(timm.layers.LayerNorm, eps=LN_EPS)
     for key, value in (
         ("depth", depth),
         ("embed_dim", width),

@@ -110,7 +110,7 @@ def check_inputs(dataset: str, ckpt: Path, shards: Path, ckpt_given: bool) -> No
         raise UsageError(
             f"eval shards {shards} {state}; build them with `make shards DATASET={dataset}`"
         )
-    if not ckpt.is_file():
+    if not ckpt.exists():
         how = (
             "check the CKPT= path"
             if ckpt_given
@@ -137,34 +137,16 @@ def resolve_device(name: str):
 
 
 def load_model(ckpt: Path, preset: str, say: Callable[[str], None] = print):
-    """The checkpoint's model (its own preset and model config) and tokenizer, weights loaded."""
-    import torch
-
-    from t2v2t.models import WeightsMismatchError, build_model, build_tokenizer, load_weights
+    """The checkpoint's model (its own preset and architecture) and tokenizer, weights loaded.
+    A project ``.pt``, a VindLU ``.pth`` or an exported folder, recognised by content."""
+    from t2v2t.models import build_tokenizer
+    from t2v2t.models.loading import CheckpointError, load_any_checkpoint
 
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types; all mean "not loadable"
-        raise UsageError(f"cannot read checkpoint {ckpt}: {type(e).__name__}: {e}") from None
-    overrides: dict[str, Any] = {}
-    if isinstance(state, dict) and isinstance(state.get("preset"), str):
-        if state["preset"] != preset:
-            say(f"[eval] {ckpt} was trained with preset {state['preset']!r}; using it")
-        preset = state["preset"]
-        # Rebuild the exact architecture saved with it (image size, frames, ...).
-        saved = state.get("model_config") or {}
-        keep = ("image_size", "num_frames", "vision_depth", "vision_width", "vision_heads")
-        overrides = {k: saved[k] for k in keep if saved.get(k) is not None}
-        for k in ("mean", "std"):
-            if saved.get(k) is not None:
-                overrides[k] = tuple(saved[k])
-    # Every weight comes from the checkpoint: no pre-trained files needed.
-    model = build_model(preset, "random", overrides=overrides or None)
-    try:
-        load_weights(model, state)
-    except WeightsMismatchError as e:
-        raise UsageError(f"{e} (PRESET={preset})") from None
-    return model, build_tokenizer(preset), preset
+        loaded = load_any_checkpoint(ckpt, preset, say=say)
+    except CheckpointError as e:
+        raise UsageError(str(e)) from None
+    return loaded.model, build_tokenizer(loaded.preset), loaded.preset
 
 
 def evaluate_dataset(
