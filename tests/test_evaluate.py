@@ -165,6 +165,7 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     assert evaluate.main(["--dataset", "msrvtt", "--preset", "base", *common, *opts]) == 0
     out = capsys.readouterr().out
     assert "R1" in out and "t2v2t" in out and "naive" in out
+    assert "bootstrap intervals" in out and "sign-flip" in out and "visual report" in out
     result = json.loads((tmp_path / "ft" / "eval" / "msrvtt_test.json").read_text())
     assert result["checkpoint"] == str(ckpt) and result["k"] == 4
     page = (tmp_path / "ft" / "eval" / "msrvtt_test.html").read_text(encoding="utf-8")
