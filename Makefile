@@ -14,6 +14,8 @@ SPLIT ?=
 FRAMES ?=
 WORKERS ?= 2
 SCHEDULER ?=
+SYNTHETIC ?=
+ANNOTATIONS ?=
 DIR ?=
 PRESET ?= base
 INIT ?=
@@ -40,7 +42,8 @@ endif
 
 opt = $(if $(2),$(1) $(2))
 SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--split,$(SPLIT)) $(call opt,--frames,$(FRAMES)) \
-	$(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER))
+	$(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER)) \
+	$(if $(filter-out 0,$(SYNTHETIC)),--synthetic) $(call opt,--annotations,$(ANNOTATIONS))
 TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) \
 	$(if $(RESUME),--resume) $(ARGS)
 EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) --fusion $(FUSION) $(ARGS)
@@ -76,7 +79,7 @@ lint: setup  ## ruff lint + format check
 format: setup
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder [DATA= SPLIT= FRAMES= WORKERS= SCHEDULER=]
+shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder [DATA= SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS=]
 	$(PY) scripts/build_shards.py --dataset $(DATASET) $(SHARD_OPTS)
 
 verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f

@@ -4,17 +4,24 @@ One small function per format (FORMATS.md shows each layout). Columns and keys a
 and extra ones are tolerated. A malformed annotation raises :class:`AnnotationError` naming the
 file and the line or entry; a record that is merely unusable (empty caption, missing media) is
 still returned so the builder lists it in ``failures.jsonl`` instead of dropping it silently.
+
+Media paths are confined to the data root: one that leaves it once ``..`` is normalised (or is
+absolute elsewhere) is refused with the reason "outside the data folder" and never opened.
+Symbolic links inside the root are followed wherever they point (labs link video stores in);
+the check is on the path as written, not on where links lead (README.md, "Errors and safety").
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from preprocessing.records import VideoRecord
+from t2v2t.errors import UsageError
 from t2v2t.schema import safe_key
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
@@ -31,6 +38,16 @@ def _rel(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
+OUTSIDE = "outside the data folder"
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` stays under ``root`` once ``..`` is normalised (links are not followed)."""
+    full = os.path.normpath(os.path.abspath(path))
+    base = os.path.normpath(os.path.abspath(root))
+    return full == base or full.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def _record(
     root: Path,
     key: str,
@@ -39,13 +56,15 @@ def _record(
     timestamps: list[list[float]] | None = None,
     is_image: bool = False,
 ) -> VideoRecord:
+    inside = is_inside(media, root)
     return VideoRecord(
         key=safe_key(key),
         media=media,
-        source=_rel(media, root),
+        source=_rel(media, root) if inside else media.as_posix(),
         captions=[c.strip() for c in captions if c and c.strip()],
         timestamps=timestamps,
         is_image=is_image,
+        refused=None if inside else OUTSIDE,
     )
 
 
@@ -56,23 +75,38 @@ def _need(path: Path, what: str) -> Path:
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a headed CSV as ``(line number, row)``; missing columns name the file."""
+    """Rows of a headed CSV as ``(line number, row)``; a bad header or row names ``file:line``."""
+    try:
+        return _csv_rows(path, required)
+    except UnicodeDecodeError as err:
+        raise AnnotationError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}): "
+            "save it as UTF-8"
+        ) from None
+    except csv.Error as err:
+        raise AnnotationError(f"{path}: not a readable CSV ({err})") from None
+
+
+def _csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     with open(_need(path, "annotation CSV"), newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
+        reader = csv.reader(f)
+        header = next(reader, [])
         missing = [c for c in required if c not in header]
         if missing:
             raise AnnotationError(
-                f"{path}:1: header {header} lacks column(s) {missing} (expected {list(required)})"
+                f"{path}:1: header {header} lacks column(s) {missing}: the file needs the "
+                f"columns {', '.join(required)}"
             )
         rows = []
-        for row in reader:
-            if None in row or any(row.get(c) is None for c in required):
+        for fields in reader:
+            if not fields:  # a blank line
+                continue
+            if len(fields) != len(header):
                 raise AnnotationError(
-                    f"{path}:{reader.line_num}: row has {len(row)} fields, header has "
-                    f"{len(header)} ({row})"
+                    f"{path}:{reader.line_num}: row has {len(fields)} fields, header has "
+                    f"{len(header)}: quote fields that hold commas"
                 )
-            rows.append((reader.line_num, row))
+            rows.append((reader.line_num, dict(zip(header, fields, strict=True))))
     return rows
 
 
@@ -103,9 +137,24 @@ def _find_video(folder: Path, stem: str, original: str | None = None) -> Path:
 # --- WebVid ------------------------------------------------------------------------------------
 
 
-def webvid(root: Path, split: str) -> list[VideoRecord]:
-    """``results_2M_<split>.csv`` + ``videos/<page_dir>/<videoid>.mp4``."""
-    path = root / f"results_2M_{split}.csv"
+def webvid_csv(root: Path, split: str) -> Path | None:
+    """WebVid's annotation CSV of ``split``: ``results_2M_<split>.csv``, ``results_10M_<split>.csv``
+    or, failing both, the one ``results_*_<split>.csv``."""
+    for name in (f"results_2M_{split}.csv", f"results_10M_{split}.csv"):
+        if (root / name).is_file():
+            return root / name
+    found = sorted(root.glob(f"results_*_{split}.csv"))
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise UsageError(
+            f"several WebVid CSVs for {split} in {root} ({names}): name one with ANNOTATIONS="
+        )
+    return found[0] if found else None
+
+
+def webvid(root: Path, split: str, annotations: Path | None = None) -> list[VideoRecord]:
+    """``results_{2M,10M}_<split>.csv`` (or ``annotations``) + ``videos/<page_dir>/<videoid>.mp4``."""
+    path = annotations or webvid_csv(root, split) or root / f"results_2M_{split}.csv"
     records = []
     for line, row in _read_csv(path, ("videoid", "page_dir", "name")):
         vid, page = row["videoid"].strip(), row["page_dir"].strip()
@@ -305,9 +354,10 @@ def vindlu(root: Path, split: str, video_root: Path | None = None) -> list[Video
     ]
 
 
-def folder(root: Path, split: str) -> list[VideoRecord]:
-    """``<root>/captions.csv`` (``path,caption``); rows with the same path are one video."""
-    path = root / "captions.csv"
+def folder(root: Path, split: str, annotations: Path | None = None) -> list[VideoRecord]:
+    """``<root>/captions.csv`` (or ``annotations``: ``path,caption``); rows with the same path are
+    one video."""
+    path = annotations or root / "captions.csv"
     merged: dict[str, list[str]] = {}
     for line, row in _read_csv(path, ("path", "caption")):
         rel = row["path"].strip()
@@ -338,11 +388,50 @@ ADAPTERS: dict[str, Callable[[Path, str], list[VideoRecord]]] = {
 }
 
 
-def load_records(dataset: str, data_root: str | Path, split: str) -> list[VideoRecord]:
-    """The records of one split of a dataset, read from its native layout under ``data_root``."""
+# The annotation files each adapter looks for (what a user is told when none is there).
+LOOKED_FOR: dict[str, Callable[[str], list[str]]] = {
+    "webvid": lambda s: [f"results_2M_{s}.csv", f"results_10M_{s}.csv", f"results_*_{s}.csv"],
+    "cc3m": lambda s: ["NNNNN/*.jpg + NNNNN/*.txt (img2dataset files layout)"],
+    "msrvtt": lambda s: ["MSRVTT_JSFUSION_test.csv"] if s == "test" else ["MSRVTT_data.json"],
+    "didemo": lambda s: [f"{s}_data.json"],
+    "anet": lambda s: [ANET_FILES.get(s, f"{s}.json")],
+    "vindlu": lambda s: [f"{s}.json"],
+    "folder": lambda s: ["captions.csv"],
+}
+# Adapters that accept ANNOTATIONS=<file> in place of the default name.
+TAKES_ANNOTATIONS = ("webvid", "folder")
+
+
+def has_annotations(dataset: str, root: Path, split: str) -> bool:
+    """Whether ``root`` holds the annotation files of ``split`` (nothing is read or written)."""
+    if dataset == "webvid":
+        return webvid_csv(root, split) is not None
+    if dataset == "cc3m":
+        base = root / split if (root / split).is_dir() else root
+        return base.is_dir() and any(p.is_dir() and p.name.isdigit() for p in base.iterdir())
+    if dataset == "vindlu" and root.is_file():
+        return True
+    return all((root / name).is_file() for name in LOOKED_FOR[dataset](split))
+
+
+def load_records(
+    dataset: str, data_root: str | Path, split: str, annotations: str | Path | None = None
+) -> list[VideoRecord]:
+    """The records of one split of a dataset, read from its native layout under ``data_root``
+    (``annotations``: the annotation file, for the datasets in ``TAKES_ANNOTATIONS``)."""
     if dataset not in ADAPTERS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(ADAPTERS))}")
+        raise UsageError(
+            f"unknown dataset (DATASET={dataset}): choose one of {', '.join(sorted(ADAPTERS))}"
+        )
     root = Path(data_root)
     if not root.exists():
-        raise FileNotFoundError(f"{root} not found (data root of {dataset})")
+        raise UsageError(f"data folder {root} does not exist (DATA=): check the path")
+    if annotations is not None:
+        if dataset not in TAKES_ANNOTATIONS:
+            raise UsageError(
+                f"ANNOTATIONS= is read by {', '.join(TAKES_ANNOTATIONS)} only, not {dataset}"
+            )
+        if not Path(annotations).is_file():
+            raise UsageError(f"annotation file {annotations} does not exist (ANNOTATIONS=)")
+        return ADAPTERS[dataset](root, split, Path(annotations))  # type: ignore[call-arg]
     return ADAPTERS[dataset](root, split)

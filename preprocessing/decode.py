@@ -9,6 +9,8 @@ ratios are centre-cropped to at most ``MAX_ASPECT`` : 1 first, so no absurd fram
 from __future__ import annotations
 
 import io
+import math
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,29 @@ class Decoded:
     fps: float
     duration: float
     backend: str
+    # True when the container's frame rate was missing or zero and ``fps`` was measured from
+    # the packet timestamps instead (counted as a warning in the manifest).
+    fps_from_packets: bool = False
+
+
+def packet_fps(path: Path) -> float:
+    """Frames per second measured from the video packets' timestamps (for files whose frame
+    rate or timescale metadata is missing or zero); DecodeError when they give none."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time"]
+    cmd += ["-of", "csv=p=0", str(path)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        raise DecodeError(f"no frame rate, and ffprobe cannot read packet times ({err})") from None
+    times = sorted(float(t) for t in out.split() if t.strip() not in ("", "N/A"))
+    if len(times) < 2 or not times[-1] > times[0]:
+        raise DecodeError("no frame rate: fps metadata missing or zero, no packet timestamps")
+    # n packets span n - 1 frame intervals between the first and last timestamp
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def _usable(fps: float) -> bool:
+    return math.isfinite(fps) and fps > 0
 
 
 def plan_size(
@@ -86,6 +111,9 @@ def _decord(path: Path, pick: Callable[[int], list[int]], short_side: int | None
     vlen, fps = len(vr), float(vr.get_avg_fps())
     if vlen < 1:
         raise DecodeError("decord: no frames")
+    measured = not _usable(fps)
+    if measured:
+        fps = packet_fps(path)
     indices = pick(vlen)
     crop, out = (None, None)
     if short_side is not None:
@@ -101,7 +129,7 @@ def _decord(path: Path, pick: Callable[[int], list[int]], short_side: int | None
     else:
         vr.seek(0)
         frames = [resize(f, short_side) for f in vr.get_batch(indices).asnumpy()]
-    return Decoded(frames, vlen, fps, vlen / fps if fps > 0 else 0.0, "decord")
+    return Decoded(frames, vlen, fps, vlen / fps, "decord", measured)
 
 
 def _ffprobe(path: Path) -> tuple[int, float, int, int]:
@@ -130,6 +158,9 @@ def _ffmpeg(path: Path, pick: Callable[[int], list[int]], short_side: int | None
     import ffmpeg
 
     vlen, fps, h, w = _ffprobe(path)
+    measured = not _usable(fps)
+    if measured:
+        fps = packet_fps(path)
     crop, out = plan_size(h, w, short_side) if short_side is not None else (None, (h, w))
     # The resizer decord uses (swscale bilinear): both paths give the same pixels.
     scale = crop is None and out != (h, w)
@@ -161,7 +192,7 @@ def _ffmpeg(path: Path, pick: Callable[[int], list[int]], short_side: int | None
         proc.wait()
         if all(i in got for i in indices):
             frames = [got[i] if scale else resize(got[i], short_side) for i in indices]
-            return Decoded(frames, vlen, fps, vlen / fps if fps > 0 else 0.0, "ffmpeg")
+            return Decoded(frames, vlen, fps, vlen / fps, "ffmpeg", measured)
         vlen = n
     raise DecodeError(f"ffmpeg: decoded {n} frames, not the ones asked for")
 

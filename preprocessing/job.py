@@ -5,21 +5,32 @@ the output does not depend on the number of workers or which worker ran what. A 
 gets a done-marker (``.done/<shard>.json``: its inputs' fingerprint, sha256 and failures); a
 re-run keeps shards whose file still matches their marker and rebuilds the rest. The failures
 list and then the manifest are written last, atomically: a folder with a manifest is complete.
+
+Every path a task carries is absolute, so a Dask worker started in any folder (or on another
+machine with the same mounts) reads and writes the same files. A build holds an exclusive lock
+on ``<out>/.lock`` for its whole run: a second build into the same folder stops with one line
+naming the holder (README.md, "Errors and safety").
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable
-from dataclasses import asdict
+import socket
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
+from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from preprocessing.records import VideoRecord
 from preprocessing.writer import BUILDER_VERSION, ShardTask, failure, run_shard_task
+from t2v2t.errors import UsageError, on_path
 from t2v2t.schema import FORMAT
 from t2v2t.shards import (
     FAILURES,
@@ -32,6 +43,33 @@ from t2v2t.shards import (
 )
 
 DONE_DIR = ".done"
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` (``flock``: released by the kernel even when the build is killed)."""
+    path = out / LOCK
+    with on_path(path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise UsageError(
+                f"another build is writing {out} ({holder}): wait for it to finish, "
+                "or stop it and re-run (finished shards are kept)"
+            ) from None
+        os.ftruncate(fd, 0)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a finished build leaves an empty lock file naming no one
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def created_with() -> dict[str, str]:
@@ -80,7 +118,12 @@ def _reusable(out_dir: Path, task: ShardTask, digest: str) -> dict[str, Any] | N
         return None
     if path.stat().st_size != done["info"]["bytes"] or sha256_file(path) != done["info"]["sha256"]:
         return None
-    return {"index": task.index, "info": done["info"], "failures": done["failures"]}
+    return {
+        "index": task.index,
+        "info": done["info"],
+        "failures": done["failures"],
+        "fps_warnings": done.get("fps_warnings", 0),
+    }
 
 
 def _clean(out_dir: Path, keep: set[str]) -> None:
@@ -120,7 +163,13 @@ def _run(
 
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)
+        except (OSError, TimeoutError) as err:
+            raise UsageError(
+                f"cannot reach the Dask scheduler (SCHEDULER={scheduler}): {err}; start it with "
+                "`dask scheduler`, or leave SCHEDULER= empty for a local cluster"
+            ) from None
     else:
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
@@ -139,9 +188,18 @@ def _run(
             )
             for t in tasks
         ]
-        for fut in as_completed(futures):
-            on_done(fut.result())
-            bar.update()
+        try:
+            for fut in as_completed(futures):
+                on_done(fut.result())
+                bar.update()
+        except (OSError, CancelledError, TimeoutError) as err:
+            if isinstance(err, OSError) and err.filename is not None:
+                raise  # a worker's file error (full disk, permissions): the path says it all
+            where = f"SCHEDULER={scheduler}" if scheduler else "the local cluster"
+            raise UsageError(
+                f"lost the Dask scheduler ({where}): {type(err).__name__}: {err}; "
+                "re-run the same command when it is back: finished shards are kept"
+            ) from None
     finally:
         bar.close()
         client.close()
@@ -165,28 +223,80 @@ def build_shards(
     workers: int = 2,
     scheduler: str | None = None,
     progress: bool = True,
+    synthetic: bool = False,
 ) -> dict[str, Any]:
     """Build (or finish) a shard folder from ``records``; returns the manifest.
 
     ``workers`` processes of a local Dask cluster, or the cluster at ``scheduler``
     (``tcp://host:port``); ``workers=0`` without a scheduler runs in this process.
+    ``synthetic`` is recorded in the manifest (training and evaluation warn about it).
     """
+    if workers < 0:
+        raise UsageError(f"workers must be >= 0 (WORKERS={workers}): 0 builds in this process")
+    if samples_per_shard < 1:
+        raise UsageError(
+            f"samples per shard must be >= 1 (--samples-per-shard={samples_per_shard})"
+        )
+    if num_frames < 1:
+        raise UsageError(f"frames per video must be >= 1 (FRAMES={num_frames}): e.g. FRAMES=4")
     if mode == "middle":
         candidates = 1
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(os.path.abspath(out_dir))
+    with on_path(out):
+        out.mkdir(parents=True, exist_ok=True)
+    with build_lock(out):
+        return _build_locked(
+            records,
+            out,
+            dataset=dataset,
+            split=split,
+            num_frames=num_frames,
+            mode=mode,
+            candidates=candidates,
+            seed=seed,
+            short_side=short_side,
+            jpeg_quality=jpeg_quality,
+            samples_per_shard=samples_per_shard,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            synthetic=synthetic,
+        )
+
+
+def _build_locked(
+    records: list[VideoRecord],
+    out: Path,
+    *,
+    dataset: str,
+    split: str,
+    num_frames: int,
+    mode: str,
+    candidates: int,
+    seed: int,
+    short_side: int,
+    jpeg_quality: int,
+    samples_per_shard: int,
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+    synthetic: bool,
+) -> dict[str, Any]:
     (out / DONE_DIR).mkdir(exist_ok=True)
 
-    # Duplicate keys would make two samples indistinguishable: the later ones fail.
+    # Duplicate keys would make two samples indistinguishable: the later ones fail. A record
+    # its adapter refused (a path outside the data folder) is never handed to a worker.
     seen: set[str] = set()
     unique: list[VideoRecord] = []
     early_failures: list[dict[str, str]] = []
     for rec in records:
-        if rec.key in seen:
+        if rec.refused:
+            early_failures.append(failure(rec, rec.refused))
+        elif rec.key in seen:
             early_failures.append(failure(rec, f"duplicate key {rec.key!r}"))
         else:
             seen.add(rec.key)
-            unique.append(rec)
+            unique.append(replace(rec, media=Path(os.path.abspath(rec.media))))
 
     tasks = [
         ShardTask(
@@ -253,6 +363,10 @@ def build_shards(
         "jpeg_quality": jpeg_quality,
         "num_samples": num_samples,
         "num_failed": len(failures),
+        "synthetic": bool(synthetic),
+        "warnings": {
+            "fps_from_packets": sum(results[t.index].get("fps_warnings", 0) for t in tasks)
+        },
         "shards": infos,
         "created_with": created_with(),
     }

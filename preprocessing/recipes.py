@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from t2v2t.errors import UsageError
+
 
 @dataclass(frozen=True)
 class SplitRecipe:
@@ -23,23 +25,32 @@ RECIPES: dict[str, list[SplitRecipe]] = {
     "vindlu": [SplitRecipe("train", 12, "rand", 2), SplitRecipe("test", 12, "middle")],
 }
 
-# The annotation file whose presence means "the real corpus is here" (else: synthetic).
-NATIVE_MARKERS: dict[str, str] = {
-    "webvid": "results_2M_train.csv",
-    "cc3m": "00000",
-    "msrvtt": "MSRVTT_data.json",
-    "didemo": "train_data.json",
-    "anet": "train.json",
-    "folder": "captions.csv",
-    "vindlu": "train.json",
+# The splits each dataset's release has (an unknown SPLIT= is refused, not built).
+SPLITS: dict[str, tuple[str, ...]] = {
+    "webvid": ("train", "val"),
+    "cc3m": ("train", "val"),
+    "msrvtt": ("train", "test", "validate"),
+    "didemo": ("train", "val", "test"),
+    "anet": ("train", "val", "val_1", "val_2"),
+    "folder": ("train", "val", "test"),
+    "vindlu": ("train", "val", "test"),
 }
 
 
 def recipe(dataset: str, split: str | None = None, frames: int | None = None) -> list[SplitRecipe]:
-    """The splits to build: all of the recipe's, or the one asked (unknown splits are evaluation
-    splits: ``middle``, one candidate), with the frame count overridden when given."""
+    """The splits to build: all of the recipe's, or the one asked (splits outside the recipe are
+    evaluation splits: ``middle``, one candidate), with the frame count overridden when given."""
     if dataset not in RECIPES:
-        raise ValueError(f"no recipe for dataset {dataset!r}; known: {', '.join(sorted(RECIPES))}")
+        raise UsageError(
+            f"unknown dataset (DATASET={dataset}): choose one of {', '.join(sorted(RECIPES))}"
+        )
+    if split is not None and split not in SPLITS[dataset]:
+        raise UsageError(
+            f"unknown split for {dataset} (SPLIT={split}): choose one of "
+            f"{', '.join(SPLITS[dataset])}"
+        )
+    if frames is not None and frames < 1:
+        raise UsageError(f"frames per video must be >= 1 (FRAMES={frames}): e.g. FRAMES=4")
     splits = RECIPES[dataset]
     if split is not None:
         known = [s for s in splits if s.split == split]

@@ -13,6 +13,8 @@ class VideoRecord:
     ``key`` is the stable tar-safe id, ``media`` the file to decode, ``source`` the media path
     relative to the data root (what the shard metadata stores, so moving the data changes
     nothing). Paragraph datasets carry one caption (the paragraph) and its sentences' timestamps.
+    ``refused`` is the reason an adapter will not let the builder open the media at all (a path
+    that leaves the data folder): such a record goes straight to ``failures.jsonl``.
     """
 
     key: str
@@ -21,3 +23,4 @@ class VideoRecord:
     captions: list[str]
     timestamps: list[list[float]] | None = None
     is_image: bool = False
+    refused: str | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 from preprocessing.decode import decode_frames, encode_jpeg
 from preprocessing.records import VideoRecord
+from t2v2t.errors import on_path
 from t2v2t.frames import frame_indices
 from t2v2t.schema import SampleMeta, encode_sample
 from t2v2t.shards import write_shard
@@ -42,8 +43,15 @@ def failure(record: VideoRecord, reason: str) -> dict[str, str]:
     return {"key": record.key, "source": record.source, "reason": reason}
 
 
-def build_sample(task: ShardTask, rec: VideoRecord) -> list[tuple[str, bytes]]:
-    """The tar members of one record; raises with a one-line reason when it cannot be used."""
+def build_sample(
+    task: ShardTask, rec: VideoRecord, warnings: list[str] | None = None
+) -> list[tuple[str, bytes]]:
+    """The tar members of one record; raises with a one-line reason when it cannot be used.
+
+    ``warnings`` collects what was stored with a repair (fps measured from packet times).
+    """
+    if rec.refused:  # never opened: the adapter refused the path
+        raise ValueError(rec.refused)
     if not rec.captions:
         raise ValueError("no caption (empty or missing text)")
     segments: list[list[int]] = []
@@ -61,6 +69,8 @@ def build_sample(task: ShardTask, rec: VideoRecord) -> list[tuple[str, bytes]]:
         return [i for seg in segments for i in seg]
 
     dec = decode_frames(rec.media, pick, task.short_side, is_image=rec.is_image)
+    if dec.fps_from_packets and warnings is not None:
+        warnings.append(rec.key)
     if rec.is_image:
         pick(1)
         dec.frames = dec.frames * sum(len(s) for s in segments)
@@ -89,16 +99,23 @@ def build_sample(task: ShardTask, rec: VideoRecord) -> list[tuple[str, bytes]]:
 def run_shard_task(task: ShardTask) -> dict[str, Any]:
     """Write the task's shard; returns ``{"index", "info": ShardInfo dict, "failures": [...]}``."""
     failures: list[dict[str, str]] = []
+    warned: list[str] = []
 
     def samples() -> Iterator[list[tuple[str, bytes]]]:
         for rec in task.records:
             try:
-                members = build_sample(task, rec)
+                members = build_sample(task, rec, warned)
             except Exception as err:  # noqa: BLE001 - any bad input is a failure, not a crash
                 reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 failures.append(failure(rec, f"{type(err).__name__}: {reason}"[:500]))
                 continue
             yield members
 
-    info = write_shard(Path(task.path), samples())
-    return {"index": task.index, "info": asdict(info), "failures": failures}
+    with on_path(task.path):
+        info = write_shard(Path(task.path), samples())
+    return {
+        "index": task.index,
+        "info": asdict(info),
+        "failures": failures,
+        "fps_warnings": len(warned),
+    }

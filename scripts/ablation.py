@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from t2v2t.errors import cli
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.report import ablation_markdown
 from t2v2t.retrieval.run import (
@@ -32,8 +33,12 @@ from t2v2t.retrieval.run import (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--preset", default="base", help="model preset (each checkpoint's wins)")
+    p = argparse.ArgumentParser(
+        epilog="example: python scripts/ablation.py --preset tiny --run runs/demo  (make ablation PRESET=tiny)",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    p.add_argument("--preset", default="base", choices=("base", "tiny"), help="model preset (each checkpoint's wins)")
     p.add_argument("--run", default=None, help="write RUN/ablation.md and RUN/eval/*.json")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset")
     p.add_argument("--shards", default="shards", help="shard root (default shards)")
@@ -142,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

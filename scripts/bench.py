@@ -12,13 +12,16 @@ import sys
 from pathlib import Path
 
 from t2v2t.benchlog import BENCH_DIR
+from t2v2t.errors import cli
 
 SCRIPTS = Path(__file__).resolve().parent
 ORDER = ["shards", "loader", "rerank", "train"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        epilog="example: python scripts/bench.py --only shards  (make bench)", description=__doc__
+    )
     parser.add_argument("--only", default="", help="comma-separated subset of " + ",".join(ORDER))
     args = parser.parse_args(argv)
     chosen = [b for b in ORDER if not args.only or b in args.only.split(",")]
@@ -41,4 +44,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

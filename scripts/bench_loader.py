@@ -42,6 +42,7 @@ from preprocessing.tools import find_tool
 from t2v2t.augment import random_resized_crop
 from t2v2t.benchlog import BENCH_DIR, machine, record
 from t2v2t.data import TrainSource, make_train_loader
+from t2v2t.errors import cli
 from t2v2t.frames import frame_indices
 from t2v2t.schema import decode_sample, encode_sample
 from t2v2t.seeding import rng_for
@@ -204,7 +205,9 @@ def decord_rate(videos: list[Path], passes: int) -> tuple[float, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        epilog="example: python scripts/bench_loader.py --quick", description=__doc__
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run, not recorded")
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--copies", type=int, default=8, help="samples per clip (re-keyed)")
@@ -301,4 +304,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from t2v2t.errors import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
@@ -32,7 +34,11 @@ from t2v2t.retrieval.run import eval_shard_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        epilog="example: python scripts/bench_rerank.py --quick",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="a few videos, one repeat, temp folder")
     p.add_argument(
         "--shards", default=None, help="eval shard folder (default shards/msrvtt/test_12f)"
@@ -67,7 +73,7 @@ def full_shards(path: Path, given: bool) -> Path:
             raise SystemExit(f"[bench_rerank] {path} has no manifest.json; build it first")
         print(f"[bench_rerank] {path} missing: building the MSR-VTT shards", flush=True)
         cmd = [sys.executable, str(ROOT / "scripts/build_shards.py"), "--dataset", "msrvtt",
-               "--split", "test", "--out", str(path.parents[1])]  # fmt: skip
+               "--split", "test", "--synthetic", "--out", str(path.parents[1])]  # fmt: skip
         subprocess.run(cmd, check=True, cwd=ROOT)
     return path
 
@@ -164,4 +170,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

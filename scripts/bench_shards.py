@@ -23,6 +23,7 @@ from preprocessing.job import build_shards
 from preprocessing.synthetic import generate
 from preprocessing.tools import find_tool
 from t2v2t import benchlog
+from t2v2t.errors import cli
 
 
 def _ffmpeg_seconds(paths: list[Path]) -> float:
@@ -68,7 +69,9 @@ def _build(records, out: Path, spp: int, **kw) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(
+        epilog="example: python scripts/bench_shards.py --quick", description=__doc__
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
     p.add_argument("--videos", type=int, default=96)  # enough work that Dask start-up is amortised
     p.add_argument("--size", default="640x360")
@@ -144,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

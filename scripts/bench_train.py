@@ -23,6 +23,7 @@ import torch
 
 from t2v2t.benchlog import BENCH_DIR, record
 from t2v2t.config import load_config
+from t2v2t.errors import cli
 from t2v2t.optim import build_optimizer
 from t2v2t.train import autocast_dtype, build_model_for, forward_loss, seed_everything
 
@@ -94,7 +95,9 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        epilog="example: python scripts/bench_train.py --quick --no-gpu", description=__doc__
+    )
     parser.add_argument("--quick", action="store_true", help="2 tiny steps, results to a temp dir")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--no-gpu", action="store_true", help="skip the base-preset GPU figure")
@@ -145,4 +148,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

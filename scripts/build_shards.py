@@ -1,7 +1,8 @@
 """`make shards DATASET=...`: annotation files + videos -> shards/<dataset>/<split>_<N>f/.
 
-When ``--data`` lacks the dataset's annotation files, the synthetic corpus is generated there
-first (DESIGN.md section 9). Builds every split of the paper's recipe, or the one asked.
+Builds every split of the paper's recipe, or the one asked. A data folder without the dataset's
+annotation files is one error naming the files looked for: nothing is generated or written
+unless ``--synthetic`` (``make shards SYNTHETIC=1``) asks for a synthetic corpus (README.md).
 """
 
 from __future__ import annotations
@@ -11,19 +12,34 @@ import sys
 import time
 from pathlib import Path
 
-from preprocessing.adapters import load_records
+from preprocessing.adapters import LOOKED_FOR, TAKES_ANNOTATIONS, has_annotations, load_records
 from preprocessing.job import build_shards
-from preprocessing.recipes import NATIVE_MARKERS, recipe
-from preprocessing.synthetic import DEFAULTS, generate, is_complete
+from preprocessing.recipes import RECIPES, SPLITS, recipe
+from preprocessing.synthetic import (
+    ATTRIBUTES_FILE,
+    DEFAULTS,
+    INCOMPLETE_FLAG,
+    generate,
+    is_complete,
+)
+from t2v2t.errors import UsageError, cli
 from t2v2t.shards import shard_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--dataset", required=True, choices=sorted(NATIVE_MARKERS))
+    p = argparse.ArgumentParser(
+        epilog="example: python scripts/build_shards.py --dataset msrvtt --data runs/data/msrvtt --synthetic --out runs/shards  (make shards DATASET=msrvtt DATA=runs/data/msrvtt SYNTHETIC=1)",
+        description=__doc__,
+    )
+    p.add_argument("--dataset", required=True, choices=sorted(RECIPES))
     p.add_argument("--data", default=None, help="data root (default data/<dataset>)")
     p.add_argument("--out", default="shards", help="shard root (default shards)")
-    p.add_argument("--split", default=None, help="one split (default: the recipe's splits)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="one split (default: the recipe's); known: "
+        + "; ".join(f"{d}: {', '.join(s)}" for d, s in sorted(SPLITS.items())),
+    )
     p.add_argument("--frames", type=int, default=None, help="frames per video (recipe default)")
     p.add_argument("--workers", type=int, default=2, help="local Dask worker processes (0: none)")
     p.add_argument("--scheduler", default=None, help="an existing Dask cluster, tcp://host:port")
@@ -36,36 +52,103 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="training videos of a generated synthetic corpus (dataset default)",
     )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="generate this dataset's synthetic corpus into --data (default "
+        "runs/synthetic/<dataset>; a new or empty folder) and shard it",
+    )
+    p.add_argument(
+        "--annotations",
+        default=None,
+        help="the annotation file (webvid CSV, folder captions.csv) instead of the default name",
+    )
     p.add_argument("--seed", type=int, default=0, help="frame sampling (and synthetic) seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
+def _synthetic_hint(dataset: str) -> str:
+    return (
+        f"`make shards DATASET={dataset} SYNTHETIC=1` (scripts/build_shards.py --dataset {dataset} "
+        f"--synthetic) makes a synthetic corpus under runs/synthetic/{dataset}"
+    )
+
+
+def prepare_synthetic(args: argparse.Namespace, data: Path) -> None:
+    """Generate the synthetic corpus into ``data`` unless a finished one is there already.
+
+    Only into a new or empty folder, or one holding an earlier synthetic corpus: never among
+    a user's own files.
+    """
+    if args.dataset not in DEFAULTS:
+        raise UsageError(
+            f"no synthetic corpus for {args.dataset} (DATASET={args.dataset}): one of "
+            f"{', '.join(DEFAULTS)} has one"
+        )
+    ours = (data / ATTRIBUTES_FILE).exists() or (data / INCOMPLETE_FLAG).exists()
+    if ours and is_complete(data):
+        return
+    if data.exists() and not ours and any(data.iterdir()):
+        raise UsageError(
+            f"{data} holds other files (DATA={data}): a synthetic corpus goes into a new or "
+            f"empty folder, e.g. DATA=runs/synthetic/{args.dataset}"
+        )
+    why = f"{data} was left incomplete" if ours else "--synthetic"
+    t0 = time.perf_counter()
+    attrs = generate(args.dataset, data, size=args.synthetic_size, seed=args.seed)
+    print(
+        f"[shards] {why}: generated the synthetic {args.dataset} corpus in {data} "
+        f"({len(attrs)} items, {time.perf_counter() - t0:.1f} s)",
+        flush=True,
+    )
+
+
+def check_annotations(args: argparse.Namespace, data: Path, splits: list[str]) -> None:
+    """One error naming the files looked for, before anything is written anywhere."""
+    if not data.is_dir() and not (args.dataset == "vindlu" and data.is_file()):
+        raise UsageError(
+            f"data folder {data} does not exist (DATA=): check the path, or "
+            f"{_synthetic_hint(args.dataset)}"
+        )
+    if not is_complete(data):
+        raise UsageError(
+            f"{data} is a synthetic corpus whose generation was interrupted (DATA={data}): "
+            "re-run with SYNTHETIC=1 (--synthetic) to finish it"
+        )
+    if args.annotations:
+        return  # load_records checks the named file
+    for split in splits:
+        if not has_annotations(args.dataset, data, split):
+            names = ", ".join(LOOKED_FOR[args.dataset](split))
+            raise UsageError(
+                f"no {args.dataset} annotations for split {split} in {data} (looked for "
+                f"{names}): point DATA= at the folder that holds them"
+                + (
+                    ", or name the file with ANNOTATIONS="
+                    if args.dataset in TAKES_ANNOTATIONS
+                    else ""
+                )
+                + f"; or {_synthetic_hint(args.dataset)}"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data = Path(args.data or f"data/{args.dataset}")
-    marker = NATIVE_MARKERS[args.dataset]
-    if not (data / marker).exists() or not is_complete(data):
-        if args.dataset not in DEFAULTS:
-            print(
-                f"[shards] {data / marker} not found and {args.dataset} has no synthetic corpus",
-                file=sys.stderr,
-            )
-            return 2
-        why = (
-            f"{data} was left incomplete"
-            if (data / marker).exists()
-            else f"no {marker} under {data}"
-        )
-        t0 = time.perf_counter()
-        attrs = generate(args.dataset, data, size=args.synthetic_size, seed=args.seed)
-        print(
-            f"[shards] {why}: generated the synthetic {args.dataset} corpus there "
-            f"({len(attrs)} items, {time.perf_counter() - t0:.1f} s)",
-            flush=True,
-        )
-    for r in recipe(args.dataset, args.split, args.frames):
-        records = load_records(args.dataset, data, r.split)
+    if args.synthetic:
+        data = Path(args.data or f"runs/synthetic/{args.dataset}")
+    else:
+        data = Path(args.data or f"data/{args.dataset}")
+    recipes = recipe(args.dataset, args.split, args.frames)  # refuses bad values first
+    if args.workers < 0:
+        raise UsageError(f"workers must be >= 0 (WORKERS={args.workers}): 0 builds in this process")
+    if args.synthetic:
+        prepare_synthetic(args, data)
+    check_annotations(args, data, [r.split for r in recipes])
+    # A corpus this project generated stays marked as such in its shards' manifest.
+    synthetic = args.synthetic or (data / ATTRIBUTES_FILE).exists()
+    for r in recipes:
+        records = load_records(args.dataset, data, r.split, args.annotations)
         out = shard_dir(args.out, args.dataset, r.split, r.num_frames)
         t0 = time.perf_counter()
         m = build_shards(
@@ -83,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             progress=not args.quiet,
+            synthetic=synthetic,
         )
         print(
             f"[shards] {out}: {m['num_samples']} samples in {len(m['shards'])} shards, "
@@ -93,4 +177,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 
 from t2v2t.demo import SIZES, Demo
+from t2v2t.errors import cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(
+        epilog="example: python scripts/demo.py --run runs/demo  (make demo)", description=__doc__
+    )
     p.add_argument("--run", "--run-dir", dest="run", default="runs/demo", help="output folder")
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--workers", type=int, default=2, help="Dask workers for the shard builds")
@@ -42,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

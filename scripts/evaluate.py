@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from t2v2t.errors import cli
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.run import (
     DATASETS,
@@ -28,9 +29,13 @@ from t2v2t.retrieval.run import (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        epilog="example: python scripts/evaluate.py --dataset msrvtt --preset tiny --ckpt runs/finetune-msrvtt/best.pt  (make eval-msrvtt PRESET=tiny)",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--preset", default="base", help="model preset (the checkpoint's wins)")
+    p.add_argument("--preset", default="base", choices=("base", "tiny"), help="model preset (the checkpoint's wins)")
     p.add_argument("--ckpt", default=None, help="default runs/finetune-<dataset>/best.pt")
     p.add_argument(
         "--run",
@@ -85,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

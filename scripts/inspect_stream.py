@@ -14,12 +14,15 @@ import argparse
 import sys
 
 from t2v2t.data import TrainSource, make_train_loader
+from t2v2t.errors import cli
 from t2v2t.shards import ShardError, read_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        epilog="example: python scripts/inspect_stream.py --shards shards/webvid/train_4f --world-size 2 --limit 8",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("--shards", required=True, help="a shard folder (holds manifest.json)")
     parser.add_argument("--epoch", type=int, default=0)
@@ -62,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from t2v2t.errors import cli
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -25,7 +27,10 @@ CAPTIONS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        epilog="example: python scripts/model_summary.py --preset tiny",
+        description=__doc__.splitlines()[0],
+    )
     ap.add_argument("--preset", default="base", choices=["base", "tiny"])
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--batch", type=int, default=2)
@@ -71,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli(main))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import matplotlib
 
+from t2v2t.errors import cli
+
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -68,7 +70,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        epilog="example: python scripts/plot_run.py runs/pretrain", description=__doc__
+    )
     parser.add_argument("run_dir")
     parser.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
     args = parser.parse_args(argv)
@@ -82,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

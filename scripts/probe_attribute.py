@@ -15,18 +15,23 @@ import json
 import sys
 from pathlib import Path
 
+from t2v2t.errors import cli
 from t2v2t.probe import ATTRIBUTES, load_clips, run_probe
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        epilog="example: python scripts/probe_attribute.py --shards runs/demo/shards/msrvtt --attribute direction",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument(
         "--shards", required=True, help="dataset shard folder holding train_* and test_*"
     )
     p.add_argument("--attributes", required=True, help="synthetic_attributes.json of the corpus")
     p.add_argument("--attribute", required=True, choices=ATTRIBUTES)
     p.add_argument("--ckpt", default=None, help="checkpoint; default: the preset's fresh model")
-    p.add_argument("--preset", default="tiny")
+    p.add_argument("--preset", default="tiny", choices=("base", "tiny"))
     p.add_argument("--frames", type=int, default=4, help="frames per clip (of those stored)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16)
@@ -101,4 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

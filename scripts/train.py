@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from t2v2t.config import TASKS, ConfigError, check_files, load_config
+from t2v2t.errors import cli
 from t2v2t.shards import ShardError
 
 
@@ -36,10 +37,12 @@ def is_setup_error(err: BaseException) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Pre-train or fine-tune T2V2T with the paper's recipe.",
-        epilog="overrides: dotted key=value, e.g. optim.lr=3e-5 train.max_steps=100",
+        epilog="overrides: dotted key=value, e.g. optim.lr=3e-5 train.max_steps=100. "
+        "example: python scripts/train.py --task pretrain --preset tiny train.max_steps=100 "
+        "(make pretrain PRESET=tiny ARGS='train.max_steps=100')",
     )
     parser.add_argument("--task", required=True, choices=TASKS)
-    parser.add_argument("--preset", default="base", help="model preset: base (paper) or tiny (CPU)")
+    parser.add_argument("--preset", default="base", choices=("base", "tiny"), help="model preset: base (paper) or tiny (CPU)")
     parser.add_argument(
         "--ckpt",
         default=None,
@@ -112,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -6,10 +6,14 @@ import argparse
 import sys
 
 from preprocessing.verify import verdict
+from t2v2t.errors import cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(
+        epilog="example: python scripts/verify_shards.py shards/webvid/train_4f  (make verify-shards DIR=shards/webvid/train_4f)",
+        description=__doc__,
+    )
     p.add_argument("dirs", nargs="+", help="shard folders, e.g. shards/webvid/train_4f")
     args = p.parse_args(argv)
     ok_all = True
@@ -21,4 +25,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -95,7 +95,8 @@ class Demo:
             ("anet", s.anet, "val"),
         ):
             args = ["--dataset", dataset, "--data", str(self.data / dataset)]
-            args += ["--out", str(self.shards), "--synthetic-size", str(count), *common]
+            args += ["--out", str(self.shards), "--synthetic", "--synthetic-size", str(count)]
+            args += common
             if split:
                 args += ["--split", split]
             self.sh("shards", "build_shards.py", *args)

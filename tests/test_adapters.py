@@ -9,6 +9,7 @@ import pytest
 
 from preprocessing.adapters import AnnotationError, load_records
 from preprocessing.synthetic import generate
+from t2v2t.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +208,9 @@ def test_folder(corpora: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_and_missing_root(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(UsageError, match="unknown dataset"):
         load_records("kinetics", tmp_path, "train")
+    with pytest.raises(UsageError, match="does not exist"):
+        load_records("webvid", tmp_path / "nope", "train")
     with pytest.raises(FileNotFoundError, match="results_2M_train.csv"):
         load_records("webvid", tmp_path, "train")
