@@ -38,7 +38,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    p.add_argument("--preset", default="base", choices=("base", "tiny"), help="model preset (each checkpoint's wins)")
+    p.add_argument(
+        "--preset",
+        default="base",
+        choices=("base", "tiny"),
+        help="model preset (each checkpoint's wins)",
+    )
     p.add_argument("--run", default=None, help="write RUN/ablation.md and RUN/eval/*.json")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset")
     p.add_argument("--shards", default="shards", help="shard root (default shards)")

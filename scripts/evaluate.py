@@ -26,6 +26,7 @@ from t2v2t.retrieval.run import (
     output_dir,
     parse_options,
 )
+from t2v2t.shards import warn_if_synthetic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,7 +36,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--preset", default="base", choices=("base", "tiny"), help="model preset (the checkpoint's wins)")
+    p.add_argument(
+        "--preset",
+        default="base",
+        choices=("base", "tiny"),
+        help="model preset (the checkpoint's wins)",
+    )
     p.add_argument("--ckpt", default=None, help="default runs/finetune-<dataset>/best.pt")
     p.add_argument(
         "--run",
@@ -63,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint(args.dataset)
         shards = eval_shard_dir(args.dataset, args.shards)
         check_inputs(args.dataset, ckpt, shards, ckpt_given=args.ckpt is not None)
+        warn_if_synthetic([shards], "evaluation")
         init_distributed()
         main_rank = is_main()
         say = print if main_rank else (lambda _m: None)

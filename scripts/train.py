@@ -19,7 +19,7 @@ from pathlib import Path
 
 from t2v2t.config import TASKS, ConfigError, check_files, load_config
 from t2v2t.errors import cli
-from t2v2t.shards import ShardError
+from t2v2t.shards import ShardError, warn_if_synthetic
 
 
 def is_setup_error(err: BaseException) -> bool:
@@ -42,7 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(make pretrain PRESET=tiny ARGS='train.max_steps=100')",
     )
     parser.add_argument("--task", required=True, choices=TASKS)
-    parser.add_argument("--preset", default="base", choices=("base", "tiny"), help="model preset: base (paper) or tiny (CPU)")
+    parser.add_argument(
+        "--preset",
+        default="base",
+        choices=("base", "tiny"),
+        help="model preset: base (paper) or tiny (CPU)",
+    )
     parser.add_argument(
         "--ckpt",
         default=None,
@@ -95,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume or args.resume_from:
             resume_from = ckpt or run_dir / "last.pt"
         check_files(cfg, resume_from=resume_from)  # before the slow imports: fail fast
+        warn_if_synthetic([src.dir for src in cfg.data.sources.values()], "training")
         from t2v2t.train import train
 
         result = train(cfg, run_dir, resume_from=resume_from)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from t2v2t.errors import CheckpointError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,6 +81,27 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def read_weights_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)``; a file it refuses (truncated, not a checkpoint, or
+    holding objects that would run code when unpickled) is a :class:`CheckpointError`."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as err:  # unpickling and zip errors come in many types; all mean "unusable"
+        reason = next((s.strip() for s in str(err).splitlines() if s.strip()), type(err).__name__)
+        raise CheckpointError(
+            f"cannot load checkpoint {path} ({type(err).__name__}: {reason[:200]}): it is "
+            "truncated, not a T2V2T checkpoint, or holds more than tensors; use another file"
+        ) from err
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict safely (``weights_only=True``)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    state = read_weights_file(path, map_location)
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(
+            f"cannot resume from {path} (a {type(state).__name__}, no 'model' entry): "
+            "it is not a training checkpoint; name a last.pt written by scripts/train.py"
+        )
+    return state

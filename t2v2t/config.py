@@ -26,6 +26,9 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TASKS = ("pretrain", "finetune-msrvtt", "finetune-didemo", "finetune-anet")
+# The vision backbone's patch size per model preset (t2v2t/models/config.py names the timm
+# models): an image size must tile into whole patches. Kept here so config checks need no torch.
+PATCH_SIZES = {"base": 16, "tiny": 16}
 
 
 class ConfigError(ValueError):
@@ -369,6 +372,17 @@ def check_values(cfg: Config) -> None:
             raise ConfigError(f"data.sources.{name}.num_frames must be >= 1")
         if cfg.source_batch_size(name) < 1:
             raise ConfigError(f"data.sources.{name}.batch_size must be >= 1")
+    if cfg.data.num_workers < 0:
+        raise ConfigError(
+            f"data.num_workers must be >= 0 (data.num_workers={cfg.data.num_workers}): "
+            "0 loads in the training process"
+        )
+    size, patch = cfg.model.image_size, PATCH_SIZES.get(cfg.model.preset, 16)
+    if size is not None and (size < 1 or size % patch):
+        raise ConfigError(
+            f"model.image_size must be a positive multiple of the patch size {patch} "
+            f"(model.image_size={size}): e.g. model.image_size={max(patch, size // patch * patch)}"
+        )
     o = cfg.optim
     if not o.lr > 0 or o.min_lr < 0 or o.min_lr > o.lr:
         raise ConfigError(

@@ -9,6 +9,7 @@ Anything else is a bug and keeps its traceback; ``T2V2T_DEBUG=1`` shows the trac
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
@@ -84,8 +85,15 @@ def describe(err: BaseException) -> str | None:
     return None
 
 
+def _argparse_error(self: argparse.ArgumentParser, message: str) -> None:
+    # argparse's own report is the usage block plus "prog: error: ..."; one line says it.
+    print(f"error: {message} ({self.prog}): see {self.prog} --help", file=sys.stderr)
+    sys.exit(2)
+
+
 def cli(main: Callable[[], int | None]) -> int:
     """Run a script's ``main``; expected errors become one ``error:`` line and exit status 2."""
+    argparse.ArgumentParser.error = _argparse_error  # type: ignore[method-assign]
     try:
         return main() or 0
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -179,3 +180,22 @@ def check_shard_file(directory: str | Path, info: ShardInfo, *, hash_check: bool
 
 def info_dict(info: ShardInfo) -> dict[str, Any]:
     return asdict(info)
+
+
+def warn_if_synthetic(dirs: Iterable[str | Path], what: str) -> bool:
+    """Print one warning line (rank 0 only) when any of ``dirs`` holds synthetic shards."""
+    synthetic = []
+    for d in dirs:
+        try:
+            if read_manifest(d).get("synthetic"):
+                synthetic.append(str(d))
+        except (OSError, ShardError, ValueError):
+            continue  # the caller's own checks report unreadable folders
+    if synthetic and os.environ.get("RANK", "0") == "0":
+        print(
+            f"warning: {what} reads synthetic shards ({', '.join(synthetic)}): "
+            "its figures say nothing about real videos",
+            file=sys.stderr,
+            flush=True,
+        )
+    return bool(synthetic)

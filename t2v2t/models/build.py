@@ -240,7 +240,9 @@ def load_weights(model: torch.nn.Module, path_or_state: str | Path | Mapping[str
         where = str(path_or_state)
         if not Path(path_or_state).is_file():
             raise FileNotFoundError(f"checkpoint {where} does not exist")
-        obj = torch.load(path_or_state, map_location="cpu", weights_only=True)
+        from t2v2t.checkpoint import read_weights_file
+
+        obj = read_weights_file(path_or_state)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping):

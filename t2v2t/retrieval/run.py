@@ -16,15 +16,12 @@ from typing import Any
 
 import yaml
 
+from t2v2t.errors import UsageError  # scripts import it from here too
 from t2v2t.retrieval.fusion import FUSIONS
 
 # Evaluation split and shard folder per dataset (the paper's inference frames: 12, 12, 32).
 EVAL_SPLITS = {"msrvtt": ("test", 12), "didemo": ("test", 12), "anet": ("val", 32)}
 DATASETS = tuple(EVAL_SPLITS)
-
-
-class UsageError(RuntimeError):
-    """A problem the user fixes by running a command or passing another option."""
 
 
 @dataclass

@@ -1,0 +1,289 @@
+"""Bad values and faults through the user's own commands: one ``error:`` line, exit 2, no
+traceback; paths confined to the data folder; nothing invented or written into a user's folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from preprocessing.synthetic import generate
+from preprocessing.verify import verify_dir
+from t2v2t.shards import read_manifest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_shards import make_train_shards, tiny_overrides  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+ENV.pop("T2V2T_DEBUG", None)
+
+
+def run(cmd: list[str], cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, env={**ENV, **env}, timeout=300
+    )
+
+
+def one_error(proc: subprocess.CompletedProcess) -> str:
+    """The single ``error:`` line of a refused command (asserting exit 2, no traceback)."""
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text, text
+    lines = [s for s in proc.stderr.splitlines() if s.startswith("error:")]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return run(["make", "-s", "-o", ".venv/.installed", "-C", str(ROOT), *args], cwd=cwd)
+
+
+def shards_cmd(*args: str) -> list[str]:
+    return [PY, str(ROOT / "scripts/build_shards.py"), "--workers", "0", "--quiet", *args]
+
+
+@pytest.fixture(scope="module")
+def webvid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("webvid")
+    generate("webvid", root, size=6, video_size=(48, 32), duration=1.0, workers=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def toy_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_train_shards(tmp_path_factory.mktemp("toy"), num_samples=16, per_shard=8)
+
+
+# -- bad values: make targets and scripts, each one line ---------------------------------------
+
+MAKE_CASES = {
+    "frames-zero": (["shards", "DATASET=webvid", "FRAMES=0"], "FRAMES=0"),
+    "frames-negative": (["shards", "DATASET=webvid", "FRAMES=-3"], "FRAMES=-3"),
+    "frames-abc": (["shards", "DATASET=webvid", "FRAMES=abc"], "abc"),
+    "workers-negative": (["shards", "DATASET=webvid", "WORKERS=-1"], "WORKERS=-1"),
+    "dataset-nope": (["shards", "DATASET=nope"], "nope"),
+    "split-folder": (["shards", "DATASET=folder", "SPLIT=bogus"], "SPLIT=bogus"),
+    "split-webvid": (["shards", "DATASET=webvid", "SPLIT=bogus"], "SPLIT=bogus"),
+    "split-msrvtt": (["shards", "DATASET=msrvtt", "SPLIT=bogus"], "SPLIT=bogus"),
+    "preset-small": (["pretrain", "PRESET=small"], "small"),
+    "lr-abc": (["pretrain", "PRESET=tiny", "ARGS=optim.lr=abc"], "optim.lr"),
+    "image-size-zero": (["pretrain", "PRESET=tiny", "ARGS=model.image_size=0"], "image_size"),
+    "image-size-odd": (["pretrain", "PRESET=tiny", "ARGS=model.image_size=50"], "patch size"),
+    "num-workers": (["pretrain", "PRESET=tiny", "ARGS=data.num_workers=-1"], "num_workers"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAKE_CASES))
+def test_bad_value_is_one_line(case: str, tmp_path: Path) -> None:
+    args, named = MAKE_CASES[case]
+    line = one_error(make(*args, f"DATA={tmp_path / 'data'}", f"RUN={tmp_path / 'run'}"))
+    assert named in line
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "script", sorted(p.name for p in (ROOT / "scripts").glob("*.py") if p.name != "__init__.py")
+)
+def test_every_help_ends_with_an_example(script: str) -> None:
+    proc = run([PY, str(ROOT / "scripts" / script), "--help"])
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1].strip()
+    tail = " ".join(proc.stdout.split()[-30:])
+    assert "example:" in tail and ("python scripts/" in tail or "make " in tail), last
+
+
+# -- never invent data ---------------------------------------------------------------------------
+
+
+def test_unrelated_folder_is_refused_and_untouched(tmp_path: Path) -> None:
+    data = tmp_path / "mine"
+    (data / "sub").mkdir(parents=True)
+    (data / "notes.txt").write_text("a lab's own files\n")
+    (data / "sub" / "clip.mp4").write_bytes(b"not ours")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    proc = make("shards", "DATASET=webvid", f"DATA={data}", f"OUT={tmp_path / 'out'}")
+    line = one_error(proc)
+    for name in ("results_2M_train.csv", "results_10M_train.csv", "results_*_train.csv"):
+        assert name in line
+    assert "SYNTHETIC=1" in line
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    # --synthetic does not write among them either
+    line = one_error(run(shards_cmd("--dataset", "webvid", "--data", str(data), "--synthetic")))
+    assert "holds other files" in line
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+def test_missing_data_folder_is_not_generated(tmp_path: Path) -> None:
+    line = one_error(run(shards_cmd("--dataset", "folder", "--data", str(tmp_path / "typo"))))
+    assert "typo" in line and "does not exist" in line
+    assert not (tmp_path / "typo").exists()
+
+
+def test_webvid_10m_csv_and_synthetic_flag(webvid: Path, tmp_path: Path) -> None:
+    data = tmp_path / "real"
+    data.mkdir()
+    (data / "videos").symlink_to(webvid / "videos")  # a lab's linked video store
+    (data / "results_10M_train.csv").write_text((webvid / "results_2M_train.csv").read_text())
+    proc = run(shards_cmd("--dataset", "webvid", "--data", str(data), "--out", str(tmp_path / "s")))
+    assert proc.returncode == 0, proc.stderr
+    m = read_manifest(tmp_path / "s/webvid/train_4f")
+    assert m["num_samples"] == 6 and m["synthetic"] is False
+    assert m["warnings"] == {"fps_from_packets": 0}
+    out = tmp_path / "syn"
+    proc = run(shards_cmd("--dataset", "webvid", "--data", str(webvid), "--out", str(out)))
+    assert proc.returncode == 0, proc.stderr
+    assert read_manifest(out / "webvid/train_4f")["synthetic"] is True
+
+
+# -- confinement ---------------------------------------------------------------------------------
+
+
+def test_paths_outside_the_data_folder_are_refused(webvid: Path, tmp_path: Path) -> None:
+    data = tmp_path / "lab" / "data"
+    data.mkdir(parents=True)
+    clip = sorted((webvid / "videos").rglob("*.mp4"))[0]
+    outside = tmp_path / "lab" / "secret.mp4"
+    outside.write_bytes(clip.read_bytes())
+    (data / "ok.mp4").write_bytes(clip.read_bytes())
+    (data / "store").symlink_to(webvid / "videos")  # a link inside the root may point anywhere
+    linked = sorted((data / "store").rglob("*.mp4"))[0].relative_to(data)
+    rows = ["path,caption", "ok.mp4,a clip", f"{linked},a linked clip"]
+    rows += ["../secret.mp4,escape", f"{outside},absolute", "sub/../../secret.mp4,sneaky"]
+    (data / "captions.csv").write_text("\n".join(rows) + "\n")
+    proc = run(shards_cmd("--dataset", "folder", "--data", str(data), "--out", str(tmp_path / "s")))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "s/folder/train_12f"
+    fails = [json.loads(s) for s in (out / "failures.jsonl").read_text().splitlines()]
+    assert sorted(f["reason"] for f in fails) == ["outside the data folder"] * 3
+    assert read_manifest(out)["num_samples"] == 2
+    assert verify_dir(out) == []
+
+
+# -- annotation files the user wrote -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"path,caption\nok.mp4,caf\xe9\n", "captions.csv: not UTF-8"),
+        (b"path,text\nok.mp4,a clip\n", "captions.csv:1: header"),
+        (
+            b"path,caption\nok.mp4,a clip\nbad.mp4\n",
+            "captions.csv:3: row has 1 fields, header has 2",
+        ),
+    ],
+    ids=["non-utf8", "missing-column", "short-row"],
+)
+def test_bad_captions_csv(content: bytes, expected: str, tmp_path: Path) -> None:
+    (tmp_path / "captions.csv").write_bytes(content)
+    proc = run(shards_cmd("--dataset", "folder", "--data", str(tmp_path), "--out", str(tmp_path)))
+    assert expected in one_error(proc)
+
+
+# -- the output folder ---------------------------------------------------------------------------
+
+
+def test_read_only_output_folder(webvid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    # As root (CI containers) a read-only bind mount gives the real EROFS; otherwise the folder's
+    # mode gives EACCES (root ignores modes).
+    mounted = os.geteuid() == 0 and (
+        subprocess.run(["mount", "--bind", str(out), str(out)]).returncode == 0
+    )
+    try:
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(out)], check=True)
+        else:
+            out.chmod(0o555)
+        proc = run(shards_cmd("--dataset", "webvid", "--data", str(webvid), "--out", str(out)))
+        line = one_error(proc)
+        assert str(out) in line
+        assert ("Read-only file system" if mounted else "Permission denied") in line
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(out)], check=True)
+
+
+def test_full_disk_names_the_path(webvid: Path, tmp_path: Path) -> None:
+    # RLIMIT_FSIZE turns "file too large" into a real EFBIG from write(); a tmpfs of a few KB
+    # gives the real ENOSPC where mounting is allowed (root), which is tried first.
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)]).returncode
+        == 0
+    )
+    try:
+        proc = run(shards_cmd("--dataset", "webvid", "--data", str(webvid), "--out", str(mnt)))
+        if not mounted:
+            pytest.skip("no tmpfs mount here (needs root)")
+        line = one_error(proc)
+        assert "No space left on device" in line and str(mnt) in line
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mnt)], check=True)
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def _bad_checkpoints(tmp_path: Path) -> dict[str, Path]:
+    import pickle
+    import zipfile
+
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {}, "x": Evil()}, evil)
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.zeros(3)}}, good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert zipfile.is_zipfile(evil) and pickle  # real torch files, not stand-ins
+    return {"evil": evil, "truncated": truncated}
+
+
+@pytest.mark.parametrize("how", ["finetune", "resume"])
+def test_bad_checkpoint_is_one_line(how: str, toy_shards: Path, tmp_path: Path) -> None:
+    bad = _bad_checkpoints(tmp_path)
+    for name, ckpt in bad.items():
+        over = tiny_overrides(toy_shards, "train.max_steps=1", source="msrvtt")
+        over.append("train.eval_every_epoch=false")
+        cmd = [PY, str(ROOT / "scripts/train.py"), "--task", "finetune-msrvtt", "--preset", "tiny"]
+        cmd += ["--run", str(tmp_path / f"run-{name}")]
+        env = {}
+        if how == "finetune":
+            cmd += ["--ckpt", str(ckpt)]
+        else:
+            cmd += ["--resume"]
+            env["RESUME"] = str(ckpt)
+        line = one_error(run([*cmd, *over], **env))
+        assert str(ckpt) in line and "cannot load checkpoint" in line, line
+    assert not (tmp_path / "pwned").exists()
+
+
+# -- Dask: a scheduler that is not there ---------------------------------------------------------
+
+
+def test_unreachable_scheduler(webvid: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = shards_cmd("--dataset", "webvid", "--data", str(webvid), "--out", str(tmp_path))
+    cmd += ["--scheduler", f"tcp://127.0.0.1:{port}"]
+    line = one_error(run(cmd, DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s"))
+    assert f"SCHEDULER=tcp://127.0.0.1:{port}" in line
