@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,73 @@ def test_unreachable_scheduler(webvid: Path, tmp_path: Path) -> None:
     cmd += ["--scheduler", f"tcp://127.0.0.1:{port}"]
     line = one_error(run(cmd, DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s"))
     assert f"SCHEDULER=tcp://127.0.0.1:{port}" in line
+
+
+# -- concurrent and remote builds ----------------------------------------------------------------
+
+
+def test_two_concurrent_builds_one_folder(webvid: Path, tmp_path: Path) -> None:
+    cmd = shards_cmd("--dataset", "webvid", "--data", str(webvid), "--out", str(tmp_path))
+    cmd += ["--samples-per-shard", "1", "--short-side", "32"]
+    out = tmp_path / "webvid/train_4f"
+    first = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not (
+        (out / ".lock").is_file() and (out / ".lock").read_text().startswith("pid")
+    ):
+        time.sleep(0.01)
+    second = run(cmd)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    line = one_error(second)
+    assert "another build is writing" in line and f"pid {first.pid}" in line
+    assert verify_dir(out) == [] and read_manifest(out)["num_samples"] == 6
+    assert (out / ".lock").read_text() == ""  # a finished build names no holder
+
+
+def test_external_worker_in_another_folder(webvid: Path, tmp_path: Path) -> None:
+    import socket
+
+    dask = str(Path(PY).parent / "dask")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    for proj in ("ref", "proj"):  # relative DATA= and OUT=, as a user types them
+        (tmp_path / proj / "data").mkdir(parents=True)
+        (tmp_path / proj / "data" / "webvid").symlink_to(webvid)
+    cmd = shards_cmd("--dataset", "webvid", "--data", "data/webvid", "--out", "shards")
+    cmd += ["--samples-per-shard", "2", "--short-side", "32"]
+    assert run(cmd, cwd=tmp_path / "ref").returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            cwd=elsewhere,
+            env=ENV,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        procs.append(
+            subprocess.Popen(
+                [dask, "worker", addr, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"],
+                cwd=elsewhere,
+                env=ENV,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        proc = run([*cmd, "--scheduler", addr], cwd=tmp_path / "proj")
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    ref = read_manifest(tmp_path / "ref/shards/webvid/train_4f")
+    got = read_manifest(tmp_path / "proj/shards/webvid/train_4f")
+    assert got["shards"] == ref["shards"] and got["num_samples"] == 6
+    assert not list(elsewhere.rglob("*.tar.zst"))  # nothing written relative to the worker
