@@ -21,7 +21,7 @@ from t2v2t.shards import write_shard
 
 # Bumped whenever the builder's output bytes change for the same inputs (decoder, resizer,
 # member layout): finished shards of an older builder are then rebuilt, not kept.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3  # 3: zstd frame checksums
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,15 @@ from t2v2t.augment import TRAIN_SCALE, Crop, center_crop, decode_frames, normali
 from t2v2t.frames import choose_candidates, subsample_segments
 from t2v2t.plan import RankPlan, eval_plan, interleave, train_plan
 from t2v2t.schema import META_EXT, SampleMeta, frame_ext
+from t2v2t.seeding import rng_for
 from t2v2t.shards import (
+    HashingReader,
     ShardError,
     ShardInfo,
     check_shard_file,
-    open_zstd,
+    corrupt_message,
     read_manifest,
+    sha256_file,
     shard_infos,
 )
 from t2v2t.tarstream import iter_shard_samples, iter_tar
@@ -140,9 +143,20 @@ class _Stream:
     needed are never opened, which also makes resuming cheap.
     """
 
-    def __init__(self, directory: Path, names: list[str], plan: RankPlan, needed: Counter) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        names: list[str],
+        plan: RankPlan,
+        needed: Counter,
+        sha256s: list[str] | None = None,
+        hint: str = "",
+    ) -> None:
         self.directory = directory
         self.names = names  # stream-order shard names
+        self.sha256s = sha256s  # stream order; None: no digest check (benchmark baseline)
+        self.hint = hint
+        self.check: HashingReader | None = None
         self.counts = plan.counts
         self.starts = plan.shard_starts()
         self.refs = dict(needed)
@@ -170,9 +184,13 @@ class _Stream:
         self.shard = int(np.searchsorted(self.starts, nxt, side="right") - 1)
         self.pos = int(self.starts[self.shard])
         start = int(self.starts[self.shard])
+        path = self.directory / self.names[self.shard]
+        # Every opened shard is hashed as it streams and verified when left (README.md,
+        # "Integrity"); the bytes of the samples other workers need still pass through.
+        if self.sha256s is not None:
+            self.check = HashingReader(path, self.sha256s[self.shard])
         self.it = iter_shard_samples(
-            self.directory / self.names[self.shard],
-            keep=lambda i: self.refs.get(start + i, 0) > 0,
+            path, keep=lambda i: self.refs.get(start + i, 0) > 0, check=self.check
         )
 
     def _read_until(self, p: int) -> None:
@@ -180,18 +198,22 @@ class _Stream:
             if p < self.pos:
                 raise RuntimeError(f"stream position {p} was needed after it was released")
             if self.it is None or self._next_wanted() >= int(self.starts[self.shard + 1]):
-                self._close()  # nothing more wanted here: jump to the next useful shard
+                self._close(verify=True)  # nothing more wanted here: jump to the next useful one
                 self._open_for(self.pos)
             path = self.directory / self.names[self.shard]
             index = self.pos - int(self.starts[self.shard])
             try:
                 sample = next(self.it)
+            except ShardError as err:
+                raise ShardError(f"{err}{self.hint}") from None
             except StopIteration:
+                self._raise_if_corrupt()
                 raise ShardError(
                     f"{path}: ended after {index} samples, the manifest says "
                     f"{self.counts[self.shard]} (truncated? rebuild it)"
                 ) from None
             except (EOFError, OSError, ValueError, zstandard.ZstdError) as err:
+                self._raise_if_corrupt()
                 raise ShardError(
                     f"{path}: unreadable at sample {index} ({type(err).__name__}: {err}); "
                     "the file is corrupted, rebuild it"
@@ -200,16 +222,28 @@ class _Stream:
                 self.pending[self.pos] = sample
             self.pos += 1
             if self.pos >= int(self.starts[self.shard + 1]):
-                self._close()
+                self._close(verify=True)
 
     def _next_wanted(self) -> int:
         i = int(np.searchsorted(self.wanted, self.pos))
         return int(self.wanted[i]) if i < len(self.wanted) else 1 << 62
 
-    def _close(self) -> None:
-        if self.it is not None:
-            self.it.close()  # type: ignore[attr-defined]
-        self.it = None
+    def _raise_if_corrupt(self) -> None:
+        if self.check is not None and not self.check.matches():
+            raise ShardError(corrupt_message(self.check.path) + self.hint) from None
+
+    def _close(self, verify: bool = False) -> None:
+        """Leave the open shard; ``verify``: check its sha256 first (the rest is hashed)."""
+        check, self.check = self.check, None
+        try:
+            if verify and check is not None and self.it is not None:
+                check.verify(self.hint)
+        finally:
+            if self.it is not None:
+                self.it.close()  # type: ignore[attr-defined]
+            self.it = None
+            if check is not None:
+                check.close()
 
 
 # --------------------------------------------------------------------------- batches
@@ -236,6 +270,7 @@ class _Source:
     directory: Path
     name: str
     shard_names: list[str]  # stream order, per the plan
+    shard_sha256: list[str]  # the manifest's digests, same order
     plan: RankPlan
     num_frames: int
     max_text_len: int
@@ -254,21 +289,45 @@ class _PlannedBatches(IterableDataset):
     image_size: int
     crop_scale: tuple[float, float] = TRAIN_SCALE
     hflip: bool = True
+    verify_stream: bool = True  # hash shards as they stream (off only to measure its cost)
+    hint: str = ""  # appended to shard errors (what the user can set)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
+        try:
+            yield from self._batches(info)
+        except ShardError as err:
+            if info is None:
+                raise
+            # DataLoader would re-raise a worker's exception wrapped in its traceback text;
+            # the message travels as data instead and PlannedLoader raises it as it was.
+            yield {_WORKER_ERROR: str(err)}
+
+    def _batches(self, info: Any) -> Iterator[dict[str, Any]]:
         w, num = (info.id, info.num_workers) if info is not None else (0, 1)
         mine = self.steps[w::num]
         needed = [Counter() for _ in self.sources]
         for s, b in mine:
             needed[s].update(int(p) for p in self.sources[s].plan.batch(b))
         streams = [
-            _Stream(src.directory, src.shard_names, src.plan, needed[i]) if needed[i] else None
+            _Stream(
+                src.directory,
+                src.shard_names,
+                src.plan,
+                needed[i],
+                src.shard_sha256 if self.verify_stream else None,
+                self.hint,
+            )
+            if needed[i]
+            else None
             for i, src in enumerate(self.sources)
         ]
         try:
             for s, b in mine:
                 yield self._batch(self.sources[s], b, streams[s])
+            for st in streams:  # a shard this worker left mid-way is verified too
+                if st is not None:
+                    st._close(verify=True)
         finally:
             for st in streams:
                 if st is not None:
@@ -320,10 +379,14 @@ class _PlannedBatches(IterableDataset):
                 raise self._error(src, positions[i], raws[i], err) from None
         return batch
 
-    @staticmethod
-    def _error(src: _Source, position: Any, raw: dict[str, Any], err: Exception) -> ShardError:
-        shard = src.shard_names[src.plan.locate(int(position))[0]]
-        return ShardError(f"{src.directory / shard}: sample {raw.get('__key__')!r}: {err}")
+    def _error(
+        self, src: _Source, position: Any, raw: dict[str, Any], err: Exception
+    ) -> ShardError:
+        i = src.plan.locate(int(position))[0]
+        path = src.directory / src.shard_names[i]
+        if self.verify_stream and sha256_file(path) != src.shard_sha256[i]:
+            return ShardError(corrupt_message(path) + self.hint)  # the cause, not the symptom
+        return ShardError(f"{path}: sample {raw.get('__key__')!r}: {err}")
 
     def _prepare(
         self, raw: dict[str, Any], num_frames: int, seed: int, epoch: int, index_out: np.ndarray
@@ -350,6 +413,9 @@ class _PlannedBatches(IterableDataset):
         return meta, jpegs, crop
 
 
+_WORKER_ERROR = "__shard_error__"
+
+
 class PlannedLoader:
     """An epoch's batches; ``len()`` is the epoch's batch count (the same on every rank).
 
@@ -367,8 +433,10 @@ class PlannedLoader:
         num_workers: int,
         pin_memory: bool,
         skipped_shards: list[str],
+        loader_seed: int = 0,
     ) -> None:
         self.dataset = dataset
+        self.loader_seed = loader_seed
         self.num_batches = num_batches
         self.skip_batches = skip_batches
         self.batch_sizes = batch_sizes
@@ -393,8 +461,19 @@ class PlannedLoader:
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             prefetch_factor=2 if self.num_workers else None,
+            # Starting an iterator draws the workers' base seed from this generator; without
+            # it the draw comes from torch's global stream, which a resumed run restores one
+            # draw earlier than the uninterrupted run had it (README.md, "Exact resume").
+            generator=torch.Generator().manual_seed(self.loader_seed),
         )
-        return iter(loader)
+        return _raise_worker_errors(iter(loader))
+
+
+def _raise_worker_errors(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for batch in batches:
+        if _WORKER_ERROR in batch:
+            raise ShardError(batch[_WORKER_ERROR])
+        yield batch
 
 
 def _resolve_skip(skip_samples: int, sizes: list[int]) -> int:
@@ -434,6 +513,7 @@ def make_train_loader(
     hflip: bool = True,
     verify_hash: bool = False,
     pin_memory: bool = False,
+    verify_stream: bool = True,
 ) -> PlannedLoader:
     """The training batches of one epoch on one rank (see the module docstring).
 
@@ -441,6 +521,11 @@ def make_train_loader(
     ``scripts/inspect_stream.py``). ``skip_samples``: samples this rank already consumed.
     ``crop_scale``: the random resized crop's area range (fractions of the stored frame);
     ``hflip=False`` never mirrors (captions that say "left"/"right"); crops stay the same.
+
+    Integrity (README.md): every shard is hashed as it streams and checked against the
+    manifest at its end. ``skip_bad_shards=True`` also hashes every shard up front (once per
+    process while its size and mtime stay), so a bad shard leaves this epoch's plan before any
+    batch exists: the same decision on every rank and for any worker count.
     """
     if not sources:
         raise ValueError("make_train_loader needs at least one TrainSource")
@@ -453,6 +538,7 @@ def make_train_loader(
         raise ValueError(f"rank {rank} outside world_size {world_size}")
     resolved: list[_Source] = []
     skipped: list[str] = []
+    verify_hash = verify_hash or skip_bad_shards
     for i, spec in enumerate(sources):
         directory = Path(spec.dir)
         manifest = read_manifest(directory)
@@ -480,6 +566,7 @@ def make_train_loader(
                 directory=directory,
                 name=str(manifest.get("dataset", directory.name)),
                 shard_names=[good[s].name for s in plan.shards],
+                shard_sha256=[good[s].sha256 for s in plan.shards],
                 plan=plan,
                 num_frames=spec.num_frames,
                 max_text_len=spec.max_text_len,
@@ -498,6 +585,8 @@ def make_train_loader(
         image_size=image_size,
         crop_scale=(scale[0], scale[1]),
         hflip=hflip,
+        verify_stream=verify_stream,
+        hint=" (or set data.skip_bad_shards=true to train without it)",
     )
     return PlannedLoader(
         dataset,
@@ -507,7 +596,13 @@ def make_train_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         skipped_shards=skipped,
+        loader_seed=_loader_seed(seed, epoch, rank, skip),
     )
+
+
+def _loader_seed(seed: int, epoch: int, rank: int, skip: int) -> int:
+    """The DataLoader generator's seed: a function of the position, never of torch's RNG."""
+    return int(rng_for(seed, epoch, "loader", rank, skip).integers(2**62))
 
 
 def make_eval_loader(
@@ -521,6 +616,7 @@ def make_eval_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     verify_hash: bool = False,
+    verify_stream: bool = True,
 ) -> PlannedLoader:
     """Evaluation batches: rank ``r`` gets a contiguous slice of the manifest order, unpadded.
 
@@ -539,6 +635,7 @@ def make_eval_loader(
         directory=directory,
         name=str(manifest.get("dataset", directory.name)),
         shard_names=[s.name for s in infos],
+        shard_sha256=[s.sha256 for s in infos],
         plan=plan,
         num_frames=num_frames,
         max_text_len=0,
@@ -552,6 +649,7 @@ def make_eval_loader(
         seed=0,
         epoch=0,
         image_size=image_size,
+        verify_stream=verify_stream,
     )
     sizes = [len(plan.batch(b)) for b in range(plan.num_batches)]
     return PlannedLoader(
@@ -586,8 +684,10 @@ def eval_texts(shard_dir: str | Path) -> EvalTexts:
     for info in infos:
         path = directory / info.name
         before = len(keys)
+        check = HashingReader(path, info.sha256)  # the bytes pass anyway: hashed on the way
         try:
-            with open_zstd(path) as raw, io.BufferedReader(raw, buffer_size=1 << 20) as stream:
+            raw = zstandard.ZstdDecompressor().stream_reader(check, closefd=False)
+            with raw, io.BufferedReader(raw, buffer_size=1 << 20) as stream:
                 for _, data in iter_tar(stream, want=lambda name: name.endswith(suffix)):
                     if data is None:
                         continue  # a frame: streamed past, never copied or decoded
@@ -596,8 +696,13 @@ def eval_texts(shard_dir: str | Path) -> EvalTexts:
                         texts.append(caption)
                         text_video.append(len(keys))
                     keys.append(meta.key)
+            check.verify()
         except (ValueError, EOFError, OSError, zstandard.ZstdError) as err:
+            if not check.matches():
+                raise ShardError(corrupt_message(path)) from None
             raise ShardError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+        finally:
+            check.close()
         if len(keys) - before != info.samples:
             raise ShardError(
                 f"{path}: {len(keys) - before} samples, the manifest says {info.samples}"

@@ -93,7 +93,8 @@ def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) ->
     count = 0
     try:
         with open(tmp, "wb") as raw:
-            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0)
+            # The frame checksum lets zstd itself reject damaged bytes (README.md, "Integrity").
+            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=True)
             with cctx.stream_writer(raw, closefd=False) as zout:
                 with tarfile.open(fileobj=zout, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
                     for members in samples:
@@ -108,6 +109,60 @@ def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) ->
         if tmp.exists():
             tmp.unlink()
     return ShardInfo(path.name, count, path.stat().st_size, sha256_file(path))
+
+
+def corrupt_message(path: str | Path) -> str:
+    """The one line for a shard whose bytes disagree with the manifest's sha256."""
+    return f"{path}: sha256 differs from the manifest (corrupted or replaced); rebuild the shard"
+
+
+class HashingReader(io.RawIOBase):
+    """A shard file read front to back, every byte that passes going into a sha256.
+
+    The loader decompresses through this, so hashing costs no extra read; :meth:`verify` hashes
+    whatever the reader did not consume (a reader that stopped mid-shard) and compares the
+    digest with the manifest's.
+    """
+
+    def __init__(self, path: str | Path, sha256: str) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.expected = sha256
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._hash = hashlib.sha256()
+        self._verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._file.readinto(buffer)
+        if n:
+            self._hash.update(memoryview(buffer)[:n])
+        return n or 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._hash.update(data)
+        return data
+
+    def matches(self) -> bool:
+        """Hash the rest of the file; True when the whole file's digest is the manifest's."""
+        for block in iter(lambda: self._file.read(1 << 20), b""):
+            self._hash.update(block)
+        return self._hash.hexdigest() == self.expected
+
+    def verify(self, hint: str = "") -> None:
+        """Raise :class:`ShardError` (one line) unless the file matches the manifest (once)."""
+        if self._verified:
+            return
+        self._verified = True
+        if not self.matches():
+            raise ShardError(corrupt_message(self.path) + hint)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def open_zstd(path: str | Path) -> BinaryIO:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from t2v2t.shards import open_zstd
+import zstandard
+
+from t2v2t.shards import HashingReader, ShardError, corrupt_message, open_zstd
 
 BLOCK = 512
 _REGULAR = (b"0", b"\0", b"7")
@@ -117,14 +119,35 @@ def iter_tar(
 
 
 def iter_shard_samples(
-    path: str | Path, keep: Callable[[int], bool] | None = None
+    path: str | Path,
+    keep: Callable[[int], bool] | None = None,
+    check: HashingReader | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Group a ``.tar.zst`` shard's members into ``{"__key__", "json", "000.jpg", ...}`` dicts.
 
     ``keep(i)`` false for the shard's ``i``-th sample: it still comes out, as
     ``{"__key__": key, "__skipped__": True}``, without its bytes (a loader worker streams past
     the samples other workers decode; this halves what that costs).
+
+    ``check``: read the file through this :class:`HashingReader` (the caller closes it); at the
+    end of the tar the shard's sha256 is verified, and a read error on a shard whose digest is
+    wrong becomes the one-line digest :class:`ShardError` (the cause, not a symptom).
     """
+    if check is None:
+        with open_zstd(path) as raw:
+            yield from _group(raw, keep)
+        return
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(check, closefd=False) as raw:
+            yield from _group(raw, keep)
+    except (EOFError, OSError, ValueError, zstandard.ZstdError) as err:
+        if not check.matches():
+            raise ShardError(corrupt_message(check.path)) from err
+        raise
+    check.verify()
+
+
+def _group(raw: Any, keep: Callable[[int], bool] | None) -> Iterator[dict[str, Any]]:
     state = {"key": None, "index": -1}
 
     def want(name: str) -> bool:
@@ -133,7 +156,7 @@ def iter_shard_samples(
             state["key"], state["index"] = key, state["index"] + 1
         return keep(state["index"])  # type: ignore[misc]
 
-    with open_zstd(path) as raw, io.BufferedReader(raw, buffer_size=1 << 20) as stream:
+    with io.BufferedReader(raw, buffer_size=1 << 20) as stream:
         current: dict[str, Any] | None = None
         for name, data in iter_tar(stream, want if keep is not None else None):
             key, _, ext = name.partition(".")
