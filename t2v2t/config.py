@@ -61,6 +61,7 @@ class DataConfig:
     skip_bad_shards: bool = False
     hflip: bool = True  # random horizontal flip; off when captions say "left"/"right"
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area
+    decode_device: str | None = None  # e.g. cuda: decode JPEGs there in batches (README.md)
 
 
 @dataclass

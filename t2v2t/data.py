@@ -291,6 +291,7 @@ class _PlannedBatches(IterableDataset):
     hflip: bool = True
     verify_stream: bool = True  # hash shards as they stream (off only to measure its cost)
     hint: str = ""  # appended to shard errors (what the user can set)
+    decode: bool = True  # False: batches carry packed JPEGs, decoded later (t2v2t.gpu_decode)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -337,7 +338,8 @@ class _PlannedBatches(IterableDataset):
         positions = src.plan.batch(b)
         raws = stream.take(positions)
         size, t = self.image_size, src.num_frames
-        frames = torch.empty((len(raws), t, size, size, 3), dtype=torch.uint8)
+        shape = (len(raws), t, size, size, 3) if self.decode else (0, 0, 0, 0, 0)
+        frames = torch.empty(shape, dtype=torch.uint8)
         if get_worker_info() is not None:
             # Born in shared memory: handing the batch to the main process then costs no copy.
             frames.share_memory_()
@@ -372,6 +374,13 @@ class _PlannedBatches(IterableDataset):
                 batch["input_ids"], batch["attention_mask"] = ids, mask
         else:
             batch["index"] = torch.as_tensor(positions, dtype=torch.long)
+        if not self.decode:  # the frames are decoded on the training device (t2v2t.gpu_decode)
+            from t2v2t.gpu_decode import pack_jpegs
+
+            del batch["frames"]
+            batch["jpeg_data"], batch["jpeg_offsets"] = pack_jpegs([j for j, _ in todo])
+            batch.update(crops=[c for _, c in todo], frame_size=size, num_frames=t)
+            return batch
         for i, (jpegs, crop) in enumerate(todo):  # fills batch["frames"]
             try:
                 decode_frames(jpegs, crop, size, buf[i], keys[i])
@@ -434,8 +443,10 @@ class PlannedLoader:
         pin_memory: bool,
         skipped_shards: list[str],
         loader_seed: int = 0,
+        decode_device: str | None = None,
     ) -> None:
         self.dataset = dataset
+        self.decode_device = decode_device
         self.loader_seed = loader_seed
         self.num_batches = num_batches
         self.skip_batches = skip_batches
@@ -453,6 +464,13 @@ class PlannedLoader:
         return sum(self.batch_sizes)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.decode_device is not None:
+            from t2v2t.gpu_decode import decode_on_device
+
+            return decode_on_device(self._iter_batches(), self.decode_device)
+        return self._iter_batches()
+
+    def _iter_batches(self) -> Iterator[dict[str, Any]]:
         if self.num_workers == 0 and not self.pin_memory:
             return iter(self.dataset)
         loader = DataLoader(
@@ -514,6 +532,7 @@ def make_train_loader(
     verify_hash: bool = False,
     pin_memory: bool = False,
     verify_stream: bool = True,
+    decode_device: str | None = None,
 ) -> PlannedLoader:
     """The training batches of one epoch on one rank (see the module docstring).
 
@@ -521,6 +540,8 @@ def make_train_loader(
     ``scripts/inspect_stream.py``). ``skip_samples``: samples this rank already consumed.
     ``crop_scale``: the random resized crop's area range (fractions of the stored frame);
     ``hflip=False`` never mirrors (captions that say "left"/"right"); crops stay the same.
+    ``decode_device`` (e.g. ``"cuda"``): decode the JPEGs there in batches instead of in the
+    workers (:mod:`t2v2t.gpu_decode`); ``None`` = the workers decode on CPU.
 
     Integrity (README.md): every shard is hashed as it streams and checked against the
     manifest at its end. ``skip_bad_shards=True`` also hashes every shard up front (once per
@@ -587,6 +608,7 @@ def make_train_loader(
         hflip=hflip,
         verify_stream=verify_stream,
         hint=" (or set data.skip_bad_shards=true to train without it)",
+        decode=decode_device is None,
     )
     return PlannedLoader(
         dataset,
@@ -597,6 +619,7 @@ def make_train_loader(
         pin_memory=pin_memory,
         skipped_shards=skipped,
         loader_seed=_loader_seed(seed, epoch, rank, skip),
+        decode_device=decode_device,
     )
 
 

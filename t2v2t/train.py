@@ -132,6 +132,7 @@ def make_loader(
         crop_scale=cfg.data.crop_scale,
         hflip=cfg.data.hflip,
         pin_memory=torch.cuda.is_available(),
+        decode_device=cfg.data.decode_device,
     )
 
 
