@@ -50,7 +50,7 @@ EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$
 
 .PHONY: help setup test test-slow lint format shards verify-shards pretrain \
 	finetune-msrvtt finetune-didemo finetune-anet eval-msrvtt eval-didemo eval-anet \
-	ablation bench demo clean
+	ablation bench bench-gpu demo clean
 
 help:  ## list the commands
 	@grep -E '^[a-z -]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 20
@@ -99,6 +99,9 @@ ablation: setup  ## the three fusions on one checkpoint per dataset, the paper's
 
 bench: setup  ## benchmarks -> bench/results.json and bench/README.md
 	$(PY) scripts/bench.py $(ARGS)
+
+bench-gpu: setup  ## one GPU: base-preset training (ceiling, loader-fed, compiled), GPU JPEG decode, MSR-VTT-size eval [ARGS=--quick: CPU dry run]
+	$(PY) scripts/bench_gpu.py $(ARGS)
 
 demo: setup  ## the whole pipeline on the synthetic corpora, tiny model on CPU -> runs/demo/report.md
 	$(PY) scripts/demo.py $(call opt,--run,$(RUN)) $(ARGS)
