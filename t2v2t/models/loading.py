@@ -12,7 +12,6 @@ is refused with one line naming it (README.md, "Importing VindLU checkpoints").
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +19,11 @@ from typing import Any
 
 import torch
 
+from t2v2t.errors import CheckpointError  # a UsageError: one line, 'cannot load checkpoint'
 from t2v2t.models.config import ModelConfig
 from t2v2t.models.vindlu import VindLU
 
 SOURCES = ("project", "vindlu", "export")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded; the message is one line saying why and what to do."""
 
 
 @dataclass
@@ -58,14 +54,14 @@ def sniff_checkpoint(path: str | Path) -> str:
     if path.is_dir():
         return "export"
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"cannot load checkpoint {path}: it does not exist")
     return "pickle"
 
 
 def _load_export(path: Path, preset: str | None, say: Callable[[str], None]) -> LoadedCheckpoint:
     # The exported-folder reader (model.safetensors + config.json + tokenizer) plugs in here.
     raise CheckpointError(
-        f"{path} is a folder; loading exported checkpoint folders is not available yet"
+        f"cannot load checkpoint {path}: a folder, and exported folders are not supported yet"
     )
 
 
@@ -98,13 +94,15 @@ def _project(
             if saved.get(k) is not None:
                 overrides[k] = tuple(saved[k])
     if not preset:
-        raise CheckpointError(f"{path} does not say its preset; pass PRESET=tiny or PRESET=base")
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: it does not say its preset; pass PRESET=tiny|base"
+        )
     # Every weight comes from the checkpoint: no pre-trained files needed.
     model = build_model(preset, "random", overrides=overrides or None)
     try:
         load_weights(model, state)
     except WeightsMismatchError as e:
-        raise CheckpointError(f"{e} (PRESET={preset})") from None
+        raise CheckpointError(f"cannot load checkpoint: {e} (PRESET={preset})") from None
     model.eval()
     extra = {k: v for k, v in state.items() if k != "model"}
     return LoadedCheckpoint(
@@ -142,23 +140,25 @@ def load_any_checkpoint(
         try:
             state = load_checkpoint_file(path)
         except UnsafeCheckpointError as e:
-            raise CheckpointError(str(e)) from None
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
+            raise CheckpointError(f"cannot load checkpoint {e}") from None
+        except Exception as e:  # noqa: BLE001 - damaged files fail in many ways; all unusable
+            reason = next((s.strip() for s in str(e).splitlines() if s.strip()), "")
             raise CheckpointError(
-                f"cannot read checkpoint {path}: {type(e).__name__}: {e}"
+                f"cannot load checkpoint {path} ({type(e).__name__}: {reason[:200]}): it is "
+                "truncated or not a checkpoint; use another file"
             ) from None
     if is_vindlu_checkpoint(state):
         try:
             model, report = import_vindlu(state, path)
         except VindluImportError as e:
-            raise CheckpointError(str(e)) from None
+            raise CheckpointError(f"cannot load checkpoint {e}") from None
         for line in report:
             say(f"[import] {line}")
         extra = {"vindlu_config": _plain(state.get("config") or {}), "epoch": state.get("epoch")}
         return LoadedCheckpoint(model, "vindlu", report, model.config, path, "base", extra)
     if isinstance(state, Mapping):
         return _project(state, path, preset, say)
-    raise CheckpointError(f"{path}: neither a project nor a VindLU checkpoint")
+    raise CheckpointError(f"cannot load checkpoint {path}: neither a project nor a VindLU file")
 
 
 __all__ = ["SOURCES", "CheckpointError", "LoadedCheckpoint", "load_any_checkpoint"]
