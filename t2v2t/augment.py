@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from t2v2t.seeding import rng_for
@@ -169,14 +170,22 @@ def _decode_pil(
 
 
 def decode_frames(
-    jpegs: Sequence[bytes], crop: Crop, size: int, out: np.ndarray, key: str = "?"
+    jpegs: Sequence[bytes],
+    crop: Crop,
+    size: int,
+    out: np.ndarray,
+    key: str = "?",
+    interp: str = "bilinear",
 ) -> None:
     """Decode ``jpegs``, crop, flip, resize to ``size`` x ``size``, write into ``out``.
 
     ``out`` is a uint8 array ``[T, size, size, 3]`` (a view into the batch buffer) with
-    ``T == len(jpegs)``. All frames of a video must have the same stored size.
+    ``T == len(jpegs)``. All frames of a video must have the same stored size. ``interp``:
+    ``bilinear`` (the project's) or ``bicubic`` (VindLU's evaluation, :func:`squash_bicubic`).
     """
-    if min(crop.width, crop.height) >= 2 * size:
+    if interp not in ("bilinear", "bicubic"):
+        raise ValueError(f"interp must be bilinear or bicubic, got {interp!r}")
+    if interp == "bilinear" and min(crop.width, crop.height) >= 2 * size:
         frames, (full_w, full_h) = _decode_pil(jpegs, crop, size, key)
     else:
         frames = _decode_full(jpegs, key)
@@ -202,6 +211,11 @@ def decode_frames(
             region = f[top : top + h, left : left + w]
             dest[t].copy_(region.flip(1) if crop.flip else region)
         return
+    if interp == "bicubic":
+        region = torch.stack([f[top : top + h, left : left + w] for f in frames])
+        squashed = squash_bicubic(region, size)
+        dest.copy_(squashed.flip(2) if crop.flip else squashed)
+        return
     # Gather the T crops into one channels-last stack: one resize call for the whole video.
     # The stack lives in a reused per-thread buffer (no malloc/page faults per video).
     stack = _scratch(len(frames) * h * w * 3).view(len(frames), h, w, 3)
@@ -213,6 +227,26 @@ def decode_frames(
     _RESIZE(stack.permute(0, 3, 1, 2), [size, size], False, None, None, out=target)
     if crop.flip:
         target.copy_(target.flip(-1))  # flip() makes a copy first; bilinear is symmetric
+
+
+def squash_bicubic(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> uint8 ``[T, size, size, 3]``: bicubic, no antialiasing, rounded
+    and clamped back to uint8 (how torchvision's tensor ``Resize`` treated uint8 video frames in
+    VindLU's time). Frames already ``size`` x ``size`` are returned unchanged."""
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(
+            f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
+        )
+    if tuple(frames.shape[1:3]) == (size, size):
+        return frames
+    x = frames.permute(0, 3, 1, 2).float()
+    y = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def full_frame(height: int, width: int) -> Crop:
+    """The whole frame: squashed to a square, the aspect ratio is not kept (VindLU's eval)."""
+    return Crop(0, 0, height, width, False)
 
 
 _SCRATCH = threading.local()

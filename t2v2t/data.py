@@ -52,7 +52,15 @@ import torch
 import zstandard
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from t2v2t.augment import TRAIN_SCALE, Crop, center_crop, decode_frames, normalize, train_crop
+from t2v2t.augment import (
+    TRAIN_SCALE,
+    Crop,
+    center_crop,
+    decode_frames,
+    full_frame,
+    normalize,
+    train_crop,
+)
 from t2v2t.frames import choose_candidates, subsample_segments
 from t2v2t.plan import RankPlan, eval_plan, interleave, train_plan
 from t2v2t.schema import META_EXT, SampleMeta, frame_ext
@@ -292,6 +300,9 @@ class _PlannedBatches(IterableDataset):
     verify_stream: bool = True  # hash shards as they stream (off only to measure its cost)
     hint: str = ""  # appended to shard errors (what the user can set)
     decode: bool = True  # False: batches carry packed JPEGs, decoded later (t2v2t.gpu_decode)
+    # Evaluation frames: "project" (short side + centre crop, bilinear) or "vindlu" (the whole
+    # frame squashed to a square, bicubic: README.md, "Reproduce the paper's tables ...").
+    preprocess: str = "project"
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -381,9 +392,11 @@ class _PlannedBatches(IterableDataset):
             batch["jpeg_data"], batch["jpeg_offsets"] = pack_jpegs([j for j, _ in todo])
             batch.update(crops=[c for _, c in todo], frame_size=size, num_frames=t)
             return batch
+        squash = not self.train and self.preprocess == "vindlu"
+        interp = "bicubic" if squash else "bilinear"
         for i, (jpegs, crop) in enumerate(todo):  # fills batch["frames"]
             try:
-                decode_frames(jpegs, crop, size, buf[i], keys[i])
+                decode_frames(jpegs, crop, size, buf[i], keys[i], interp)
             except ValueError as err:
                 raise self._error(src, positions[i], raws[i], err) from None
         return batch
@@ -412,7 +425,7 @@ class _PlannedBatches(IterableDataset):
         crop: Crop = (
             train_crop(h, w, seed, epoch, meta.key, self.crop_scale, self.hflip)
             if self.train
-            else center_crop(h, w)
+            else (full_frame(h, w) if self.preprocess == "vindlu" else center_crop(h, w))
         )
         try:
             jpegs = [raw[frame_ext(p)] for p in pos]
@@ -640,13 +653,17 @@ def make_eval_loader(
     pin_memory: bool = False,
     verify_hash: bool = False,
     verify_stream: bool = True,
+    preprocess: str = "project",
 ) -> PlannedLoader:
     """Evaluation batches: rank ``r`` gets a contiguous slice of the manifest order, unpadded.
 
     Every video appears exactly once across ranks; ``batch["index"]`` is its manifest position.
     Frames: the stored middle frames (subsampled when fewer are asked), short side resized to
-    ``image_size`` and centre-cropped. Ranks may yield different numbers of batches (by one).
+    ``image_size`` and centre-cropped; ``preprocess="vindlu"``: the whole frame squashed to
+    ``image_size`` x ``image_size`` (bicubic). Ranks may yield different numbers of batches.
     """
+    if preprocess not in ("project", "vindlu"):
+        raise ValueError(f"preprocess must be project or vindlu, got {preprocess!r}")
     directory = Path(shard_dir)
     manifest = read_manifest(directory)
     infos, _ = _check_shards(
@@ -673,6 +690,7 @@ def make_eval_loader(
         epoch=0,
         image_size=image_size,
         verify_stream=verify_stream,
+        preprocess=preprocess,
     )
     sizes = [len(plan.batch(b)) for b in range(plan.num_batches)]
     return PlannedLoader(

@@ -59,9 +59,25 @@ def sniff_checkpoint(path: str | Path) -> str:
 
 
 def _load_export(path: Path, preset: str | None, say: Callable[[str], None]) -> LoadedCheckpoint:
-    # The exported-folder reader (model.safetensors + config.json + tokenizer) plugs in here.
-    raise CheckpointError(
-        f"cannot load checkpoint {path}: a folder, and exported folders are not supported yet"
+    # model.safetensors + config.json + tokenizer files: no pickle anywhere (README.md, "Export").
+    from t2v2t.models.export import ExportError, load_export
+
+    try:
+        model, cfg = load_export(path)
+    except ExportError as e:
+        raise CheckpointError(f"cannot load checkpoint {path}: {e}") from None
+    origin = cfg.get("exported_from") or {}
+    report = [f"exported folder (from a {origin.get('source', '?')} checkpoint)"]
+    say(f"[load] {report[0]}: {path}")
+    extra = {"preprocess": cfg.get("preprocess"), "exported_from": origin}
+    return LoadedCheckpoint(
+        model,
+        "export",
+        report,
+        model.config,
+        path,
+        str(cfg.get("preset") or model.config.preset),
+        extra,
     )
 
 
@@ -161,4 +177,22 @@ def load_any_checkpoint(
     raise CheckpointError(f"cannot load checkpoint {path}: neither a project nor a VindLU file")
 
 
-__all__ = ["SOURCES", "CheckpointError", "LoadedCheckpoint", "load_any_checkpoint"]
+def tokenizer_for(loaded: LoadedCheckpoint) -> Any:
+    """The tokenizer that goes with a loaded checkpoint: an exported folder's own files, else
+    the preset's (README.md, "Export")."""
+    from t2v2t.models import build_tokenizer
+
+    if loaded.source == "export":
+        from transformers import BertTokenizerFast
+
+        return BertTokenizerFast.from_pretrained(str(loaded.path))
+    return build_tokenizer(loaded.preset)
+
+
+__all__ = [
+    "SOURCES",
+    "CheckpointError",
+    "LoadedCheckpoint",
+    "load_any_checkpoint",
+    "tokenizer_for",
+]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,13 @@ import torch.distributed as dist
 
 from t2v2t.retrieval.fusion import FUSIONS, candidate_masks, fuse_all
 from t2v2t.retrieval.metrics import retrieval_metrics
+from t2v2t.retrieval.preprocess import (
+    amp_dtype,
+    autocast_for,
+    check_preprocess,
+    clean_texts,
+    raw_similarity,
+)
 from t2v2t.retrieval.rerank import (
     PAIR_BATCH,
     ModelPairScorer,
@@ -63,9 +69,9 @@ def _all_gather(obj: Any) -> list[Any]:
     return out
 
 
-def _amp(device: torch.device):
-    # bf16 autocast on GPUs (as in training); CPUs run float32.
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def _amp(device: torch.device, preprocess: str = "project"):
+    # bf16 autocast on GPUs (as in training), fp16 for VindLU's evaluation; CPUs run float32.
+    return autocast_for(device, preprocess)
 
 
 def encode_videos(
@@ -76,6 +82,7 @@ def encode_videos(
     num_frames: int,
     batch_size: int,
     device: torch.device,
+    preprocess: str = "project",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """This rank's videos -> (video_embeds [n, T*(N+1), Dv] local rows, video_rows [Nv] global ->
     local row or -1, video_feat [Nv, T, E] of every video, gathered from all ranks)."""
@@ -90,13 +97,14 @@ def encode_videos(
         image_size=cfg.image_size,
         rank=rank,
         world_size=world,
+        preprocess=preprocess,
     )
     embeds, feats, index = [], [], []
-    # Stored in bf16 on GPUs: half the memory for the stage-2 pairs, the dtype autocast uses.
-    store = torch.bfloat16 if device.type == "cuda" else torch.float32
+    # Stored in the autocast dtype on GPUs: half the memory for the stage-2 pairs.
+    store = amp_dtype(preprocess) if device.type == "cuda" else torch.float32
     for batch in loader:
         frames = normalize(batch["frames"].to(device, non_blocking=True), cfg.mean, cfg.std)
-        with _amp(device):
+        with _amp(device, preprocess):
             video_embeds, video_feat = model.encode_video(frames)
         embeds.append(video_embeds.to(store).cpu())
         feats.append(video_feat.float().cpu())
@@ -132,6 +140,7 @@ def encode_texts(
     max_text_len: int,
     batch_size: int,
     device: torch.device,
+    preprocess: str = "project",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every text on every rank -> (text_embeds [Nt, L, D], attention_mask [Nt, L], text_feat)."""
     embeds, masks, feats = [], [], []
@@ -145,7 +154,7 @@ def encode_texts(
         )
         ids = tok["input_ids"].to(device)
         mask = tok["attention_mask"].to(device)
-        with _amp(device):
+        with _amp(device, preprocess):
             text_embeds, text_feat = model.encode_text(ids, mask)
         embeds.append(text_embeds)
         masks.append(mask)
@@ -181,6 +190,7 @@ def evaluate_retrieval(
     pairing: str = "shared",
     pair_batch: int = PAIR_BATCH,
     share_video_kv: bool | None = None,
+    preprocess: str = "project",
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Two-stage retrieval on one eval shard folder; all three fusions; writes nothing.
@@ -189,12 +199,15 @@ def evaluate_retrieval(
     (paragraphs: didemo, anet). ``rerank=False`` fuses the stage-1 similarities (candidates still
     their top-k). ``pairing``: ``shared`` (each pair once) or ``two_pass`` (VindLU's baseline).
     ``share_video_kv`` None = True for shared pairs, False for VindLU's two passes (which repeat
-    each video's embeddings per pair, as VindLU does).
+    each video's embeddings per pair, as VindLU does). ``preprocess``: ``project`` or ``vindlu``
+    (VindLU's frames, caption cleaning, raw stage-1 cosines and fp16; see
+    :mod:`t2v2t.retrieval.preprocess`).
     """
     from t2v2t.data import eval_texts
 
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    check_preprocess(preprocess)
     say = log or (lambda _msg: None)
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -223,6 +236,7 @@ def evaluate_retrieval(
                 num_frames=num_frames,
                 batch_size=batch_size,
                 device=device,
+                preprocess=preprocess,
             )
             timings["videos"] = time.perf_counter() - t0
             say(f"encoded {num_videos} videos ({num_frames} frames) in {timings['videos']:.1f}s")
@@ -230,14 +244,18 @@ def evaluate_retrieval(
             text_embeds, text_mask, text_feat = encode_texts(
                 model,
                 tokenizer,
-                texts.texts,
+                clean_texts(texts.texts, preprocess),
                 max_text_len=max_text_len,
                 batch_size=max(batch_size, 64),
                 device=device,
+                preprocess=preprocess,
             )
             timings["texts"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            sims = model.similarity(text_feat, video_feat.to(device)).float()
+            if preprocess == "vindlu":
+                sims = raw_similarity(text_feat, video_feat.to(device))
+            else:
+                sims = model.similarity(text_feat, video_feat.to(device)).float()
             cand_t2v, cand_v2t = (m.cpu() for m in candidate_masks(sims, k))
             sims = sims.cpu()
             timings["stage1"] = time.perf_counter() - t0
@@ -252,6 +270,7 @@ def evaluate_retrieval(
                     share_video_kv=(pairing == "shared")
                     if share_video_kv is None
                     else share_video_kv,
+                    amp_dtype=amp_dtype(preprocess),
                 )
                 if pairing == "shared":
                     owned = (video_rows >= 0) if world > 1 else None
@@ -296,6 +315,7 @@ def evaluate_retrieval(
         lam=float(lam),
         num_frames=num_frames,
         max_text_len=max_text_len,
+        preprocess=preprocess,
         world_size=world,
         results=results,
         statistics=statistics,  # bootstrap intervals and paired tests (README.md, demo section)

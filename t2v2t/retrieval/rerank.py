@@ -175,6 +175,7 @@ class ModelPairScorer:
         *,
         device: str | torch.device = "cpu",
         share_video_kv: bool = True,
+        amp_dtype: torch.dtype = torch.bfloat16,
     ) -> None:
         self.model = model
         # Models whose vtm_logits takes video_index project each distinct video's cross-attention
@@ -188,6 +189,7 @@ class ModelPairScorer:
             torch.arange(len(video_embeds)) if video_rows is None else video_rows.cpu().long()
         )
         self.device = torch.device(device)
+        self.amp_dtype = amp_dtype  # CUDA autocast: bf16 (project) or fp16 (VindLU's eval)
         self.calls = 0
         self.pairs = 0
 
@@ -202,7 +204,7 @@ class ModelPairScorer:
         t_idx = text_idx.to(self.text_embeds.device)
         texts = self.text_embeds[t_idx].to(dev, non_blocking=True)
         mask = self.text_mask[t_idx.to(self.text_mask.device)].to(dev, non_blocking=True)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+        amp = torch.autocast("cuda", dtype=self.amp_dtype) if dev.type == "cuda" else nullcontext()
         with torch.inference_mode(), amp:
             if self.share_video_kv:
                 logits = self.model.vtm_logits(texts, mask, videos, video_index=inverse.to(dev))

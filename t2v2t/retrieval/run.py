@@ -37,11 +37,14 @@ class EvalOptions:
     rerank: bool = True
     pair_batch: int = 128
     pairing: str = "shared"  # or two_pass (VindLU's way; one process)
+    # auto = vindlu for a VindLU checkpoint (or a folder exported from one), else project.
+    preprocess: str = "auto"
     device: str = "auto"  # auto = cuda when available
 
     def kwargs(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("device")
+        d.pop("preprocess")  # resolved against the checkpoint by evaluate_dataset
         return d
 
 
@@ -86,6 +89,8 @@ def parse_options(items: Sequence[str], base: EvalOptions | None = None) -> Eval
         setattr(opts, name, _coerce(key, raw, types[name]))
     if opts.pairing not in ("shared", "two_pass"):
         raise UsageError(f"eval.pairing={opts.pairing!r}: use shared or two_pass")
+    if opts.preprocess not in ("auto", "project", "vindlu"):
+        raise UsageError(f"eval.preprocess={opts.preprocess!r}: use auto, project or vindlu")
     if opts.k < 1 or opts.batch_size < 1 or opts.pair_batch < 1 or opts.tau <= 0:
         raise UsageError("eval.k, eval.batch_size and eval.pair_batch must be >= 1, eval.tau > 0")
     return opts
@@ -133,17 +138,22 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
-def load_model(ckpt: Path, preset: str, say: Callable[[str], None] = print):
-    """The checkpoint's model (its own preset and architecture) and tokenizer, weights loaded.
-    A project ``.pt``, a VindLU ``.pth`` or an exported folder, recognised by content."""
-    from t2v2t.models import build_tokenizer
-    from t2v2t.models.loading import CheckpointError, load_any_checkpoint
+def load_checkpoint(ckpt: Path, preset: str, say: Callable[[str], None] = print):
+    """(:class:`~t2v2t.models.loading.LoadedCheckpoint`, its tokenizer); errors as one line."""
+    from t2v2t.models.loading import CheckpointError, load_any_checkpoint, tokenizer_for
 
     try:
         loaded = load_any_checkpoint(ckpt, preset, say=say)
     except CheckpointError as e:
         raise UsageError(str(e)) from None
-    return loaded.model, build_tokenizer(loaded.preset), loaded.preset
+    return loaded, tokenizer_for(loaded)
+
+
+def load_model(ckpt: Path, preset: str, say: Callable[[str], None] = print):
+    """The checkpoint's model (its own preset and architecture) and tokenizer, weights loaded.
+    A project ``.pt``, a VindLU ``.pth`` or an exported folder, recognised by content."""
+    loaded, tokenizer = load_checkpoint(ckpt, preset, say)
+    return loaded.model, tokenizer, loaded.preset
 
 
 def evaluate_dataset(
@@ -160,9 +170,17 @@ def evaluate_dataset(
 
     device = resolve_device(opts.device)
     t0 = time.perf_counter()
-    model, tokenizer, _ = load_model(ckpt, preset, say)
-    model.to(device)
-    say(f"[eval] {dataset}: model from {ckpt} on {device} ({time.perf_counter() - t0:.1f}s)")
+    from t2v2t.retrieval.preprocess import default_preprocess
+
+    loaded, tokenizer = load_checkpoint(ckpt, preset, say)
+    model = loaded.model.to(device)
+    preprocess = opts.preprocess
+    if preprocess == "auto":
+        preprocess = default_preprocess(loaded.source, loaded.extra)
+    say(
+        f"[eval] {dataset}: {loaded.source} model from {ckpt} on {device} "
+        f"({time.perf_counter() - t0:.1f}s), eval.preprocess={preprocess}"
+    )
     split, _ = EVAL_SPLITS[dataset]
     return evaluate_retrieval(
         model,
@@ -173,6 +191,7 @@ def evaluate_dataset(
         device=device,
         checkpoint=str(ckpt),
         log=lambda m: say(f"[eval] {dataset}: {m}"),
+        preprocess=preprocess,
         **opts.kwargs(),
     )
 
@@ -187,6 +206,7 @@ __all__ = [
     "default_checkpoint",
     "eval_shard_dir",
     "evaluate_dataset",
+    "load_checkpoint",
     "load_model",
     "output_dir",
     "parse_options",
