@@ -12,6 +12,7 @@ DATASET ?= webvid
 DATA ?=
 SPLIT ?=
 FRAMES ?=
+FRAME_RULE ?=
 WORKERS ?= 2
 SCHEDULER ?=
 SYNTHETIC ?=
@@ -43,7 +44,8 @@ endif
 opt = $(if $(2),$(1) $(2))
 SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--split,$(SPLIT)) $(call opt,--frames,$(FRAMES)) \
 	$(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER)) \
-	$(if $(filter-out 0,$(SYNTHETIC)),--synthetic) $(call opt,--annotations,$(ANNOTATIONS))
+	$(if $(filter-out 0,$(SYNTHETIC)),--synthetic) $(call opt,--annotations,$(ANNOTATIONS)) \
+	$(call opt,--frame-rule,$(FRAME_RULE))
 TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) \
 	$(if $(RESUME),--resume) $(ARGS)
 EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) --fusion $(FUSION) $(ARGS)

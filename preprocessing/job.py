@@ -31,6 +31,7 @@ from typing import Any
 from preprocessing.records import VideoRecord
 from preprocessing.writer import BUILDER_VERSION, ShardTask, failure, run_shard_task
 from t2v2t.errors import UsageError, on_path
+from t2v2t.frames import MIDDLE_MODES
 from t2v2t.schema import FORMAT
 from t2v2t.shards import (
     FAILURES,
@@ -239,7 +240,7 @@ def build_shards(
         )
     if num_frames < 1:
         raise UsageError(f"frames per video must be >= 1 (FRAMES={num_frames}): e.g. FRAMES=4")
-    if mode == "middle":
+    if mode in MIDDLE_MODES:
         candidates = 1
     out = Path(os.path.abspath(out_dir))
     with on_path(out):

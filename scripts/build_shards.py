@@ -23,6 +23,7 @@ from preprocessing.synthetic import (
     is_complete,
 )
 from t2v2t.errors import UsageError, cli
+from t2v2t.frames import FRAME_RULES
 from t2v2t.shards import shard_dir
 
 
@@ -64,6 +65,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the annotation file (webvid CSV, folder captions.csv) instead of the default name",
     )
     p.add_argument("--seed", type=int, default=0, help="frame sampling (and synthetic) seed")
+    p.add_argument(
+        "--frame-rule",
+        choices=("project", "vindlu"),
+        default="project",
+        help="evaluation splits' middle frame: project ((a+b)//2 of [a, b)) or vindlu "
+        "(VindLU's (a+b-1)//2; recorded in the manifest as mode vindlu_middle)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset=args.dataset,
             split=r.split,
             num_frames=r.num_frames,
-            mode=r.mode,
+            mode=FRAME_RULES[args.frame_rule] if r.mode == "middle" else r.mode,
             candidates=r.candidates,
             seed=args.seed,
             short_side=args.short_side,

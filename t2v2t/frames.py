@@ -13,8 +13,13 @@ import numpy as np
 
 from t2v2t.seeding import rng_for
 
-Mode = Literal["middle", "rand"]
-MODES: tuple[str, ...] = ("middle", "rand")
+Mode = Literal["middle", "rand", "vindlu_middle"]
+MODES: tuple[str, ...] = ("middle", "rand", "vindlu_middle")
+# Test-time middle modes (one candidate per segment). ``vindlu_middle`` is VindLU's rule: its
+# segments are ``[a, b-1]`` and it takes ``(a + b - 1) // 2``, one frame earlier than ``middle``
+# on even-width segments (README.md, "Reproduce the paper's tables from VindLU's checkpoints").
+MIDDLE_MODES: tuple[str, ...] = ("middle", "vindlu_middle")
+FRAME_RULES = {"project": "middle", "vindlu": "vindlu_middle"}
 
 
 def segment_bounds(num_frames: int, vlen: int) -> list[tuple[int, int]]:
@@ -33,7 +38,8 @@ def frame_indices(
 ) -> list[list[int]]:
     """Frame indices per segment: ``num_frames`` lists, each holding that segment's candidates.
 
-    ``middle`` takes each segment's middle index (one candidate, VindLU's test-time sampling).
+    ``middle`` takes each segment's middle index ``(a + b) // 2`` of ``[a, b)`` (one candidate);
+    ``vindlu_middle`` takes ``(a + b - 1) // 2``, VindLU's own test-time rule.
     ``rand`` draws ``candidates`` distinct indices uniformly inside each segment (with repeats only
     when the segment is shorter than ``candidates``) from a generator seeded by ``(seed, key)``.
     Videos shorter than ``num_frames`` repeat their last frame. The result is a pure function of the
@@ -49,7 +55,7 @@ def frame_indices(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
-    if mode == "middle":
+    if mode in MIDDLE_MODES:
         candidates = 1
 
     # Short videos: one segment per real frame, then the last frame repeated.
@@ -59,6 +65,9 @@ def frame_indices(
     for start, end in segment_bounds(real, vlen):
         if mode == "middle":
             segments.append([(start + end) // 2])
+            continue
+        if mode == "vindlu_middle":
+            segments.append([(start + end - 1) // 2])
             continue
         width = end - start
         picks = rng.choice(width, size=candidates, replace=width < candidates)

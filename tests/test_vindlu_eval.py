@@ -167,3 +167,48 @@ def test_export_project_checkpoint_roundtrip(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="without config.json"):
         load_any_checkpoint(tmp_path / "empty")
+
+
+def _vindlu_middle(num_frames, vlen):
+    """VindLU's test-time rule, written from its description: ``min(T, vlen)`` intervals from
+    ``linspace(0, vlen)``, each ``[a, b-1]``, the middle ``(a + b - 1) // 2``, padded with the
+    last pick."""
+    n = min(num_frames, vlen)
+    edges = np.linspace(0, vlen, n + 1).astype(int)
+    picks = [(int(edges[i]) + int(edges[i + 1]) - 1) // 2 for i in range(n)]
+    return picks + [picks[-1]] * (num_frames - n)
+
+
+@pytest.mark.parametrize(("num_frames", "vlen"), [(12, 300), (12, 37), (4, 10), (8, 5), (3, 3)])
+def test_vindlu_frame_rule(num_frames, vlen):
+    from t2v2t.frames import frame_indices
+
+    got = [s[0] for s in frame_indices(num_frames, vlen, "vindlu_middle")]
+    assert got == _vindlu_middle(num_frames, vlen)
+    ours = [s[0] for s in frame_indices(num_frames, vlen, "middle")]
+    assert all(o - g in (0, 1) for g, o in zip(got, ours, strict=True))
+    if (num_frames, vlen) == (4, 10):  # segments [0,2) [2,5) [5,7) [7,10): even sums differ
+        assert (got, ours) == ([0, 3, 5, 8], [1, 3, 6, 8])
+
+
+def test_build_shards_with_vindlu_frame_rule(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from preprocessing.job import build_shards
+    from preprocessing.records import VideoRecord
+    from t2v2t.schema import decode_sample
+    from t2v2t.shards import iter_samples, read_manifest
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers_video import make_video
+
+    video = make_video(tmp_path / "v.mp4", frames=24)
+    rec = VideoRecord("v", video, "v.mp4", ["A clip!"])
+    out = tmp_path / "shards"
+    build_shards([rec], out, dataset="msrvtt", split="test", num_frames=4, mode="vindlu_middle",
+                 candidates=1, short_side=32, samples_per_shard=4, workers=0, progress=False)  # fmt: skip
+    manifest = read_manifest(out)
+    assert manifest["mode"] == "vindlu_middle" and manifest["candidates"] == 1
+    meta, _ = decode_sample(next(iter_samples(out / manifest["shards"][0]["name"])))
+    assert [s[0] for s in meta.frame_indices] == _vindlu_middle(4, 24) == [2, 8, 14, 20]
