@@ -318,7 +318,7 @@ def evaluate_retrieval(
         preprocess=preprocess,
         world_size=world,
         results=results,
-        statistics=statistics,  # bootstrap intervals and paired tests (README.md, demo section)
+        statistics=statistics,  # bootstrap intervals and paired tests (README.md, Evaluation)
         shards=str(shard_dir),  # where the HTML report reads its thumbnails
     )
     gt_pairs = np.array([[t, v] for t, vids in enumerate(gt) for v in vids], dtype=np.int64)
@@ -343,8 +343,8 @@ def write_eval_outputs(
     html: bool = True,
 ) -> tuple[Path, Path]:
     """Write ``<dataset>_<split>.json`` and ``<dataset>_<split>_scores.npz`` into ``out_dir``,
-    and (``html``) the visual report ``<dataset>_<split>.html`` beside them (README.md, "Visual
-    retrieval report"); returns the JSON and npz paths.
+    and (``html``) the visual report ``<dataset>_<split>.html`` beside them (README.md, Evaluation,
+    "Visual report"); returns the JSON and npz paths.
 
     ``scores`` None = ``result.scores``. The npz holds ``t2v_none``, ``t2v_naive``, ``t2v_t2v2t``
     (float32 [num_texts, num_videos], higher = better), ``gt`` (int64 [P, 2] rows of (text index,
