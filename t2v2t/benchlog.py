@@ -16,6 +16,24 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
 
+# Shown in bench/README.md until `make bench-gpu` has recorded its figures on a GPU.
+GPU_PENDING = """## gpu (not yet measured: no GPU was lent)
+
+`make bench-gpu` (`scripts/bench_gpu.py`) measures, on one CUDA GPU in ~8 minutes: the paper's
+pre-training step (base preset, batch 64, 4 frames, 224 px, bf16 autocast, SDPA, VTC+VTM+MLM)
+on in-memory batches (the ceiling) and fed by the real loader from shards with N workers, CPU
+decode and `data.decode_device=cuda`; the fine-tuning step (12 frames, batch 32); `torch.compile`
+on the encoders; JPEG decode frames/s on the GPU beside the CPU path; an MSR-VTT-size evaluation
+(1,000 x 1,000, 12 frames, k = 128) with shared pairs vs VindLU's two passes. Keys: `gpu_name`,
+`train_samples_per_s_base` (target >= 168 on an H100-class GPU), `train_loader_vs_ceiling`
+(target >= 0.95), `gpu_jpeg_frames_per_s`, `eval_msrvtt_size_seconds`,
+`eval_time_ratio_two_pass_vs_shared`; the GPU demo adds `gpu_demo_minutes`,
+`gpu_demo_twin_preference`, `gpu_demo_r1`. Run `make bench-gpu` on a GPU machine, or
+`scripts/device_check.sh prepare` here and `scripts/device_check.sh all` on the GPU box.
+`make bench-gpu ARGS=--quick` is the CPU dry run (tiny sizes, figures to
+`runs/bench_gpu_quick.json`, never here). None of these figures has been measured yet: the tasks
+that built this were not lent a GPU."""
+
 
 def machine() -> str:
     """A one-line description of the machine a figure was measured on."""
@@ -88,4 +106,6 @@ def write_readme(results: dict[str, Any], bench_dir: Path = BENCH_DIR) -> None:
     for bench, det in sorted(results.get("details", {}).items()):
         if det.get("summary"):
             lines += ["", f"## {bench}", "", det["summary"]]
+    if "gpu" not in results.get("details", {}):
+        lines += ["", GPU_PENDING]
     (bench_dir / "README.md").write_text("\n".join(lines) + "\n")
