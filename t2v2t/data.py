@@ -5,9 +5,11 @@ How an epoch is made (see :mod:`t2v2t.plan` for the pure part):
 1. Shards are listed from ``manifest.json`` and checked against it (size always; sha256 with
    ``verify_hash=True``, once per shard per process). A bad shard is a :class:`ShardError` naming
    it, or with ``skip_bad_shards=True`` it leaves the plan with one counted warning.
-2. Shard shuffle by ``(seed, epoch)`` -> split by node (whole shards per rank) -> sample shuffle
-   through a simulated seeded buffer -> padding to equal batches per rank. All of it is decided
-   up front from sample counts; nothing depends on workers or timing.
+2. Shard shuffle by ``(seed, epoch)`` -> split by rank into contiguous ranges of that sample
+   order (a range may start or end inside a shard: the rank streams past the samples before its
+   first one) -> sample shuffle through a simulated seeded buffer -> padding to equal samples
+   per rank. All of it is decided up front from sample counts; nothing depends on workers or
+   timing.
 3. Split by worker at batch granularity: worker ``w`` of ``W`` builds global steps ``w, w+W, ...``
    which is exactly the round-robin order in which ``torch.utils.data.DataLoader`` collects
    batches from workers, so batches come back in plan order for any ``W``. Each worker streams
@@ -22,9 +24,10 @@ How an epoch is made (see :mod:`t2v2t.plan` for the pure part):
    once per video (:mod:`t2v2t.augment`), written into a preallocated uint8 batch; captions are
    chosen per epoch and tokenised (:mod:`t2v2t.text`).
 
-Padding: each rank yields ``ceil(max rank samples / batch_size)`` batches per source; ranks with
-fewer samples repeat their last samples. Before padding, every key appears exactly once across
-ranks. Mixed sources alternate batches in VindLU's MetaLoader way (a seeded permutation of the
+Padding: each rank yields ``ceil(samples / world_size)`` samples per source (the last batch may
+be short); the ranks one sample short repeat their last one, so an epoch repeats at most
+``world_size - 1`` samples per source, as ``DistributedSampler`` does. Before padding, every key
+appears exactly once across ranks. Mixed sources alternate batches in VindLU's MetaLoader way (a seeded permutation of the
 sources' batches, identical on every rank).
 
 Resume: ``skip_samples`` counts the samples *this rank* has already consumed in the epoch (the sum
@@ -607,7 +610,7 @@ def make_train_loader(
             )
         )
     steps = interleave([s.plan.num_batches for s in resolved], seed, epoch)
-    sizes = [resolved[s].plan.batch_size for s, _ in steps]
+    sizes = [len(resolved[s].plan.batch(b)) for s, b in steps]  # last batches may be short
     skip = _resolve_skip(skip_samples, sizes)
     dataset = _PlannedBatches(
         sources=resolved,

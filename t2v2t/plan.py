@@ -5,10 +5,12 @@ and ``(seed, epoch)`` alone. Workers then only fetch and decode the batches the 
 the number of loader workers cannot change what an epoch contains, and resuming after ``k``
 batches is "drop the first ``k`` batches of the plan".
 
-Stages, in open_clip's order: shard shuffle seeded by ``(seed, epoch)`` -> split by node (whole
-shards, balanced by sample count) -> sample shuffle through a simulated seeded buffer (the
-WebDataset ``shuffle(n)`` stage, replayed on stream positions instead of samples) -> pad to equal
-batches per rank -> (later, in :mod:`t2v2t.data`) split by worker at batch granularity.
+Stages: shard shuffle seeded by ``(seed, epoch)`` -> split by rank into contiguous sample ranges
+of that shard order (ranges may cut through shards, so ranks stay balanced however few and big
+the shards are) -> sample shuffle through a simulated seeded buffer (the WebDataset
+``shuffle(n)`` stage, replayed on stream positions instead of samples) -> pad every rank to
+``ceil(total / world_size)`` samples (at most ``world_size - 1`` repeats per epoch, as
+``DistributedSampler``) -> (later, in :mod:`t2v2t.data`) split by worker at batch granularity.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ class RankPlan:
 
     ``shards``/``counts``: the shards this rank streams, in stream order, and their sample counts
     (indices into the caller's shard list). ``order``: stream positions (into the concatenation of
-    those shards) in the order the rank yields them, padded to ``num_batches * batch_size``.
-    ``num_real``: how many entries of ``order`` come before padding.
+    those shards) in the order the rank yields them, padded to the same length on every rank
+    (the last batch may be short). ``num_real``: how many entries of ``order`` come before padding.
     """
 
     shards: list[int]
@@ -53,21 +55,6 @@ class RankPlan:
         starts = self.shard_starts()
         i = int(np.searchsorted(starts, position, side="right") - 1)
         return i, int(position - starts[i])
-
-
-def assign_shards(counts: list[int], order: list[int], world_size: int) -> list[list[int]]:
-    """Whole shards to ranks, in ``order``, each to the rank with the fewest samples so far.
-
-    Greedy balancing keeps ranks within one shard's samples of each other, so padding stays small.
-    Ties go to the lowest rank: the assignment is a pure function of the arguments.
-    """
-    loads = [0] * world_size
-    ranks: list[list[int]] = [[] for _ in range(world_size)]
-    for s in order:
-        r = min(range(world_size), key=lambda i: (loads[i], i))
-        ranks[r].append(s)
-        loads[r] += counts[s]
-    return ranks
 
 
 def buffer_shuffle(n: int, buffer: int, rng: np.random.Generator) -> np.ndarray:
@@ -112,6 +99,15 @@ def pad_order(order: np.ndarray, total: int) -> np.ndarray:
     return np.concatenate([order, extra])
 
 
+def rank_range(total: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous slice ``[lo, hi)`` of an epoch's ``total`` samples.
+
+    Slices differ in length by at most one, like ``DistributedSampler``'s; they may start and end
+    inside a shard.
+    """
+    return total * rank // world_size, total * (rank + 1) // world_size
+
+
 def train_plan(
     counts: list[int],
     *,
@@ -125,11 +121,13 @@ def train_plan(
 ) -> RankPlan:
     """Rank ``rank``'s training plan for one source.
 
-    With at least ``world_size`` non-empty shards, ranks get whole shards (each rank reads only
-    its own). With fewer, every rank streams all shards and takes every ``world_size``-th sample.
-    Every rank yields ``ceil(max rank samples / batch_size)`` batches: ranks with fewer samples
-    repeat their last ones (padding), so each key appears exactly once across ranks before
-    padding. Only this rank's order is shuffled; the others' sizes are known from the counts.
+    The shards, shuffled by ``(seed, epoch)``, are laid end to end; rank ``r`` takes the
+    contiguous range :func:`rank_range` of that global order, cutting through a shard where the
+    range does (the rank opens that shard and skips to its first sample). Every rank yields
+    ``ceil(total / world_size)`` samples, so the ranks one short repeat their last sample: at most
+    ``world_size - 1`` repeats per epoch for any shard count, as ``DistributedSampler`` allows.
+    The last batch may be short. Only this rank's order is shuffled; the others' ranges are
+    known from the counts.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -139,25 +137,21 @@ def train_plan(
     if not live:
         raise ValueError("no samples: every shard is empty or was skipped")
     shard_order = [live[i] for i in rng_for(seed, epoch, "shards", tag).permutation(len(live))]
-    total = sum(counts[s] for s in shard_order)
-    if len(shard_order) >= world_size:
-        assigned = assign_shards(counts, shard_order, world_size)
-        sizes = [sum(counts[s] for s in shards) for shards in assigned]
-        shards = assigned[rank]
-        positions = np.arange(sizes[rank], dtype=np.int64)
-    else:
-        sizes = [len(range(r, total, world_size)) for r in range(world_size)]
-        shards = shard_order
-        positions = np.arange(rank, total, world_size, dtype=np.int64)
-    if min(sizes) == 0:
+    starts = np.concatenate([[0], np.cumsum([counts[s] for s in shard_order])]).astype(np.int64)
+    total = int(starts[-1])
+    if total < world_size:
         raise ValueError(f"{world_size} ranks but only {total} samples: some rank gets none")
-    num_batches = math.ceil(max(sizes) / batch_size)
+    lo, hi = rank_range(total, rank, world_size)
+    first = int(np.searchsorted(starts, lo, side="right") - 1)
+    last = int(np.searchsorted(starts, hi - 1, side="right") - 1)
+    shards = shard_order[first : last + 1]
+    positions = np.arange(lo - starts[first], hi - starts[first], dtype=np.int64)
     rng = rng_for(seed, epoch, "samples", tag, rank)
     order = positions[buffer_shuffle(len(positions), shuffle_buffer, rng)]
     return RankPlan(
         shards=list(shards),
         counts=[counts[s] for s in shards],
-        order=pad_order(order, num_batches * batch_size),
+        order=pad_order(order, -(-total // world_size)),
         num_real=len(order),
         batch_size=batch_size,
     )

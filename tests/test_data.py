@@ -7,11 +7,13 @@ arrived, in which order, and what geometry (crop, flip) was applied to them.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 import subprocess
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +140,28 @@ def test_plan_covers_every_sample_once_with_equal_lengths() -> None:
         assert sorted(seen) == sorted((s, j) for s, c in enumerate(counts) for j in range(c))
 
 
+def test_ranks_repeat_at_most_world_size_minus_one_for_any_shard_count() -> None:
+    # Big shards, few of them: ranks split the epoch's sample order, cutting through shards.
+    cases = [[64, 64, 64, 64, 44], [300], [50, 7], [1, 1, 1, 97], [5] * 13, [2, 0, 9, 4]]
+    for counts in cases:
+        total = sum(counts)
+        for world in (1, 2, 3, 4, 8):
+            plans = train_plans(
+                counts, seed=3, epoch=1, world_size=world, batch_size=8, shuffle_buffer=6, tag="t"
+            )
+            lengths = {len(p.order) for p in plans}
+            assert lengths == {-(-total // world)}, (counts, world)
+            assert len({p.num_batches for p in plans}) == 1
+            keys = Counter()
+            for p in plans:
+                for pos in p.order:
+                    i, j = p.locate(int(pos))
+                    assert 0 <= j < p.counts[i], (counts, world)
+                    keys[(p.shards[i], j)] += 1
+            assert set(keys) == {(s, j) for s, c in enumerate(counts) for j in range(c)}
+            assert sum(keys.values()) - total <= world - 1, (counts, world)
+
+
 def test_buffer_shuffle_is_a_seeded_permutation() -> None:
     a = buffer_shuffle(50, 8, rng_for(1))
     assert sorted(a.tolist()) == list(range(50))
@@ -152,9 +176,8 @@ def test_buffer_shuffle_is_a_seeded_permutation() -> None:
 def test_same_run_same_sequence_and_epochs_differ(shards) -> None:
     first = _run(_loader(shards, epoch=0))
     assert first == _run(_loader(shards, epoch=0))
-    # 20 samples in batches of 3: the last batch repeats the last sample (padding).
-    assert sorted(k for k, _ in first[:20]) == [f"vid_{i:03d}" for i in range(20)]
-    assert len(first) == 21 and first[20] == first[19]
+    # 20 samples in batches of 3 on one rank: no padding, the last batch holds 2.
+    assert sorted(k for k, _ in first) == [f"vid_{i:03d}" for i in range(20)]
     other = _run(_loader(shards, epoch=1))
     assert [k for k, _ in first] != [k for k, _ in other]  # order
     assert dict(first) != dict(other)  # candidates: some video gets other frames
@@ -218,7 +241,7 @@ def test_ranks_split_keys_exactly_once_before_padding(shards) -> None:
         loader = _loader(shards, rank=rank, world_size=2)
         lens.add(len(loader))
         seq = _run(loader)
-        assert len(seq) == len(loader) * 3
+        assert len(seq) == 10  # 20 samples over 2 ranks: no padding needed
         seqs.append(seq[: loader.dataset.sources[0].plan.num_real])
     keys = [k for s in seqs for k, _ in s]
     assert len(lens) == 1
@@ -387,7 +410,7 @@ def _inspect(shard_dir: Path, *args: str) -> list[str]:
 
 def test_inspect_stream_workers_resume_and_ranks(shards) -> None:
     zero = _inspect(shards["video"], "--epoch", "2", "--workers", "0")
-    assert len(zero) == 21  # 20 samples + 1 padding (ceil(20 / 3) batches of 3)
+    assert len(zero) == 20  # one rank: no padding, a short last batch
     key, *idx = zero[0].split()
     assert key.startswith("vid_") and len(idx) == 4
     expected = _run(_loader(shards, epoch=2))
@@ -404,6 +427,29 @@ def test_inspect_stream_workers_resume_and_ranks(shards) -> None:
     assert {line.split()[0] for line in rank1} | {k for k, _ in rank0} == {
         f"vid_{i:03d}" for i in range(20)
     }
+
+
+def test_inspect_stream_world_size_4_every_key_once_and_few_repeats(tmp_path, capsys) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "inspect_stream", ROOT / "scripts/inspect_stream.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for sizes in ([13], [9, 9, 5], [3, 2, 4, 3, 1, 5, 2, 3, 4, 2]):
+        name = f"s{len(sizes)}"
+        folder = _build(tmp_path, name, 1, 1, "middle", sizes)
+        per_rank, keys = [], Counter()
+        for rank in range(4):
+            argv = ["--shards", str(folder), "--world-size", "4", "--rank", str(rank)]
+            argv += ["--image-size", str(SIZE), "--batch-size", "2", "--epoch", "1"]
+            assert tool.main(argv) == 0
+            lines = capsys.readouterr().out.splitlines()
+            per_rank.append(len(lines))
+            keys.update(line.split()[0] for line in lines)
+        total = sum(sizes)
+        assert set(keys) == {f"{name}_{k:03d}" for k in range(total)}, sizes
+        assert len(set(per_rank)) == 1, (sizes, per_rank)
+        assert sum(keys.values()) - total <= 3, (sizes, keys)
 
 
 # ----------------------------------------------------------------------------- tar reader
