@@ -11,6 +11,10 @@
   loader's rate over it (``loader_vs_own_decoder``: what the rest of the pipeline costs).
   Every rate is also measured on the thread's CPU time (``cpu_time_frames_per_s``,
   ``loader_vs_jpeg_limit_cpu_time``): on a shared machine that ratio is the trustworthy one.
+- ``loader_hash_cost``: the share of the loader's CPU time that hashing costs (every shard's
+  sha256 computed as it streams and checked at its end, README.md "Integrity"): one minus the
+  loader's CPU-time rate with hashing over the same loader with ``verify_stream=False``,
+  alternated in the same rounds (target <= 0.03).
 - ``loader_vs_decord``: that rate over VindLU's way, per video: ``decord.VideoReader`` (one
   thread), ``get_batch`` of the sampled indices, random resized crop to 224.
 
@@ -139,11 +143,14 @@ def _now() -> tuple[float, float]:
     return time.perf_counter(), time.thread_time()
 
 
-def loader_rate(shards: Path, tokenizer, batch: int, epochs: int) -> tuple[float, int, float]:
+def loader_rate(
+    shards: Path, tokenizer, batch: int, epochs: int, verify_stream: bool = True
+) -> tuple[float, int, float]:
     frames, start = 0, _now()
     for epoch in range(epochs):  # each epoch picks other candidates and other crops
         loader = make_train_loader([TrainSource(shards, batch, FRAMES)], tokenizer, seed=0,
-                                   epoch=epoch, image_size=SIZE)  # fmt: skip
+                                   epoch=epoch, image_size=SIZE,
+                                   verify_stream=verify_stream)  # fmt: skip
         for b in loader:
             frames += b["frames"].shape[0] * b["frames"].shape[1]
     return _rates(frames, start)
@@ -240,9 +247,11 @@ def main(argv: list[str] | None = None) -> int:
                                  seed=1, epoch=10**6, image_size=SIZE)  # fmt: skip
         next(iter(warm))
         rate = limit = own = 0.0
-        cpu = {"loader": 0.0, "jpeg_limit": 0.0, "own_decoder": 0.0}
+        cpu = {"loader": 0.0, "loader_no_hash": 0.0, "jpeg_limit": 0.0, "own_decoder": 0.0}
         for _ in range(args.rounds):
             r, n_loader, c_loader = loader_rate(shards, tokenizer, args.batch_size, args.epochs)
+            _, _, c_plain = loader_rate(shards, tokenizer, args.batch_size, args.epochs, False)
+            cpu["loader_no_hash"] = max(cpu["loader_no_hash"], c_plain)
             lim, n_jpeg, c_lim = jpeg_limit_rate(shards, n_loader)
             dec, _, c_dec = own_decoder_rate(shards, n_loader)
             rate, limit, own = max(rate, r), max(limit, lim), max(own, dec)
@@ -253,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 cpu[name] = max(cpu[name], value)
         base, n_decord = decord_rate(videos, 1 if args.quick else 2)
+    hash_cost = 1 - cpu["loader"] / cpu["loader_no_hash"]
     figures = {
+        "loader_hash_cost": round(hash_cost, 4),
         "loader_frames_per_s": round(rate, 1),
         "loader_vs_jpeg_limit": round(rate / limit, 3),
         "loader_vs_decord": round(rate / base, 1),
@@ -273,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{rate / own if own else float('nan'):.2f} (the cost of everything but decoding).\n\n"
         f"On CPU time of the measuring thread (not distorted by other processes on the core): "
         f"loader {cpu['loader']:.0f}, limit {cpu['jpeg_limit']:.0f}, own decoder "
-        f"{cpu['own_decoder']:.0f} frames/s; loader / limit = {cpu['loader'] / cpu['jpeg_limit']:.2f}."
+        f"{cpu['own_decoder']:.0f} frames/s; loader / limit = {cpu['loader'] / cpu['jpeg_limit']:.2f}.\n\n"
+        f"Integrity hashing (sha256 of every shard as it streams, checked at its end): the loader "
+        f"without it does {cpu['loader_no_hash']:.0f} frames/s of CPU time, with it "
+        f"{cpu['loader']:.0f}: a cost of {100 * hash_cost:.1f}% (target <= 3%; CPU-time rates "
+        f"because other processes share the machine; best of {args.rounds} alternating rounds)."
     )
     details = {
         "machine": machine(),
