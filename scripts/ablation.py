@@ -70,6 +70,11 @@ def reusable(path: Path, ckpt: Path, opts: EvalOptions) -> dict[str, Any] | None
         and res.get("lam") == opts.lam
         and (opts.num_frames is None or res.get("num_frames") == opts.num_frames)
         and (opts.max_text_len is None or res.get("max_text_len") == opts.max_text_len)
+        # auto resolves the same way for the same file; JSONs older than the option say none.
+        and (
+            res.get("preprocess") == opts.preprocess
+            or (opts.preprocess == "auto" and "preprocess" in res)
+        )
     )
     return res if same and "results" in res else None
 
