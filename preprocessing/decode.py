@@ -21,6 +21,9 @@ from PIL import Image
 from preprocessing.tools import find_tool
 
 MAX_ASPECT = 4.0
+# Frame rates outside this range are metadata gone wrong (a zero timescale reads as 1 tick per
+# second, e.g. fps 0.0005), not a video's real rate.
+FPS_RANGE = (0.1, 1000.0)
 
 
 class DecodeError(RuntimeError):
@@ -52,11 +55,17 @@ def packet_fps(path: Path) -> float:
     if len(times) < 2 or not times[-1] > times[0]:
         raise DecodeError("no frame rate: fps metadata missing or zero, no packet timestamps")
     # n packets span n - 1 frame intervals between the first and last timestamp
-    return (len(times) - 1) / (times[-1] - times[0])
+    fps = (len(times) - 1) / (times[-1] - times[0])
+    if not _usable(fps):
+        raise DecodeError(
+            f"no usable frame rate: metadata and packet times give {fps:.6g} fps "
+            "(zero or missing timescale)"
+        )
+    return fps
 
 
 def _usable(fps: float) -> bool:
-    return math.isfinite(fps) and fps > 0
+    return math.isfinite(fps) and FPS_RANGE[0] <= fps <= FPS_RANGE[1]
 
 
 def plan_size(

@@ -358,3 +358,21 @@ def test_external_worker_in_another_folder(webvid: Path, tmp_path: Path) -> None
     got = read_manifest(tmp_path / "proj/shards/webvid/train_4f")
     assert got["shards"] == ref["shards"] and got["num_samples"] == 6
     assert not list(elsewhere.rglob("*.tar.zst"))  # nothing written relative to the worker
+
+
+def test_zero_timescale_video_is_a_recorded_failure(webvid: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    clip = bytearray(sorted((webvid / "videos").rglob("*.mp4"))[0].read_bytes())
+    (data / "ok.mp4").write_bytes(clip)
+    at = clip.find(b"mdhd")  # version-0 media header: timescale after version/flags + 2 dates
+    assert clip[at + 4] == 0
+    clip[at + 16 : at + 20] = (0).to_bytes(4, "big")
+    (data / "zero.mp4").write_bytes(clip)
+    (data / "captions.csv").write_text("path,caption\nok.mp4,fine\nzero.mp4,no timescale\n")
+    proc = run(shards_cmd("--dataset", "folder", "--data", str(data), "--out", str(tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "folder/train_12f"
+    fails = [json.loads(s) for s in (out / "failures.jsonl").read_text().splitlines()]
+    assert [f["key"] for f in fails] == ["zero"] and "frame rate" in fails[0]["reason"]
+    assert read_manifest(out)["num_samples"] == 1
