@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import socket
 import time
@@ -163,10 +164,16 @@ def _run(
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
+    # The client logs every failed reconnect with a traceback; a lost scheduler is reported
+    # below in one line instead.
+    client_log = logging.getLogger("distributed.client")
+    client_level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
     if scheduler:
         try:
             client = Client(scheduler)
         except (OSError, TimeoutError) as err:
+            client_log.setLevel(client_level)
             raise UsageError(
                 f"cannot reach the Dask scheduler (SCHEDULER={scheduler}): {err}; start it with "
                 "`dask scheduler`, or leave SCHEDULER= empty for a local cluster"
@@ -206,6 +213,7 @@ def _run(
         client.close()
         if cluster is not None:
             cluster.close()
+        client_log.setLevel(client_level)
 
 
 def build_shards(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2v2t.errors import CheckpointError
+from t2v2t.errors import CheckpointError, on_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with on_path(path), open(tmp, "wb") as f:  # ENOSPC from write() names no file
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())

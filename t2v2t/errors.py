@@ -70,10 +70,20 @@ def _expected_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _message(err: BaseException) -> str:
+    """The error's own words; a DataLoader worker's re-raise ("Caught ShardError in DataLoader
+    worker process 0. Original Traceback ...") keeps only the original's last line."""
+    text = str(err)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = _first_line(text.strip().splitlines()[-1])
+        return last.split(": ", 1)[1] if last.startswith(type(err).__module__) else last
+    return _first_line(text)
+
+
 def describe(err: BaseException) -> str | None:
     """The one-line message for an expected error, or None for a bug (keep the traceback)."""
     if isinstance(err, _expected_types()):
-        return _first_line(str(err)) or type(err).__name__
+        return _message(err) or type(err).__name__
     if isinstance(err, UnicodeDecodeError):  # only the file's reader knows its name
         return None
     if isinstance(err, OSError) and err.filename is not None:

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from t2v2t.errors import on_path
 from t2v2t.schema import FORMAT
 
 MANIFEST = "manifest.json"
@@ -59,11 +60,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary sibling, fsync, rename."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with on_path(path):  # a full disk's OSError carries no file name of its own
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 

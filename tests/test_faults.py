@@ -376,3 +376,69 @@ def test_zero_timescale_video_is_a_recorded_failure(webvid: Path, tmp_path: Path
     fails = [json.loads(s) for s in (out / "failures.jsonl").read_text().splitlines()]
     assert [f["key"] for f in fails] == ["zero"] and "frame rate" in fails[0]["reason"]
     assert read_manifest(out)["num_samples"] == 1
+
+
+def test_lost_scheduler_mid_build(webvid: Path, tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    dask = str(Path(PY).parent / "dask")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    sched = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        cwd=tmp_path,
+        env=ENV,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [dask, "worker", addr, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"],
+        cwd=tmp_path,
+        env=ENV,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        cmd = shards_cmd("--dataset", "webvid", "--data", str(webvid), "--out", str(tmp_path))
+        cmd += ["--samples-per-shard", "1", "--short-side", "32", "--scheduler", addr]
+        env = {**ENV, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+        build = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        done = tmp_path / "webvid/train_4f/.done"
+        deadline = time.time() + 90
+        while time.time() < deadline and not list(done.glob("*.json")):
+            time.sleep(0.01)
+        os.kill(sched.pid, signal.SIGKILL)
+        out, err = build.communicate(timeout=180)
+    finally:
+        for p in (worker, sched):
+            p.kill()
+            p.wait(timeout=30)
+    proc = subprocess.CompletedProcess(cmd, build.returncode, out, err)
+    line = one_error(proc)
+    assert "lost the Dask scheduler" in line and addr in line
+    assert not (tmp_path / "webvid/train_4f/manifest.json").exists()
+
+
+def test_dataloader_worker_error_is_one_line() -> None:
+    import torch
+
+    from t2v2t.errors import describe
+    from t2v2t.shards import ShardError
+
+    class Bad(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int) -> int:
+            raise ShardError("shards/x/a.tar.zst: sha256 differs from the manifest; rebuild it")
+
+    loader = torch.utils.data.DataLoader(Bad(), num_workers=1)
+    with pytest.raises(ShardError) as info:
+        next(iter(loader))
+    assert "Original Traceback" in str(info.value)  # torch's 30-line re-raise ...
+    assert describe(info.value) == (  # ... reads as the original's one line
+        "shards/x/a.tar.zst: sha256 differs from the manifest; rebuild it"
+    )
