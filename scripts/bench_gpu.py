@@ -330,7 +330,11 @@ def eval_phase(shards: Path, preset: str, device: torch.device, k: int) -> dict[
 
 # -- main -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+        epilog="example: python scripts/bench_gpu.py --quick  (make bench-gpu)",
+    )
     p.add_argument("--quick", action="store_true", help="CPU dry run at tiny sizes")
     p.add_argument("--workers", type=int, default=0, help="loader workers (0 = cores - 2, max 12)")
     p.add_argument("--budget", type=float, default=480.0, help="seconds for the whole run")
@@ -503,4 +507,6 @@ def markdown(phases: dict, figures: dict, s: Sizes, workers: int, device: torch.
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from t2v2t.errors import cli
+
+    sys.exit(cli(main))

@@ -88,15 +88,39 @@ def test_bad_value_is_one_line(case: str, tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(
-    "script", sorted(p.name for p in (ROOT / "scripts").glob("*.py") if p.name != "__init__.py")
-)
-def test_every_help_ends_with_an_example(script: str) -> None:
+SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py") if p.name != "__init__.py")
+
+
+def test_every_script_has_an_example_and_the_error_wrapper() -> None:
+    import ast
+
+    for name in SCRIPTS:
+        tree = ast.parse((ROOT / "scripts" / name).read_text())
+        epilogs = [
+            kw.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "ArgumentParser"
+            for kw in node.keywords
+            if kw.arg == "epilog"
+        ]
+        consts = {
+            t.id: n.value
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        text = " ".join(ast.unparse(consts.get(getattr(e, "id", None), e)) for e in epilogs)
+        assert "example:" in text and ("python scripts/" in text or "make " in text), name
+        assert "cli(main)" in ast.unparse(tree), f"{name} does not run main through errors.cli"
+
+
+@pytest.mark.parametrize("script", ["build_shards.py", "verify_shards.py", "plot_run.py"])
+def test_help_ends_with_an_example(script: str) -> None:
     proc = run([PY, str(ROOT / "scripts" / script), "--help"])
     assert proc.returncode == 0, proc.stderr
-    last = proc.stdout.strip().splitlines()[-1].strip()
     tail = " ".join(proc.stdout.split()[-30:])
-    assert "example:" in tail and ("python scripts/" in tail or "make " in tail), last
+    assert "example:" in tail and ("python scripts/" in tail or "make " in tail), tail
 
 
 # -- never invent data ---------------------------------------------------------------------------
@@ -256,22 +280,32 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, Path]:
     return {"evil": evil, "truncated": truncated}
 
 
-@pytest.mark.parametrize("how", ["finetune", "resume"])
-def test_bad_checkpoint_is_one_line(how: str, toy_shards: Path, tmp_path: Path) -> None:
-    bad = _bad_checkpoints(tmp_path)
-    for name, ckpt in bad.items():
-        over = tiny_overrides(toy_shards, "train.max_steps=1", source="msrvtt")
-        over.append("train.eval_every_epoch=false")
-        cmd = [PY, str(ROOT / "scripts/train.py"), "--task", "finetune-msrvtt", "--preset", "tiny"]
-        cmd += ["--run", str(tmp_path / f"run-{name}")]
-        env = {}
-        if how == "finetune":
-            cmd += ["--ckpt", str(ckpt)]
-        else:
-            cmd += ["--resume"]
-            env["RESUME"] = str(ckpt)
-        line = one_error(run([*cmd, *over], **env))
-        assert str(ckpt) in line and "cannot load checkpoint" in line, line
+@pytest.mark.parametrize("how, which", [("finetune", "evil"), ("resume", "truncated")])
+def test_bad_checkpoint_is_one_line(how: str, which: str, toy_shards: Path, tmp_path: Path) -> None:
+    ckpt = _bad_checkpoints(tmp_path)[which]
+    over = tiny_overrides(toy_shards, "train.max_steps=1", source="msrvtt")
+    over.append("train.eval_every_epoch=false")
+    cmd = [PY, str(ROOT / "scripts/train.py"), "--task", "finetune-msrvtt", "--preset", "tiny"]
+    cmd += ["--run", str(tmp_path / "run")]
+    env = {}
+    if how == "finetune":
+        cmd += ["--ckpt", str(ckpt)]
+    else:
+        cmd += ["--resume"]
+        env["RESUME"] = str(ckpt)
+    line = one_error(run([*cmd, *over], **env))
+    assert str(ckpt) in line and "cannot load checkpoint" in line, line
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_every_bad_checkpoint_is_refused_by_both_loaders(tmp_path: Path) -> None:
+    from t2v2t.checkpoint import load_checkpoint
+    from t2v2t.errors import CheckpointError, describe
+
+    for ckpt in _bad_checkpoints(tmp_path).values():
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(ckpt)
+        assert str(ckpt) in describe(info.value)
     assert not (tmp_path / "pwned").exists()
 
 
