@@ -78,7 +78,8 @@ def test_make_setup_brings_ffmpeg_without_a_system_one(tmp_path: Path) -> None:
     data, shards = tmp_path / "data", tmp_path / "shards"
     python = str(venv_bin / "python")
     run(python, "scripts/build_shards.py", "--dataset", "webvid", "--data", str(data),
-        "--out", str(shards), "--synthetic-size", "4", "--workers", "0", "--short-side", "32",
+        "--out", str(shards), "--synthetic", "--synthetic-size", "4", "--workers", "0",
+        "--short-side", "32",
         "--quiet")  # fmt: skip
     assert len(list((data / "videos").rglob("*.mp4"))) == 4  # the generator encoded them
     manifest = json.loads((shards / "webvid" / "train_4f" / "manifest.json").read_text())
