@@ -93,8 +93,14 @@ def resolve_init(cfg: Config) -> str | None:
     return None if init in (None, "", "pretrained") else init
 
 
-def build_model_for(cfg: Config) -> nn.Module:
-    """The model of the config's preset (the model package decides weights and sizes)."""
+def training_frames(cfg: Config) -> int:
+    """The frame count the temporal position embedding is built for: the most any source has."""
+    return max(src.num_frames for src in cfg.data.sources.values())
+
+
+def build_model_for(cfg: Config, init: str | None = None) -> nn.Module:
+    """The model of the config's preset (the model package decides weights and sizes);
+    ``init="random"`` when a checkpoint supplies every weight anyway."""
     from t2v2t.models import build_model
 
     overrides: dict[str, Any] = {}
@@ -104,19 +110,19 @@ def build_model_for(cfg: Config) -> nn.Module:
         overrides["grad_checkpointing"] = True
     # VindLU builds the temporal position embedding for the training frame count (fine-tuning:
     # 12 or 32 rows); a checkpoint with fewer rows is zero-padded to it (init_from_checkpoint).
-    overrides["num_frames"] = max(src.num_frames for src in cfg.data.sources.values())
-    init = resolve_init(cfg)
+    overrides["num_frames"] = training_frames(cfg)
+    init = init or resolve_init(cfg)
     model = build_model(cfg.model.preset, init, overrides=overrides or None)
     if cfg.model.dropout is not None:
         set_dropout(model, cfg.model.dropout)
     return model
 
 
-def init_from_checkpoint(model: nn.Module, cfg: Config, say: Any = print) -> nn.Module:
+def init_from_checkpoint(cfg: Config, say: Any = print) -> nn.Module:
     """The model to train from ``train.init_checkpoint`` (a project ``.pt``, a VindLU ``.pth`` or
-    an exported folder). A project file fills ``model`` (built from the config); another source
-    brings its own architecture. The temporal position embedding is fitted to ``model``'s frame
-    count the way VindLU's loader does: extra rows are zeros, surplus rows are cut."""
+    an exported folder). A project file fills the config's preset model; another source brings
+    its own architecture. The temporal position embedding is fitted to the training frame count
+    the way VindLU's loader does: extra rows are zeros, surplus rows are cut."""
     from t2v2t.models import load_weights
     from t2v2t.models.loading import CheckpointError, load_any_checkpoint
     from t2v2t.models.vision import fit_temporal_rows
@@ -126,8 +132,9 @@ def init_from_checkpoint(model: nn.Module, cfg: Config, say: Any = print) -> nn.
         loaded = load_any_checkpoint(path, cfg.model.preset, say=say)
     except CheckpointError as e:
         raise ConfigError(str(e)) from None
-    frames = model.config.num_frames
+    frames = training_frames(cfg)
     if loaded.source == "project":
+        model = build_model_for(cfg, init="random")  # every weight comes from the file
         state = loaded.model.state_dict()
         state["vision.temporal_pos"] = fit_temporal_rows(state["vision.temporal_pos"], frames)
         load_weights(model, state)
@@ -260,15 +267,17 @@ def train(
 
     # -- model: the same seed on every rank gives the same initial weights
     seed_everything(cfg.data.seed)
-    model = build_model_for(cfg)
     from t2v2t.models import build_tokenizer, load_weights
 
     ckpt: dict[str, Any] | None = None
     if resume_from is not None:
+        model = build_model_for(cfg, init="random")  # the checkpoint holds every weight
         ckpt = load_checkpoint(resume_from)
         load_weights(model, ckpt)
     elif cfg.train.init_checkpoint:
-        model = init_from_checkpoint(model, cfg, say=print if main else (lambda _: None))
+        model = init_from_checkpoint(cfg, say=print if main else (lambda _: None))
+    else:
+        model = build_model_for(cfg)
     tokenizer = build_tokenizer(model.config.preset)
     model.to(device)
     model.train()

@@ -400,11 +400,8 @@ def test_pretraining_embedding_zero_padded_for_finetuning(tmp_path):
     assert torch.equal(fit_temporal_rows(old, 2), old[:2])
 
     cfg = load_config("finetune-msrvtt", "base", [f"train.init_checkpoint={path}"])
-    model = load_any_checkpoint(path, say=lambda _: None).model  # stands in for the preset model
-    model.vision.set_num_frames(12)
-    model.config.num_frames = 12
     said: list[str] = []
-    new = init_from_checkpoint(model, cfg, say=said.append)
+    new = init_from_checkpoint(cfg, say=said.append)  # MSR-VTT fine-tuning: 12 frames
     pos = new.vision.temporal_pos
     assert pos.shape == (12, old.shape[1])
     assert torch.equal(pos[:4].detach(), old) and not pos[4:].any()
@@ -462,3 +459,29 @@ def test_vindlu_pth_as_ckpt_for_eval_and_ablation(tmp_path, capsys):
     args = ["--run", str(run), "--shards", str(root), "--ckpt-msrvtt", str(ckpt), *opts]
     assert load("ablation").main(args) == 0
     assert "T2V2T" in (run / "ablation.md").read_text()
+
+
+def test_finetune_from_a_vindlu_pretraining_checkpoint(tmp_path):
+    """``make finetune-msrvtt CKPT=<VindLU .pth>``: the trainer starts from the imported model
+    (its architecture, the base tokenizer), fitted to the training frames, and saves a project
+    checkpoint that loads again."""
+    from train_shards import make_train_shards, tiny_overrides
+
+    from t2v2t.config import load_config
+    from t2v2t.train import train
+
+    src = tmp_path / "pt.pth"
+    info = write_vindlu_checkpoint(src, layout="pretrained", num_frames=4)
+    shards = make_train_shards(tmp_path / "shards", dataset="msrvtt", num_samples=8, per_shard=8)
+    over = tiny_overrides(shards, f"train.init_checkpoint={src}", source="msrvtt")
+    over += ["train.max_steps=2", "train.eval_every_epoch=false", "optim.lr=1e-5"]
+    cfg = load_config("finetune-msrvtt", "base", over)
+    result = train(cfg, tmp_path / "ft")
+    assert result.step == 2
+    saved = torch.load(result.last_checkpoint, weights_only=True)
+    assert saved["preset"] == "base" and saved["model_config"]["num_frames"] == 2
+    old = info["model"]["vision_encoder.embeddings.temporal_position_embeddings"][0, :2, 0]
+    # Two training frames: the first two of the four rows (then two small steps).
+    assert (saved["model"]["vision.temporal_pos"] - old).abs().max().item() < 1e-3
+    again = load_any_checkpoint(result.last_checkpoint, say=lambda _: None)
+    assert again.source == "project" and again.config.vision_width == 128
