@@ -148,3 +148,23 @@ def test_search_help_ends_with_an_example(capsys):
     with pytest.raises(SystemExit):
         _script("search").parse_args(["--help"])
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("example: ")
+
+
+def test_index_of_a_shard_folder_matches_the_evaluator(vindlu_pth, tmp_path):
+    from t2v2t.retrieval.evaluate import evaluate_retrieval
+    from tests.test_evaluate import NUM_VIDEOS, write_eval_shards
+
+    path, _ = vindlu_pth
+    directory = write_eval_shards(tmp_path / "shards")
+    r = Retriever.from_checkpoint(path)
+    idx = r.index(directory, tmp_path / "cache")
+    assert not idx.reused and len(idx.keys) == NUM_VIDEOS and len(idx.captions) == NUM_VIDEOS + 1
+    assert r.index(directory, tmp_path / "cache").reused
+    res = evaluate_retrieval(r.model, r.tokenizer, directory, dataset="msrvtt", split="test",
+                             k=NUM_VIDEOS, num_frames=4, rerank=False, preprocess="vindlu")  # fmt: skip
+    _, _, text_feat = r.encode_texts(idx.captions)
+    ours = r._stage1(text_feat, idx.video_feat).numpy()
+    assert abs(ours - res.scores["stage1"]).max() < 1e-5
+    # The bank is the shard's captions: each caption finds a ranked list over all videos.
+    top = r.search(idx.captions[:2], idx, k=3)
+    assert [len(t) for t in top] == [3, 3] and all(k in idx.keys for k, _ in top[0])
