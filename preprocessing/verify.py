@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from t2v2t.progress import progress
 from t2v2t.schema import decode_sample
 from t2v2t.shards import (
     FAILURES,
@@ -28,6 +29,9 @@ def verify_dir(directory: str | Path, *, decode_jpegs: bool = True) -> list[str]
     problems: list[str] = []
     total = 0
     keys: set[str] = set()
+    bar = progress(
+        total=manifest.get("num_samples"), desc=f"verify {directory.name}", unit="sample"
+    )
     for info in shard_infos(manifest):
         try:
             check_shard_file(directory, info)
@@ -38,6 +42,7 @@ def verify_dir(directory: str | Path, *, decode_jpegs: bool = True) -> list[str]
         try:
             for sample in iter_samples(directory / info.name):
                 count += 1
+                bar.update(1)
                 key = sample["__key__"]
                 where = f"{info.name}: sample {key}"
                 if key in keys:
@@ -64,6 +69,7 @@ def verify_dir(directory: str | Path, *, decode_jpegs: bool = True) -> list[str]
         if count != info.samples:
             problems.append(f"{info.name}: {count} samples, manifest says {info.samples}")
         total += count
+    bar.close()
     if total != manifest["num_samples"]:
         problems.append(f"{total} samples in shards, manifest says {manifest['num_samples']}")
     fail_path = directory / FAILURES

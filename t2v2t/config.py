@@ -101,6 +101,9 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimiser steps; 0 = run every epoch
     ckpt_every_steps: int = 1000  # also saved at every epoch end
     log_every: int = 10  # progress-bar refresh; metrics.jsonl gets every step
+    # jsonl (metrics.jsonl, always written) plus any of tensorboard, wandb (WANDB_MODE honoured)
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])
+    wandb_project: str = "t2v2t"
     grad_checkpointing: bool = False
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     eval_every_epoch: bool = False
@@ -406,6 +409,9 @@ def check_values(cfg: Config) -> None:
     t = cfg.train
     if t.max_steps < 0 or t.ckpt_every_steps < 0 or t.log_every < 1:
         raise ConfigError("train: max_steps, ckpt_every_steps >= 0 and log_every >= 1")
+    bad = [n for n in t.loggers if n not in ("jsonl", "tensorboard", "wandb")]
+    if bad:
+        raise ConfigError(f"train.loggers: unknown {bad}; choose from jsonl, tensorboard, wandb")
     if t.precision not in ("auto", "bf16", "fp32"):
         raise ConfigError(f"train.precision: {t.precision!r} is not one of auto, bf16, fp32")
     if cfg.model.init not in (None, "random", "pretrained"):

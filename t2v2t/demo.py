@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,21 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _drain(pipe: Any, into: list[bytes]) -> None:
+    """Read a child's pipe as its bytes arrive (a bar redraws with \\r, not newlines)."""
+    fd = pipe.fileno()
+    while data := os.read(fd, 65536):
+        into.append(data)
+    pipe.close()
+
+
+def _latest_line(chunks: list[bytes], width: int = 160) -> str:
+    """The last non-empty line or bar redraw of a child's output so far."""
+    tail = b"".join(chunks[-8:])[-4096:].decode(errors="replace")
+    parts = [p.strip() for p in tail.replace("\r", "\n").split("\n") if p.strip()]
+    return parts[-1][:width] if parts else ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,8 @@ def pick_recipe(recipe: str, cuda: bool) -> str:
 class Demo:
     """Runs the stages in order, recording commands and timings."""
 
+    heartbeat_s = 20.0  # a line per this many seconds while a stage runs (README.md, "Progress")
+
     def __init__(
         self, run: Path, size: DemoSize, workers: int = 2, log=print, recipe: str = "cpu"
     ) -> None:
@@ -113,14 +132,38 @@ class Demo:
         self.commands.append(f"python {shown}")
         self.log(f"[demo] {stage}: python {shown}")
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+        returncode, stdout, stderr = self._run_with_heartbeat(stage, cmd, start)
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
         (self.run / "logs").mkdir(parents=True, exist_ok=True)
         with open(self.run / "logs" / f"{stage}.log", "a") as f:
-            f.write(f"$ python {shown}\n{proc.stdout}\n{proc.stderr}\n")
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-            raise RuntimeError(f"stage {stage!r} failed (exit {proc.returncode}):\n{tail}")
+            f.write(f"$ python {shown}\n{stdout}\n{stderr}\n")
+        if returncode != 0:
+            tail = "\n".join((stdout + stderr).strip().splitlines()[-25:])
+            raise RuntimeError(f"stage {stage!r} failed (exit {returncode}):\n{tail}")
+
+    def _run_with_heartbeat(self, stage: str, cmd: list[str], start: float) -> tuple[int, str, str]:
+        """Run ``cmd`` capturing its output; every ``heartbeat_s`` print one line with the
+        stage's elapsed time and the child's latest progress (its bar: step, loss, ETA)."""
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+        readers = [
+            threading.Thread(target=_drain, args=(proc.stdout, chunks["out"]), daemon=True),
+            threading.Thread(target=_drain, args=(proc.stderr, chunks["err"]), daemon=True),
+        ]
+        for r in readers:
+            r.start()
+        while True:
+            try:
+                proc.wait(timeout=self.heartbeat_s)
+                break
+            except subprocess.TimeoutExpired:
+                minutes, seconds = divmod(int(time.perf_counter() - start), 60)
+                latest = _latest_line(chunks["err"]) or _latest_line(chunks["out"]) or "running"
+                self.log(f"[demo] {stage} {minutes}m{seconds:02d}s: {latest}")
+        for r in readers:
+            r.join()
+        text = {k: b"".join(v).decode(errors="replace") for k, v in chunks.items()}
+        return proc.returncode, text["out"], text["err"]
 
     # -- stages --------------------------------------------------------------------------------
     def build_shards(self) -> None:

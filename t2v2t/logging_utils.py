@@ -1,8 +1,10 @@
-"""Per-step metrics as JSON lines (``<run>/metrics.jsonl``), and reading them back."""
+"""Per-step metrics as JSON lines (``<run>/metrics.jsonl``), reading them back, and the
+process-wide Python logging set-up."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +43,37 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Python logging, configured once per process (README.md, "Experiment tracking")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_QUIET = ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL")  # per-request noise
+
+
+def setup_logging(log_file: str | Path | None = None, *, main: bool = True) -> None:
+    """Root logger to stderr (INFO on the main rank, WARNING elsewhere) and to ``log_file``.
+
+    Library messages (which weights were loaded from where, hub retries, loader warnings)
+    then land in every run's log. Calling it again (a second run in one process) keeps the
+    stderr handler and swaps the file.
+    """
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if main else logging.WARNING)
+    if not any(getattr(h, "_t2v2t", "") == "stderr" for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._t2v2t = "stderr"  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    for h in [h for h in root.handlers if getattr(h, "_t2v2t", "") == "file"]:
+        root.removeHandler(h)
+        h.close()
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._t2v2t = "file"  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -25,7 +25,8 @@ from torch import nn
 
 from t2v2t.checkpoint import git_commit, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from t2v2t.config import Config, ConfigError, check_files, dump_yaml
-from t2v2t.logging_utils import MetricsLog
+from t2v2t.loggers import RunLoggers, eval_scalars
+from t2v2t.logging_utils import setup_logging
 from t2v2t.optim import CosineSchedule, build_optimizer
 
 LOSS_TERMS = ("loss", "vtc", "vtm", "mlm")
@@ -256,6 +257,7 @@ def train(
     dist.init_distributed()
     rank, world, local_rank = dist.world_info()
     main = rank == 0
+    setup_logging(run_dir / "train.log" if main else None, main=main)
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -353,8 +355,12 @@ def train(
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-        log = MetricsLog(
-            run_dir / "metrics.jsonl", keep_until_step=step if resume_from is not None else None
+        log = RunLoggers(
+            run_dir,
+            cfg.train.loggers,
+            resume_step=step if resume_from is not None else None,
+            config=cfg.to_dict(),
+            wandb_project=cfg.train.wandb_project,
         )
     commit = git_commit()
 
@@ -424,6 +430,8 @@ def train(
                 record = {"step": step, "epoch": round(step / steps_per_epoch, 6)}
                 record.update(zip(LOSS_TERMS, terms, strict=True))
                 record.update(lr=lr, samples_per_s=rate, source=batch.get("source"))
+                if device.type == "cuda":
+                    record["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
                 log.write(record)
                 bar.update(1)
                 if step % cfg.train.log_every == 0 or step == 1:
@@ -458,6 +466,7 @@ def train(
                         "eval_t2v_avg": metric,
                         "best": best,
                         "fusion": cfg.eval.fusion,
+                        **eval_scalars(result),
                     }
                 )
                 note = " (best)" if improved else ""
@@ -477,6 +486,8 @@ RESUME_FREE_KEYS = (
     "train.max_steps",
     "train.ckpt_every_steps",
     "train.log_every",
+    "train.loggers",
+    "train.wandb_project",
     "train.threads",
     "data.num_workers",
     "train.init_checkpoint",

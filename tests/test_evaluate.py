@@ -246,3 +246,18 @@ def test_distributed_evaluation_matches_one_process(tiny, shards, tmp_path):
         assert res["pair_evaluations"] == single["pair_evaluations"]
         assert flat(res["results"]) == pytest.approx(flat(single["results"]))
         np.testing.assert_allclose(got["t2v2t"].numpy(), single.scores["t2v_t2v2t"], atol=1e-4)
+
+
+def test_evaluation_shows_progress_on_stderr(tiny, shards, capsys, monkeypatch):
+    """Feature extraction and re-ranking draw bars on stderr (stdout keeps the results)."""
+    monkeypatch.setenv("T2V2T_PROGRESS_DELAY", "0")  # shown at once, not after 2 s
+    _, directory = shards
+    _eval(tiny, directory)
+    _eval(tiny, directory, pairing="two_pass")
+    out = capsys.readouterr()
+    for stage in ("encode videos", "encode texts", "re-rank pairs", "re-rank t2v", "re-rank v2t"):
+        assert f"eval: {stage}" in out.err, stage
+    assert "100%" in out.err and "eval:" not in out.out
+    monkeypatch.setenv("RANK", "1")  # a non-main rank of torchrun stays quiet
+    _eval(tiny, directory)
+    assert "eval:" not in capsys.readouterr().err

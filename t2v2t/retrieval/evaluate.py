@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from t2v2t.progress import progress
 from t2v2t.retrieval.fusion import FUSIONS, candidate_masks, fuse_all
 from t2v2t.retrieval.metrics import retrieval_metrics
 from t2v2t.retrieval.preprocess import (
@@ -102,7 +103,7 @@ def encode_videos(
     embeds, feats, index = [], [], []
     # Stored in the autocast dtype on GPUs: half the memory for the stage-2 pairs.
     store = amp_dtype(preprocess) if device.type == "cuda" else torch.float32
-    for batch in loader:
+    for batch in progress(loader, desc="eval: encode videos", unit="batch"):
         frames = normalize(batch["frames"].to(device, non_blocking=True), cfg.mean, cfg.std)
         with _amp(device, preprocess):
             video_embeds, video_feat = model.encode_video(frames)
@@ -144,7 +145,8 @@ def encode_texts(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every text on every rank -> (text_embeds [Nt, L, D], attention_mask [Nt, L], text_feat)."""
     embeds, masks, feats = [], [], []
-    for start in range(0, len(texts), batch_size):
+    starts = range(0, len(texts), batch_size)
+    for start in progress(starts, desc="eval: encode texts", unit="batch"):
         tok = tokenizer(
             list(texts[start : start + batch_size]),
             padding="max_length",  # one L for all texts: pairs are stacked across batches

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from t2v2t.progress import progress
+
 PairFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PAIR_BATCH = 128  # pairs per vtm_logits call: VindLU's k, and bounded activation memory
 
@@ -66,7 +68,8 @@ def score_pairs(
     if pair_batch < 1:
         raise ValueError(f"pair_batch must be >= 1, got {pair_batch}")
     out = torch.empty(len(text_idx), dtype=torch.float32)
-    for start in range(0, len(text_idx), pair_batch):
+    starts = range(0, len(text_idx), pair_batch)
+    for start in progress(starts, desc="eval: re-rank pairs", unit="chunk"):
         sl = slice(start, start + pair_batch)
         out[sl] = pair_fn(text_idx[sl], video_idx[sl]).detach().float().cpu()
     return out
@@ -136,11 +139,15 @@ def rerank_two_pass(
     m_t2v = torch.full((nt, nv), float("nan"), dtype=torch.float32)
     m_v2t = torch.full((nt, nv), float("nan"), dtype=torch.float32)
     count = 0
-    for t in range(nt):  # text -> video: text t with each of its k candidate videos
+    for t in progress(
+        range(nt), desc="eval: re-rank t2v", unit="text"
+    ):  # text -> video: text t with each of its k candidate videos
         vids = torch.nonzero(a[t]).flatten()
         m_t2v[t, vids] = pair_fn(torch.full_like(vids, t), vids).detach().float().cpu()
         count += len(vids)
-    for v in range(nv):  # video -> text: video v with each of its k candidate texts
+    for v in progress(
+        range(nv), desc="eval: re-rank v2t", unit="video"
+    ):  # video -> text: video v with each of its k candidate texts
         txts = torch.nonzero(b[:, v]).flatten()
         m_v2t[txts, v] = pair_fn(txts, torch.full_like(txts, v)).detach().float().cpu()
         count += len(txts)
