@@ -45,8 +45,8 @@ class Decoded:
 def packet_fps(path: Path) -> float:
     """Frames per second measured from the video packets' timestamps (for files whose frame
     rate or timescale metadata is missing or zero); DecodeError when they give none."""
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time"]
-    cmd += ["-of", "csv=p=0", str(path)]
+    cmd = [find_tool("ffprobe"), "-v", "error", "-select_streams", "v:0"]
+    cmd += ["-show_entries", "packet=pts_time", "-of", "csv=p=0", str(path)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     except (OSError, subprocess.SubprocessError) as err:
