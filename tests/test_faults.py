@@ -476,3 +476,16 @@ def test_dataloader_worker_error_is_one_line() -> None:
     assert describe(info.value) == (  # ... reads as the original's one line
         "shards/x/a.tar.zst: sha256 differs from the manifest; rebuild it"
     )
+
+
+def test_synthetic_shards_warn_once(toy_shards: Path, tmp_path: Path, capsys) -> None:
+    from t2v2t.shards import warn_if_synthetic, write_manifest
+
+    syn = tmp_path / "syn"
+    syn.mkdir()
+    write_manifest(syn, {**read_manifest(toy_shards), "synthetic": True})
+    assert warn_if_synthetic([toy_shards], "training") is False
+    assert capsys.readouterr().err == ""
+    assert warn_if_synthetic([toy_shards, syn, syn], "training") is True
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: training reads synthetic shards")
