@@ -168,3 +168,27 @@ def test_index_of_a_shard_folder_matches_the_evaluator(vindlu_pth, tmp_path):
     # The bank is the shard's captions: each caption finds a ranked list over all videos.
     top = r.search(idx.captions[:2], idx, k=3)
     assert [len(t) for t in top] == [3, 3] and all(k in idx.keys for k, _ in top[0])
+
+
+def test_finetuning_starts_from_an_exported_folder(vindlu_pth, tmp_path):
+    """CKPT=<exported folder> for fine-tuning: the same weights as the VindLU file it came from."""
+    from t2v2t.config import load_config
+    from t2v2t.train import init_from_checkpoint
+
+    path, _ = vindlu_pth
+    folder = tmp_path / "export"
+    assert _script("export").main([str(path), str(folder)]) == 0
+    models = []
+    for ckpt in (path, folder):
+        cfg = load_config("finetune-msrvtt", "base", [f"train.init_checkpoint={ckpt}"])
+        models.append(init_from_checkpoint(cfg, say=lambda _m: None).state_dict())
+    a, b = models
+    differ = sorted(k for k in a if not torch.equal(a[k], b[k]))
+    # Only the MLM head's transform may differ: the fine-tuned layout has none, so each import
+    # of the .pth builds it fresh (unused by retrieval); the folder keeps the one exported.
+    assert a.keys() == b.keys()
+    assert all(k.startswith("mlm_head.predictions.transform.") for k in differ), differ
+    from t2v2t.models.loading import load_any_checkpoint
+
+    exported = load_any_checkpoint(folder, say=lambda _m: None).model.state_dict()
+    assert all(torch.equal(exported[k], b[k]) for k in b if k != "vision.temporal_pos")
