@@ -105,7 +105,7 @@ bench: setup  ## benchmarks -> bench/results.json and bench/README.md
 bench-gpu: setup  ## one GPU: base-preset training (ceiling, loader-fed, compiled), GPU JPEG decode, MSR-VTT-size eval [ARGS=--quick: CPU dry run]
 	$(PY) scripts/bench_gpu.py $(ARGS)
 
-demo: setup  ## the whole pipeline on the synthetic corpora, tiny model on CPU -> runs/demo/report.md
+demo: setup  ## the whole pipeline on the synthetic corpora, tiny model (GPU recipe when CUDA is present) -> runs/demo/report.md
 	$(PY) scripts/demo.py $(call opt,--run,$(RUN)) $(ARGS)
 
 clean:  ## remove built shards, runs and generated data (keeps .venv)
