@@ -45,7 +45,8 @@ opt = $(if $(2),$(1) $(2))
 SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--split,$(SPLIT)) $(call opt,--frames,$(FRAMES)) \
 	$(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER)) \
 	$(if $(filter-out 0,$(SYNTHETIC)),--synthetic) $(call opt,--annotations,$(ANNOTATIONS)) \
-	$(call opt,--frame-rule,$(FRAME_RULE))
+	$(call opt,--frame-rule,$(FRAME_RULE)) \
+	$(call opt,--samples-per-shard,$(SHARD_SIZE)) $(call opt,--window,$(WINDOW))
 TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) \
 	$(if $(RESUME),--resume) $(ARGS)
 EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) --fusion $(FUSION) $(ARGS)
@@ -81,11 +82,11 @@ lint: setup  ## ruff lint + format check
 format: setup
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder [DATA= SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS=]
+shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder [DATA= SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_SIZE= WINDOW=]
 	$(PY) scripts/build_shards.py --dataset $(DATASET) $(SHARD_OPTS)
 
-verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f
-	$(PY) scripts/verify_shards.py $(DIR)
+verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f [WORKERS= SCHEDULER=]
+	$(PY) scripts/verify_shards.py $(DIR) $(if $(filter command line environment,$(origin WORKERS)),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 pretrain: setup  ## pre-training, the paper's recipe [PRESET=tiny GPUS= CKPT= RUN= RESUME=1 ARGS='k=v ...']
 	$(LAUNCH) scripts/train.py --task pretrain $(TRAIN_OPTS)

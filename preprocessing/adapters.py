@@ -14,6 +14,7 @@ the check is on the path as written, not on where links lead (README.md, "Errors
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Callable
@@ -74,10 +75,16 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a headed CSV as ``(line number, row)``; a bad header or row names ``file:line``."""
+def _read_csv(
+    path: Path, required: tuple[str, ...], byte_range: tuple[int, int, int] | None = None
+) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a headed CSV as ``(line number, row)``; a bad header or row names ``file:line``.
+
+    ``byte_range``: ``(start, stop, first line)``, whole rows only (see
+    :mod:`preprocessing.slices`): the header is read from the file's start, then only those bytes.
+    """
     try:
-        return _csv_rows(path, required)
+        return _csv_rows(path, required, byte_range)
     except UnicodeDecodeError as err:
         raise AnnotationError(
             f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}): "
@@ -87,7 +94,9 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str
         raise AnnotationError(f"{path}: not a readable CSV ({err})") from None
 
 
-def _csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+def _csv_rows(
+    path: Path, required: tuple[str, ...], byte_range: tuple[int, int, int] | None = None
+) -> list[tuple[int, dict[str, str]]]:
     with open(_need(path, "annotation CSV"), newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, [])
@@ -97,16 +106,24 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str
                 f"{path}:1: header {header} lacks column(s) {missing}: the file needs the "
                 f"columns {', '.join(required)}"
             )
+        offset = 0
+        if byte_range is not None:
+            start, stop, first_line = byte_range
+            f.buffer.seek(start)  # type: ignore[attr-defined]
+            text = f.buffer.read(stop - start).decode("utf-8")  # type: ignore[attr-defined]
+            reader = csv.reader(io.StringIO(text, newline=""))
+            offset = first_line - 1
         rows = []
         for fields in reader:
             if not fields:  # a blank line
                 continue
+            line = reader.line_num + offset
             if len(fields) != len(header):
                 raise AnnotationError(
-                    f"{path}:{reader.line_num}: row has {len(fields)} fields, header has "
+                    f"{path}:{line}: row has {len(fields)} fields, header has "
                     f"{len(header)}: quote fields that hold commas"
                 )
-            rows.append((reader.line_num, dict(zip(header, fields, strict=True))))
+            rows.append((line, dict(zip(header, fields, strict=True))))
     return rows
 
 
@@ -152,17 +169,32 @@ def webvid_csv(root: Path, split: str) -> Path | None:
     return found[0] if found else None
 
 
+WEBVID_COLUMNS = ("videoid", "page_dir", "name")
+
+
+def webvid_record(root: Path, path: Path, line: int, row: dict[str, str]) -> VideoRecord:
+    """One WebVid CSV row -> its record (``videos/<page_dir>/<videoid>.mp4``)."""
+    vid, page = row["videoid"].strip(), row["page_dir"].strip()
+    if not vid or not page:
+        raise AnnotationError(f"{path}:{line}: empty videoid or page_dir ({row})")
+    return _record(root, vid, root / "videos" / page / f"{vid}.mp4", [row["name"]])
+
+
+def webvid_path(root: Path, split: str, annotations: Path | None = None) -> Path:
+    """The annotation CSV the ``webvid`` adapter reads for ``split``."""
+    return annotations or webvid_csv(root, split) or root / f"results_2M_{split}.csv"
+
+
 def webvid(root: Path, split: str, annotations: Path | None = None) -> list[VideoRecord]:
     """``results_{2M,10M}_<split>.csv`` (or ``annotations``) + ``videos/<page_dir>/<videoid>.mp4``."""
-    path = annotations or webvid_csv(root, split) or root / f"results_2M_{split}.csv"
-    records = []
-    for line, row in _read_csv(path, ("videoid", "page_dir", "name")):
-        vid, page = row["videoid"].strip(), row["page_dir"].strip()
-        if not vid or not page:
-            raise AnnotationError(f"{path}:{line}: empty videoid or page_dir ({row})")
-        media = root / "videos" / page / f"{vid}.mp4"
-        records.append(_record(root, vid, media, [row["name"]]))
-    return records
+    path = webvid_path(root, split, annotations)
+    return [webvid_record(root, path, ln, row) for ln, row in _read_csv(path, WEBVID_COLUMNS)]
+
+
+def webvid_slice(root: Path, path: Path, byte_range: tuple[int, int, int]) -> list[VideoRecord]:
+    """The records of one byte range of a WebVid CSV (a worker reads only its slice)."""
+    rows = _read_csv(path, WEBVID_COLUMNS, byte_range)
+    return [webvid_record(root, path, ln, row) for ln, row in rows]
 
 
 # --- CC3M (img2dataset "files" layout) ---------------------------------------------------------

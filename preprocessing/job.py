@@ -18,18 +18,18 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from preprocessing.cluster import dask_client, windowed
 from preprocessing.records import VideoRecord
+from preprocessing.slices import CsvSlice, CsvSource, plan_slices, slice_records
 from preprocessing.writer import BUILDER_VERSION, ShardTask, failure, run_shard_task
 from t2v2t.errors import UsageError, on_path
 from t2v2t.frames import MIDDLE_MODES
@@ -85,9 +85,17 @@ def created_with() -> dict[str, str]:
     return out
 
 
-def fingerprint(task: ShardTask) -> str:
-    """A digest of everything a shard's bytes depend on (not the absolute data location)."""
-    spec = {k: v for k, v in asdict(task).items() if k not in ("records", "path")}
+def fingerprint(task: ShardTask, early: list[dict[str, str]] | None = None) -> str:
+    """A digest of everything a shard's bytes depend on (not the absolute data location).
+
+    ``early``: the failures a sliced task found before decoding (refused paths, duplicates).
+    """
+    # Field by field: asdict would deep-copy every record first.
+    spec = {
+        f.name: getattr(task, f.name) for f in fields(task) if f.name not in ("records", "path")
+    }
+    if early:
+        spec["early"] = early
     spec["path"] = Path(task.path).name
     spec["builder"] = [BUILDER_VERSION, created_with()]
     spec["records"] = [
@@ -128,12 +136,12 @@ def _reusable(out_dir: Path, task: ShardTask, digest: str) -> dict[str, Any] | N
     }
 
 
-def _clean(out_dir: Path, keep: set[str]) -> None:
-    """Remove temporary files of a killed build and shards no longer part of this build."""
+def _clean(out_dir: Path, keep: set[str] | None) -> None:
+    """Remove temporary files of a killed build and (``keep`` given) shards not in this build."""
     for p in out_dir.iterdir():
         if p.name.startswith(".") and p.name.endswith(".tmp"):
             p.unlink()
-        elif p.name.endswith(SHARD_SUFFIX) and p.name not in keep:
+        elif keep is not None and p.name.endswith(SHARD_SUFFIX) and p.name not in keep:
             p.unlink()
             _marker_path(out_dir, p.name).unlink(missing_ok=True)
     done = out_dir / DONE_DIR
@@ -143,81 +151,130 @@ def _clean(out_dir: Path, keep: set[str]) -> None:
                 p.unlink()
 
 
+@dataclass(frozen=True)
+class Work:
+    """One submitted task: a shard's parameters with either its records or its annotation slice.
+
+    A sliced task carries no records: the worker reads its rows, stats and hashes them itself,
+    so the driver's memory does not grow with the corpus (README.md, "Shards at scale").
+    """
+
+    task: ShardTask
+    out: str
+    source: CsvSource | None = None
+    part: CsvSlice | None = None
+
+
+def screen(records: Iterable[VideoRecord]) -> tuple[list[VideoRecord], list[dict[str, str]]]:
+    """Usable records (absolute media paths) and failures for refused paths and duplicate keys.
+
+    Duplicate keys would make two samples indistinguishable: the later ones fail. A record its
+    adapter refused (a path outside the data folder) is never handed to the decoder.
+    """
+    seen: set[str] = set()
+    unique: list[VideoRecord] = []
+    early: list[dict[str, str]] = []
+    for rec in records:
+        if rec.refused:
+            early.append(failure(rec, rec.refused))
+        elif rec.key in seen:
+            early.append(failure(rec, f"duplicate key {rec.key!r}"))
+        else:
+            seen.add(rec.key)
+            unique.append(replace(rec, media=Path(os.path.abspath(rec.media))))
+    return unique, early
+
+
+def run_work(work: Work) -> dict[str, Any]:
+    """Build (or keep) one shard in a worker; returns a small summary, never per-record data.
+
+    The shard's failures go to its done-marker, read back when ``failures.jsonl`` is written.
+    """
+    task, early, rows = work.task, [], len(work.task.records)
+    if work.part is not None and work.source is not None:
+        records = slice_records(work.source, work.part)
+        rows = len(records)
+        unique, early = screen(records)
+        task = replace(task, records=unique)
+    digest = fingerprint(task, early)
+    out = Path(work.out)
+    result = _reusable(out, task, digest)
+    reused = result is not None
+    if result is None:
+        result = run_shard_task(task)
+        result["failures"] = early + result["failures"]
+        # The marker goes after the shard file: a shard without one is rebuilt next time.
+        marker = {"fingerprint": digest, **result}
+        atomic_write_bytes(
+            _marker_path(out, result["info"]["name"]), json.dumps(marker, sort_keys=True).encode()
+        )
+    return {
+        "index": task.index,
+        "info": result["info"],
+        "num_failed": len(result["failures"]),
+        "fps_warnings": result.get("fps_warnings", 0),
+        "rows": rows,
+        "reused": reused,
+    }
+
+
 def _run(
-    tasks: list[ShardTask],
+    works: Iterable[Work],
+    total: int | None,
     workers: int,
     scheduler: str | None,
     progress: bool,
     on_done: Callable[[dict[str, Any]], None],
+    window: int,
+    on_submit: Callable[[], None],
 ) -> None:
+    """Run ``works`` with at most ``window`` tasks in flight, refilled as they complete."""
     from tqdm import tqdm
 
-    if not tasks:
-        return
-    bar = tqdm(total=len(tasks), desc="shards", unit="shard", disable=not progress)
+    bar = tqdm(total=total, desc="shards", unit="shard", disable=not progress)
     if scheduler is None and workers == 0:  # in-process: tests and tiny jobs, no cluster
-        for t in tasks:
-            on_done(run_shard_task(t))
+        for w in works:
+            on_submit()
+            on_done(run_work(w))
             bar.update()
         bar.close()
         return
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    # The client logs every failed reconnect with a traceback; a lost scheduler is reported
-    # below in one line instead.
-    client_log = logging.getLogger("distributed.client")
-    client_level = client_log.level
-    client_log.setLevel(logging.CRITICAL)
-    if scheduler:
-        try:
-            client = Client(scheduler)
-        except (OSError, TimeoutError) as err:
-            client_log.setLevel(client_level)
-            raise UsageError(
-                f"cannot reach the Dask scheduler (SCHEDULER={scheduler}): {err}; start it with "
-                "`dask scheduler`, or leave SCHEDULER= empty for a local cluster"
-            ) from None
-    else:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
-        client = Client(cluster)
     try:
-        if progress:
-            print(f"[shards] Dask dashboard: {client.dashboard_link}", flush=True)
-        futures = [
-            client.submit(
-                run_shard_task,
-                t,
-                key=f"shard-{Path(t.path).name}-{os.getpid()}",
-                pure=False,
-                retries=1,
-            )
-            for t in tasks
-        ]
-        try:
-            for fut in as_completed(futures):
-                on_done(fut.result())
+        with dask_client(workers, scheduler) as client:
+            if progress:
+                print(f"[shards] Dask dashboard: {client.dashboard_link}", flush=True)
+            for result in windowed(
+                client,
+                run_work,
+                works,
+                window=window,
+                name=lambda w: f"shard-{Path(w.task.path).name}",
+                scheduler=scheduler,
+                on_submit=on_submit,
+            ):
+                on_done(result)
                 bar.update()
-        except (OSError, CancelledError, TimeoutError) as err:
-            if isinstance(err, OSError) and err.filename is not None:
-                raise  # a worker's file error (full disk, permissions): the path says it all
-            where = f"SCHEDULER={scheduler}" if scheduler else "the local cluster"
-            raise UsageError(
-                f"lost the Dask scheduler ({where}): {type(err).__name__}: {err}; "
-                "re-run the same command when it is back: finished shards are kept"
-            ) from None
     finally:
         bar.close()
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        client_log.setLevel(client_level)
+
+
+def _write_failures(out: Path, early: list[dict[str, str]], names: list[str]) -> None:
+    """``failures.jsonl``: the driver's own failures, then each shard's from its marker, streamed."""
+    path = out / FAILURES
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for item in early:
+            f.write(json.dumps(item, sort_keys=True, ensure_ascii=False) + "\n")
+        for name in names:
+            for item in json.loads(_marker_path(out, name).read_text())["failures"]:
+                f.write(json.dumps(item, sort_keys=True, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def build_shards(
-    records: list[VideoRecord],
+    records: list[VideoRecord] | CsvSource,
     out_dir: str | Path,
     *,
     dataset: str,
@@ -233,12 +290,18 @@ def build_shards(
     scheduler: str | None = None,
     progress: bool = True,
     synthetic: bool = False,
+    window: int = 0,
+    stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build (or finish) a shard folder from ``records``; returns the manifest.
 
+    ``records``: a list, or a :class:`CsvSource` whose CSV is cut into slices of
+    ``samples_per_shard`` rows that the workers read themselves (README.md, "Shards at scale").
     ``workers`` processes of a local Dask cluster, or the cluster at ``scheduler``
     (``tcp://host:port``); ``workers=0`` without a scheduler runs in this process.
-    ``synthetic`` is recorded in the manifest (training and evaluation warn about it).
+    ``window``: tasks in flight at once (0: four per worker thread). ``synthetic`` is recorded
+    in the manifest (training and evaluation warn about it). ``stats``, when given, receives
+    ``first_submit_s`` (seconds from the call to the first submitted task) and ``tasks``.
     """
     if workers < 0:
         raise UsageError(f"workers must be >= 0 (WORKERS={workers}): 0 builds in this process")
@@ -270,11 +333,14 @@ def build_shards(
             scheduler=scheduler,
             progress=progress,
             synthetic=synthetic,
+            window=window,
+            stats={} if stats is None else stats,
+            t0=time.perf_counter(),
         )
 
 
 def _build_locked(
-    records: list[VideoRecord],
+    records: list[VideoRecord] | CsvSource,
     out: Path,
     *,
     dataset: str,
@@ -290,28 +356,17 @@ def _build_locked(
     scheduler: str | None,
     progress: bool,
     synthetic: bool,
+    window: int,
+    stats: dict[str, Any],
+    t0: float,
 ) -> dict[str, Any]:
     (out / DONE_DIR).mkdir(exist_ok=True)
 
-    # Duplicate keys would make two samples indistinguishable: the later ones fail. A record
-    # its adapter refused (a path outside the data folder) is never handed to a worker.
-    seen: set[str] = set()
-    unique: list[VideoRecord] = []
-    early_failures: list[dict[str, str]] = []
-    for rec in records:
-        if rec.refused:
-            early_failures.append(failure(rec, rec.refused))
-        elif rec.key in seen:
-            early_failures.append(failure(rec, f"duplicate key {rec.key!r}"))
-        else:
-            seen.add(rec.key)
-            unique.append(replace(rec, media=Path(os.path.abspath(rec.media))))
-
-    tasks = [
-        ShardTask(
+    def shard_task(i: int, recs: list[VideoRecord]) -> ShardTask:
+        return ShardTask(
             index=i,
             path=str(out / shard_name(dataset, split, i)),
-            records=unique[start : start + samples_per_shard],
+            records=recs,
             dataset=dataset,
             split=split,
             num_frames=num_frames,
@@ -321,45 +376,71 @@ def _build_locked(
             short_side=short_side,
             jpeg_quality=jpeg_quality,
         )
-        for i, start in enumerate(range(0, len(unique), samples_per_shard))
-    ]
-    _clean(out, {Path(t.path).name for t in tasks})
 
+    # Shard i always holds the same inputs: rows [i*n, (i+1)*n) of the annotation, whatever
+    # the worker count. A list is screened here; a sliced CSV is screened by its workers.
+    early_failures: list[dict[str, str]] = []
+    total: int | None
+    if isinstance(records, CsvSource):
+        source = replace(
+            records,
+            root=os.path.abspath(records.root),
+            path=os.path.abspath(records.path),
+        )
+        works: Iterable[Work] = (
+            Work(shard_task(i, []), str(out), source, part)
+            for i, part in enumerate(plan_slices(source.path, samples_per_shard))
+        )
+        num_records, total = None, None
+    else:
+        unique, early_failures = screen(records)
+        works = [
+            Work(shard_task(i, unique[start : start + samples_per_shard]), str(out))
+            for i, start in enumerate(range(0, len(unique), samples_per_shard))
+        ]
+        num_records, total = len(records), len(works)
+    _clean(out, None)  # temp files of a killed build; stale shards go once the count is known
+    (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest
+
+    # Per shard the driver keeps only its small summary (name, size, sha256, counts).
     results: dict[int, dict[str, Any]] = {}
-    digests = {t.index: fingerprint(t) for t in tasks}
-    pending = []
-    for t in tasks:
-        done = _reusable(out, t, digests[t.index])
-        if done is None:
-            pending.append(t)
-        else:
-            results[t.index] = done
-    if progress and len(pending) < len(tasks):
-        print(f"[shards] {len(tasks) - len(pending)} of {len(tasks)} shards already complete")
+    stats["tasks"] = 0
 
-    if pending:  # the folder is incomplete until the new manifest is written
-        (out / MANIFEST).unlink(missing_ok=True)
+    stats["max_in_flight"] = 0
+
+    def on_submit() -> None:
+        if stats["tasks"] == 0:
+            stats["first_submit_s"] = time.perf_counter() - t0
+        stats["tasks"] += 1
+        in_flight = stats["tasks"] - len(results)
+        stats["max_in_flight"] = max(stats["max_in_flight"], in_flight)
+
+    if window < 1:
+        window = 4 * max(workers, 1)
 
     def on_done(result: dict[str, Any]) -> None:
-        # The marker goes after the shard file: a shard without one is rebuilt next time.
         results[result["index"]] = result
-        marker = {"fingerprint": digests[result["index"]], **result}
-        atomic_write_bytes(
-            _marker_path(out, result["info"]["name"]), json.dumps(marker, sort_keys=True).encode()
-        )
 
-    _run(pending, workers, scheduler, progress, on_done)
-    _clean(out, {Path(t.path).name for t in tasks})  # temp files of workers that died
+    _run(works, total, workers, scheduler, progress, on_done, window, on_submit)
+    n = len(results)
+    if sorted(results) != list(range(n)):
+        raise RuntimeError(f"{out}: shard results missing ({n} of {stats['tasks']} tasks)")
+    names = [results[i]["info"]["name"] for i in range(n)]
+    _clean(out, set(names))  # temp files of workers that died, shards of an older, bigger build
+    kept = sum(r["reused"] for r in results.values())
+    if progress and kept:
+        print(f"[shards] {kept} of {n} shards were already complete (kept)")
 
-    infos = [results[t.index]["info"] for t in tasks]
-    failures = early_failures + [f for t in tasks for f in results[t.index]["failures"]]
+    infos = [results[i]["info"] for i in range(n)]
     num_samples = sum(i["samples"] for i in infos)
-    if num_samples + len(failures) != len(records):  # never drop an input silently
+    num_failed = len(early_failures) + sum(r["num_failed"] for r in results.values())
+    if num_records is None:
+        num_records = sum(r["rows"] for r in results.values())
+    if num_samples + num_failed != num_records:  # never drop an input silently
         raise RuntimeError(
-            f"{out}: {num_samples} samples + {len(failures)} failures != {len(records)} records"
+            f"{out}: {num_samples} samples + {num_failed} failures != {num_records} records"
         )
-    lines = "".join(json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n" for f in failures)
-    atomic_write_bytes(out / FAILURES, lines.encode())
+    _write_failures(out, early_failures, names)
     manifest = {
         "format": FORMAT,
         "dataset": dataset,
@@ -371,11 +452,9 @@ def _build_locked(
         "short_side": short_side,
         "jpeg_quality": jpeg_quality,
         "num_samples": num_samples,
-        "num_failed": len(failures),
+        "num_failed": num_failed,
         "synthetic": bool(synthetic),
-        "warnings": {
-            "fps_from_packets": sum(results[t.index].get("fps_warnings", 0) for t in tasks)
-        },
+        "warnings": {"fps_from_packets": sum(r.get("fps_warnings", 0) for r in results.values())},
         "shards": infos,
         "created_with": created_with(),
     }

@@ -15,7 +15,7 @@ from t2v2t.benchlog import BENCH_DIR
 from t2v2t.errors import cli
 
 SCRIPTS = Path(__file__).resolve().parent
-ORDER = ["shards", "loader", "rerank", "train"]
+ORDER = ["shards", "driver", "loader", "rerank", "train"]
 
 
 def main(argv: list[str] | None = None) -> int:
