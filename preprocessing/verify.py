@@ -100,7 +100,9 @@ def verify_dir(
     jobs = [(folder, e, manifest["num_frames"], decode_jpegs) for e in entries]
     results: dict[str, dict[str, Any]] = {}
     bar = (
-        progress_bar(total=len(jobs), desc=f"verify {directory.name}", unit="shard")
+        progress_bar(
+            total=manifest.get("num_samples"), desc=f"verify {directory.name}", unit="sample"
+        )
         if progress
         else tqdm(disable=True)
     )
@@ -109,7 +111,7 @@ def verify_dir(
             for job in jobs:
                 res = verify_shard(job)
                 results[res["name"]] = res
-                bar.update()
+                bar.update(res["count"])
         else:
             with dask_client(workers, scheduler) as client:
                 for res in windowed(
@@ -121,7 +123,7 @@ def verify_dir(
                     scheduler=scheduler,
                 ):
                     results[res["name"]] = res
-                    bar.update()
+                    bar.update(res["count"])
     finally:
         bar.close()
     ordered = [results[e["name"]] for e in entries]
