@@ -94,7 +94,7 @@ def test_checkpoint_atomic_and_rng_roundtrip(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     state = rng_state()
     expected = (torch.rand(3), __import__("numpy").random.rand(2), __import__("random").random())
-    save_checkpoint(path, {"rng": [state], "step": 3})
+    save_checkpoint(path, {"model": {}, "rng": [state], "step": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left
     loaded = load_checkpoint(path)  # weights_only=True
     set_rng_state(loaded["rng"][0])
