@@ -1,10 +1,13 @@
 """The Dask shard job: records -> fixed shards -> one task per shard -> manifest.
 
-Records are split into shards before any work starts (shard i always holds the same records), so
-the output does not depend on the number of workers or which worker ran what. A finished shard
-gets a done-marker (``.done/<shard>.json``: its inputs' fingerprint, sha256 and failures); a
-re-run keeps shards whose file still matches their marker and rebuilds the rest. The failures
-list and then the manifest are written last, atomically: a folder with a manifest is complete.
+Inputs are split into shards by position (shard i always holds rows ``[i*n, (i+1)*n)``), so the
+output does not depend on the number of workers or which worker ran what. A WebVid CSV is handed
+out as byte-range slices that the workers read, stat, fingerprint and hash themselves, and at
+most a window of tasks is in flight: the driver's memory does not grow with the corpus
+(README.md, "Shards at scale"). A finished shard gets a done-marker (``.done/<shard>.json``:
+its inputs' fingerprint, sha256 and failures); a re-run keeps shards whose file still matches
+their marker and rebuilds the rest. The failures list and then the manifest are written last,
+atomically: a folder with a manifest is complete.
 
 Every path a task carries is absolute, so a Dask worker started in any folder (or on another
 machine with the same mounts) reads and writes the same files. A build holds an exclusive lock
