@@ -71,7 +71,7 @@ SIZES = {
     # The end-to-end test inside `make test`: every stage, small.
     "quick": DemoSize(
         webvid=48, msrvtt=64, msrvtt_test=24, anet=40, pretrain_steps=60,
-        finetune_steps=20, batch_size=8, image_size=64, eval_k=12, finetune_frames=4,
+        finetune_steps=40, batch_size=8, image_size=64, eval_k=12, finetune_frames=4,
     ),
 }  # fmt: skip
 
