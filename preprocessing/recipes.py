@@ -1,4 +1,4 @@
-"""The paper's shard recipe per dataset (DESIGN.md section 4 and the helpers' contract)."""
+"""The paper's shard recipe per dataset."""
 
 from __future__ import annotations
 

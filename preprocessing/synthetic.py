@@ -1,4 +1,4 @@
-"""Synthetic corpora in each dataset's native layout (DESIGN.md section 9).
+"""Synthetic corpora in each dataset's native layout.
 
 A video shows one shape (circle, square, triangle, cross) of a colour and size on a plain
 background, moving left/right/up/down slowly or quickly; the path keeps it on screen and a shape

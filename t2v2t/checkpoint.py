@@ -1,6 +1,6 @@
 """Training checkpoints: atomic save, RNG capture/restore, git commit.
 
-A checkpoint is a plain dict (HELPERS contract): ``model`` (unwrapped state_dict), ``preset``,
+A checkpoint is a plain dict: ``model`` (unwrapped state_dict), ``preset``,
 ``config`` (resolved, plain dict), ``optimizer``, ``scheduler``, ``rng``, ``data_position``
 ({"epoch", "samples"}), ``step``, ``git_commit``. Everything in it loads with
 ``torch.load(..., weights_only=True)``: RNG states are stored as tensors and lists, not numpy

@@ -1,4 +1,4 @@
-"""Streaming shard loader: deterministic, resumable, worker-count independent (DESIGN.md 4-5).
+"""Streaming shard loader: deterministic, resumable, worker-count independent.
 
 How an epoch is made (see :mod:`t2v2t.plan` for the pure part):
 

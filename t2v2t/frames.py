@@ -1,4 +1,4 @@
-"""The one function that decides which frames a video contributes (DESIGN.md section 4).
+"""The one function that decides which frames a video contributes.
 
 The shard builder calls :func:`frame_indices` to choose the frames it stores; the loader calls
 :func:`choose_candidates` to pick one stored candidate per segment for an epoch, and

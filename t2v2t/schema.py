@@ -1,4 +1,4 @@
-"""The one description of a shard sample (DESIGN.md section 5), shared by writer and reader.
+"""The one description of a shard sample, shared by writer and reader.
 
 A sample is a group of tar members sharing a key: ``<key>.json`` (:class:`SampleMeta`) and
 ``<key>.000.jpg``, ``<key>.001.jpg``, ... in the order of ``frame_indices`` flattened.

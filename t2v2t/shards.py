@@ -1,6 +1,6 @@
 """Shard files: naming, deterministic tar+zstd writing, streaming reads, manifests.
 
-The only place that knows how a shard is laid out on disk (DESIGN.md section 5). Files appear
+The only place that knows how a shard is laid out on disk. Files appear
 under their final name only when complete: written to a temporary name, fsynced, renamed.
 """
 

@@ -1,6 +1,6 @@
 """The temporal check of the synthetic test sets: do direction twins get their own caption?
 
-A direction twin is its partner's frames in reverse order (DESIGN.md section 9): same colour,
+A direction twin is its partner's frames in reverse order: same colour,
 shape, size, background and speed, opposite direction. Only frame order tells them apart, so an
 appearance-only model prefers the right video of a twin pair half the time (chance = 0.5).
 """

@@ -1,4 +1,4 @@
-"""VindLU model (DESIGN.md section 6): build presets, tokenizer, strict weight loading."""
+"""VindLU model: build presets, tokenizer, strict weight loading."""
 
 from t2v2t.models.build import (
     WeightsMismatchError,

@@ -1,4 +1,4 @@
-"""Model presets (DESIGN.md section 6): one dataclass, two named presets, dotted-free overrides."""
+"""Model presets: one dataclass, two named presets, dotted-free overrides."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Retrieval evaluation: features -> stage 1 (VTC top-k) -> stage 2 (VTM, shared pairs) -> fusions.
 
-:func:`evaluate_retrieval` returns the JSON of issue 6 (every fusion, both directions) as an
+:func:`evaluate_retrieval` returns the result JSON (every fusion, both directions) as an
 :class:`EvalResult` — a plain ``dict`` (JSON-serialisable as it is) whose ``scores`` attribute holds
 the matrices; :func:`write_eval_outputs` writes ``<dataset>_<split>.json`` and
 ``<dataset>_<split>_scores.npz``. Under ``torch.distributed`` every rank encodes its share of the

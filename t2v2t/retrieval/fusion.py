@@ -1,4 +1,4 @@
-"""VindLU's score matrices and the three fusions of DESIGN.md section 7.
+"""VindLU's score matrices and the three fusions.
 
 Inputs are dense [num_texts, num_videos] tensors:
 

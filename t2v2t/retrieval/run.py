@@ -51,7 +51,7 @@ class EvalOptions:
 def _coerce(name: str, raw: str, tp: str) -> Any:
     value = yaml.safe_load(raw) if raw.strip() else None
     try:
-        if tp.startswith("bool"):  # rerank=vtm|none as in DESIGN.md, or true/false
+        if tp.startswith("bool"):  # rerank=vtm|none, or true/false
             word = str(value).lower()
             if word in ("vtm", "true", "1", "yes"):
                 return True
