@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.records import VideoRecord
+from t2v2t.data.schema import safe_key
 from t2v2t.errors import UsageError
-from t2v2t.schema import safe_key
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
 

@@ -34,10 +34,9 @@ from preprocessing.cluster import dask_client, windowed
 from preprocessing.records import VideoRecord
 from preprocessing.slices import CsvSlice, CsvSource, plan_slices, slice_records
 from preprocessing.writer import BUILDER_VERSION, ShardTask, failure, run_shard_task
-from t2v2t.errors import UsageError, on_path
-from t2v2t.frames import MIDDLE_MODES
-from t2v2t.schema import FORMAT
-from t2v2t.shards import (
+from t2v2t.data.frames import MIDDLE_MODES
+from t2v2t.data.schema import FORMAT
+from t2v2t.data.shards import (
     FAILURES,
     MANIFEST,
     SHARD_SUFFIX,
@@ -46,6 +45,7 @@ from t2v2t.shards import (
     shard_name,
     write_manifest,
 )
+from t2v2t.errors import UsageError, on_path
 
 DONE_DIR = ".done"
 LOCK = ".lock"

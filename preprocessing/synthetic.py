@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from preprocessing.tools import find_tool
-from t2v2t.schema import safe_key
+from t2v2t.data.schema import safe_key
 from t2v2t.seeding import rng_for
 
 SHAPES = {

@@ -14,9 +14,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from preprocessing.cluster import dask_client, windowed
-from t2v2t.progress import progress as progress_bar
-from t2v2t.schema import decode_sample
-from t2v2t.shards import (
+from t2v2t.data.schema import decode_sample
+from t2v2t.data.shards import (
     FAILURES,
     ShardError,
     ShardInfo,
@@ -25,6 +24,7 @@ from t2v2t.shards import (
     read_manifest,
     shard_infos,
 )
+from t2v2t.progress import progress as progress_bar
 
 
 def verify_shard(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]:

@@ -14,10 +14,10 @@ from typing import Any
 
 from preprocessing.decode import decode_frames, encode_jpeg
 from preprocessing.records import VideoRecord
+from t2v2t.data.frames import frame_indices
+from t2v2t.data.schema import SampleMeta, encode_sample
+from t2v2t.data.shards import write_shard
 from t2v2t.errors import on_path
-from t2v2t.frames import frame_indices
-from t2v2t.schema import SampleMeta, encode_sample
-from t2v2t.shards import write_shard
 
 # Bumped whenever the builder's output bytes change for the same inputs (decoder, resizer,
 # member layout): finished shards of an older builder are then rebuilt, not kept.

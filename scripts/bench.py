@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark, each in its own process, then print the table.
 
 Benchmarks: ``scripts/bench_<name>.py`` with a ``main(argv)``; each records its figures through
-``t2v2t.benchlog.record``. ``--only name,name`` runs a subset.
+``t2v2t.tools.benchlog.record``. ``--only name,name`` runs a subset.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from t2v2t.benchlog import BENCH_DIR
 from t2v2t.errors import cli
+from t2v2t.tools.benchlog import BENCH_DIR
 
 SCRIPTS = Path(__file__).resolve().parent
 ORDER = ["shards", "driver", "loader", "rerank", "train"]

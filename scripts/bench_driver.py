@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from t2v2t import benchlog
 from t2v2t.errors import cli
+from t2v2t.tools import benchlog
 
 
 def write_csv(path: Path, rows: int) -> None:

@@ -9,7 +9,7 @@ Phases (each sized by step counts and capped in seconds; the whole run stays ins
    shards with ``--workers`` workers, decoding on CPU in the workers; its rate over the ceiling
    shows whether loading holds the GPU back (target >= 0.95).
 3. ``train-loader-gpu-decode``: the same with ``data.decode_device=cuda`` (JPEGs decoded on the
-   GPU in batches, :mod:`t2v2t.gpu_decode`).
+   GPU in batches, :mod:`t2v2t.data.gpu_decode`).
 4. ``finetune-ceiling``: the fine-tuning step (12 frames, batch 32, VTC+VTM).
 5. ``jpeg``: decode + crop + resize of the same JPEG bytes, frames/s: the CPU path
    (libjpeg-turbo, one core) beside the batched GPU path (nvJPEG through ``decode_jpeg``).
@@ -47,7 +47,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
-from t2v2t.benchlog import BENCH_DIR, machine, record  # noqa: E402
+from t2v2t.tools.benchlog import BENCH_DIR, machine, record  # noqa: E402
 
 VINDLU_V100_SAMPLES_PER_S = 5.5e6 * 10 / (15 * 86400)  # 15 V100-days, 10 epochs, 5.5M pairs
 
@@ -99,9 +99,9 @@ def write_shards(
     out: Path, *, split: str, count: int, frames: int, candidates: int, hw: tuple[int, int]
 ) -> Path:
     """A shard folder of ``count`` samples (one caption each) in the project's schema."""
-    from t2v2t.frames import frame_indices
-    from t2v2t.schema import FORMAT, SampleMeta, encode_sample
-    from t2v2t.shards import info_dict, shard_name, write_manifest, write_shard
+    from t2v2t.data.frames import frame_indices
+    from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+    from t2v2t.data.shards import info_dict, shard_name, write_manifest, write_shard
 
     mode = "rand" if split == "train" else "middle"
     pool = _jpeg_pool(64, hw)
@@ -140,9 +140,9 @@ class Trainer:
     """One model + optimiser for a task's recipe, stepping on given batches."""
 
     def __init__(self, task: str, preset: str, device: torch.device, extra: list[str]) -> None:
-        from t2v2t.config import load_config
-        from t2v2t.optim import build_optimizer
-        from t2v2t.train import autocast_dtype, build_model_for, seed_everything
+        from t2v2t.training.config import load_config
+        from t2v2t.training.loop import autocast_dtype, build_model_for, seed_everything
+        from t2v2t.training.optim import build_optimizer
 
         over = ["model.init=random", "train.init_checkpoint=null", *extra]
         self.cfg = load_config(task, preset, over)
@@ -167,7 +167,7 @@ class Trainer:
                 getattr(self.model, name).compile(backend=backend)
 
     def step(self, batch: dict[str, Any]) -> float:
-        from t2v2t.train import forward_loss
+        from t2v2t.training.loop import forward_loss
 
         out = forward_loss(self.step_model, batch, self.cfg, self.device, self.amp)
         self.opt.zero_grad(set_to_none=True)
@@ -239,7 +239,7 @@ def loader_batches(
     device: torch.device, decode_device: str | None,
 ) -> Iterator[dict]:  # fmt: skip
     """The real training loader over the shards, epoch after epoch."""
-    from t2v2t.data import TrainSource, make_train_loader
+    from t2v2t.data.loader import TrainSource, make_train_loader
 
     epoch = 0
     while True:
@@ -256,10 +256,10 @@ def loader_batches(
 def jpeg_rates(shards: Path, *, videos: int, frames: int, size: int, rounds: int,
                device: torch.device) -> dict[str, Any]:  # fmt: skip
     """Decode + crop + resize of the same videos' JPEGs: CPU path (one core) vs batched device."""
-    from t2v2t.augment import decode_frames, train_crop
-    from t2v2t.gpu_decode import decode_batch, pack_jpegs
-    from t2v2t.schema import decode_sample
-    from t2v2t.shards import iter_samples, read_manifest
+    from t2v2t.data.augment import decode_frames, train_crop
+    from t2v2t.data.gpu_decode import decode_batch, pack_jpegs
+    from t2v2t.data.schema import decode_sample
+    from t2v2t.data.shards import iter_samples, read_manifest
 
     todo: list[tuple[list[bytes], Any]] = []
     for info in read_manifest(shards)["shards"]:

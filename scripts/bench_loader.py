@@ -43,14 +43,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from preprocessing.tools import find_tool
-from t2v2t.augment import random_resized_crop
-from t2v2t.benchlog import BENCH_DIR, machine, record
-from t2v2t.data import TrainSource, make_train_loader
-from t2v2t.errors import cli
-from t2v2t.frames import frame_indices
-from t2v2t.schema import decode_sample, encode_sample
-from t2v2t.seeding import rng_for
-from t2v2t.shards import (
+from t2v2t.data.augment import random_resized_crop
+from t2v2t.data.frames import frame_indices
+from t2v2t.data.loader import TrainSource, make_train_loader
+from t2v2t.data.schema import decode_sample, encode_sample
+from t2v2t.data.shards import (
     info_dict,
     iter_samples,
     read_manifest,
@@ -58,6 +55,9 @@ from t2v2t.shards import (
     write_manifest,
     write_shard,
 )
+from t2v2t.errors import cli
+from t2v2t.seeding import rng_for
+from t2v2t.tools.benchlog import BENCH_DIR, machine, record
 
 SIZE = 224
 FRAMES = 4
@@ -171,7 +171,7 @@ def jpeg_limit_rate(shards: Path, min_frames: int) -> tuple[float, int, float]:
 
 def own_decoder_rate(shards: Path, min_frames: int) -> tuple[float, int, float]:
     """The loader's decoder (torchvision's libjpeg-turbo op) alone on the same JPEG bytes."""
-    from t2v2t.augment import _DECODE_JPEG, _RGB
+    from t2v2t.data.augment import _DECODE_JPEG, _RGB
 
     if _DECODE_JPEG is None:
         return 0.0, 0, 0.0

@@ -4,7 +4,7 @@ On the synthetic MSR-VTT test shards (built with ``scripts/build_shards.py --dat
 missing) with the tiny model (``runs/finetune-msrvtt/best.pt`` when it is a tiny checkpoint, else
 random weights: pair counts and time do not depend on the weights when k covers the candidates),
 the same evaluation runs with ``pairing=shared`` and ``pairing=two_pass`` (and shared pairs
-without per-video K/V reuse, for the breakdown), alternating, in one process. Figures (``t2v2t.benchlog``): ``rerank_pairs_ratio`` = two-pass / shared VTM pair
+without per-video K/V reuse, for the breakdown), alternating, in one process. Figures (``t2v2t.tools.benchlog``): ``rerank_pairs_ratio`` = two-pass / shared VTM pair
 evaluations, ``rerank_time_ratio`` = two-pass / shared seconds of the whole evaluation (median of
 the repeats). Targets: >= 1.5 and >= 1.4. ``--quick`` builds a few videos in a temporary folder,
 runs once and records into that folder, not ``bench/``.
@@ -28,9 +28,9 @@ from t2v2t.errors import cli
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
-from t2v2t.benchlog import BENCH_DIR, machine, record  # noqa: E402
 from t2v2t.retrieval.evaluate import evaluate_retrieval  # noqa: E402
 from t2v2t.retrieval.run import eval_shard_dir  # noqa: E402
+from t2v2t.tools.benchlog import BENCH_DIR, machine, record  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

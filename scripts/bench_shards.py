@@ -22,8 +22,8 @@ from preprocessing.adapters import load_records
 from preprocessing.job import build_shards
 from preprocessing.synthetic import generate
 from preprocessing.tools import find_tool
-from t2v2t import benchlog
 from t2v2t.errors import cli
+from t2v2t.tools import benchlog
 
 
 def _ffmpeg_seconds(paths: list[Path]) -> float:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from t2v2t.benchlog import BENCH_DIR, record
-from t2v2t.config import load_config
 from t2v2t.errors import cli
-from t2v2t.optim import build_optimizer
-from t2v2t.train import autocast_dtype, build_model_for, forward_loss, seed_everything
+from t2v2t.tools.benchlog import BENCH_DIR, record
+from t2v2t.training.config import load_config
+from t2v2t.training.loop import autocast_dtype, build_model_for, forward_loss, seed_everything
+from t2v2t.training.optim import build_optimizer
 
 VINDLU_V100_SAMPLES_PER_S = 5.5e6 * 10 / (15 * 86400)
 

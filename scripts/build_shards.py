@@ -31,9 +31,9 @@ from preprocessing.synthetic import (
     generate,
     is_complete,
 )
+from t2v2t.data.frames import FRAME_RULES
+from t2v2t.data.shards import shard_dir
 from t2v2t.errors import UsageError, cli
-from t2v2t.frames import FRAME_RULES
-from t2v2t.shards import shard_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

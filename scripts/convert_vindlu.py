@@ -28,8 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from t2v2t.checkpoint import git_commit, save_checkpoint
     from t2v2t.models.loading import CheckpointError, load_any_checkpoint
+    from t2v2t.training.checkpoint import git_commit, save_checkpoint
 
     try:
         loaded = load_any_checkpoint(args.input, say=print)

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from t2v2t.demo import RECIPES, STAGES, Demo, pick_recipe
 from t2v2t.errors import cli
+from t2v2t.tools.demo import RECIPES, STAGES, Demo, pick_recipe
 
 
 def gpu_figures(metrics: dict, minutes: float) -> dict[str, float]:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         (run / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         print(f"[demo] GPU recipe: {figures}")
         if cuda and args.size == "full":
-            from t2v2t.benchlog import record
+            from t2v2t.tools.benchlog import record
 
             name = torch.cuda.get_device_name(0)
             summary = (f"`make demo` GPU recipe on {name}: {figures['gpu_demo_minutes']} min "

@@ -78,7 +78,7 @@ EOF
   demo_mb=$(du -sm "$DEV/demo" | cut -f1)
   echo "[device_check] bench carry (.device/whl + .device/site): ${env_mb} MiB; demo carry (.device/demo): ${demo_mb} MiB"
   if [ "$demo_mb" -gt "$CARRY_LIMIT_MB" ]; then
-    echo "error: $DEV/demo is ${demo_mb} MiB, over ${CARRY_LIMIT_MB}: shrink GPU_SIZES in t2v2t/demo.py" >&2
+    echo "error: $DEV/demo is ${demo_mb} MiB, over ${CARRY_LIMIT_MB}: shrink GPU_SIZES in t2v2t/tools/demo.py" >&2
     exit 2
   fi
   if [ $((env_mb + demo_mb)) -le "$CARRY_LIMIT_MB" ]; then

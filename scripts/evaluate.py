@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from t2v2t.data.shards import warn_if_synthetic
 from t2v2t.errors import cli
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.run import (
@@ -26,7 +27,6 @@ from t2v2t.retrieval.run import (
     output_dir,
     parse_options,
 )
-from t2v2t.shards import warn_if_synthetic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

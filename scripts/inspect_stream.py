@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from t2v2t.data import TrainSource, make_train_loader
+from t2v2t.data.loader import TrainSource, make_train_loader
+from t2v2t.data.shards import ShardError, read_manifest
 from t2v2t.errors import cli
-from t2v2t.shards import ShardError, read_manifest
 
 
 def main(argv: list[str] | None = None) -> int:

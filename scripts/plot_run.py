@@ -17,7 +17,7 @@ from t2v2t.errors import cli
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from t2v2t.logging_utils import read_metrics  # noqa: E402
+from t2v2t.training.metrics_log import read_metrics  # noqa: E402
 
 TERMS = ("loss", "vtc", "vtm", "mlm")
 

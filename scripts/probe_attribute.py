@@ -1,4 +1,4 @@
-"""Attribute probe of a video encoder on a synthetic corpus (see ``t2v2t/probe.py``).
+"""Attribute probe of a video encoder on a synthetic corpus (see ``t2v2t/tools/probe.py``).
 
     python scripts/probe_attribute.py --ckpt runs/demo/finetune-msrvtt/best.pt \\
         --shards runs/demo/shards/msrvtt --attributes runs/demo/data/msrvtt/synthetic_attributes.json \\
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from t2v2t.errors import cli
-from t2v2t.probe import ATTRIBUTES, load_clips, run_probe
+from t2v2t.tools.probe import ATTRIBUTES, load_clips, run_probe
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -17,9 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-from t2v2t.config import TASKS, ConfigError, check_files, load_config
+from t2v2t.data.shards import ShardError, warn_if_synthetic
 from t2v2t.errors import cli
-from t2v2t.shards import ShardError, warn_if_synthetic
+from t2v2t.training.config import TASKS, ConfigError, check_files, load_config
 
 
 def is_setup_error(err: BaseException) -> bool:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             resume_from = ckpt or run_dir / "last.pt"
         check_files(cfg, resume_from=resume_from)  # before the slow imports: fail fast
         warn_if_synthetic([src.dir for src in cfg.data.sources.values()], "training")
-        from t2v2t.train import train
+        from t2v2t.training.loop import train
 
         result = train(cfg, run_dir, resume_from=resume_from)
     except Exception as e:

@@ -67,7 +67,7 @@ def resize_frames(frames: torch.Tensor, size: int, preprocess: str) -> torch.Ten
     """uint8 ``[T, H, W, 3]`` -> ``[T, size, size, 3]`` by the evaluation's rule: VindLU's
     bicubic squash, or the project's centred square resized bilinearly (no copy when the frames
     already have the size)."""
-    from t2v2t.augment import squash_bicubic
+    from t2v2t.data.augment import squash_bicubic
 
     if tuple(frames.shape[1:3]) == (size, size):
         return frames
@@ -140,7 +140,7 @@ class Retriever:
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(text_embeds [Nt, L, D], attention_mask [Nt, L], text_feat [Nt, E]) on the device."""
-        from t2v2t.text import tokenize
+        from t2v2t.data.captions import tokenize
 
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise TypeError("texts must be a list of strings")
@@ -173,7 +173,7 @@ class Retriever:
         """Frames of one video as evaluation shards store them: the middle frame of each of
         ``num_frames`` segments (VindLU's rule for a VindLU checkpoint), short side 224."""
         from preprocessing.decode import decode_frames
-        from t2v2t.frames import frame_indices
+        from t2v2t.data.frames import frame_indices
 
         mode = "vindlu_middle" if self.preprocess == "vindlu" else "middle"
 
@@ -189,7 +189,7 @@ class Retriever:
         self, frames: torch.Tensor | Sequence[str | Path]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(video_embeds [Nv, T*(N+1), D], video_feat [Nv, T, E]) on the CPU, float32."""
-        from t2v2t.augment import normalize
+        from t2v2t.data.augment import normalize
 
         if not isinstance(frames, torch.Tensor):
             frames = list(frames)
@@ -308,7 +308,7 @@ class Retriever:
 
     @torch.inference_mode()
     def _encode_shards(self, src: Path) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor]:
-        from t2v2t.data import eval_texts
+        from t2v2t.data.loader import eval_texts
         from t2v2t.retrieval.evaluate import encode_videos
 
         texts = eval_texts(src)

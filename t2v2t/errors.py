@@ -60,8 +60,8 @@ def on_path(path: str | Path) -> Iterator[None]:
 def _expected_types() -> tuple[type[BaseException], ...]:
     """The project's own error types (imported lazily: the model package pulls in torch)."""
     from preprocessing.adapters import AnnotationError
-    from t2v2t.config import ConfigError
-    from t2v2t.shards import ShardError
+    from t2v2t.data.shards import ShardError
+    from t2v2t.training.config import ConfigError
 
     types: list[type[BaseException]] = [UsageError, ConfigError, ShardError, AnnotationError]
     models = sys.modules.get("t2v2t.models")

@@ -172,8 +172,8 @@ def test_index_of_a_shard_folder_matches_the_evaluator(vindlu_pth, tmp_path):
 
 def test_finetuning_starts_from_an_exported_folder(vindlu_pth, tmp_path):
     """CKPT=<exported folder> for fine-tuning: the same weights as the VindLU file it came from."""
-    from t2v2t.config import load_config
-    from t2v2t.train import init_from_checkpoint
+    from t2v2t.training.config import load_config
+    from t2v2t.training.loop import init_from_checkpoint
 
     path, _ = vindlu_pth
     folder = tmp_path / "export"

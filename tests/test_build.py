@@ -18,9 +18,9 @@ from preprocessing.job import build_shards
 from preprocessing.records import VideoRecord
 from preprocessing.synthetic import generate
 from preprocessing.verify import verify_dir
-from t2v2t.frames import frame_indices
-from t2v2t.schema import decode_sample
-from t2v2t.shards import iter_samples, open_zstd, read_manifest, sha256_file
+from t2v2t.data.frames import frame_indices
+from t2v2t.data.schema import decode_sample
+from t2v2t.data.shards import iter_samples, open_zstd, read_manifest, sha256_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers_video import make_bad_inputs, make_odd_inputs  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from t2v2t.config import (
+from t2v2t.training.config import (
     TASKS,
     Config,
     ConfigError,

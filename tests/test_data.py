@@ -21,9 +21,10 @@ import pytest
 import torch
 from PIL import Image
 
-from t2v2t import augment
-from t2v2t.augment import Crop, decode_frames
-from t2v2t.data import (
+from t2v2t.data import augment
+from t2v2t.data.augment import Crop, decode_frames
+from t2v2t.data.frames import frame_indices
+from t2v2t.data.loader import (
     ShardWarning,
     TrainSource,
     eval_texts,
@@ -31,11 +32,10 @@ from t2v2t.data import (
     make_train_loader,
     normalize,
 )
-from t2v2t.frames import frame_indices
-from t2v2t.plan import buffer_shuffle, train_plans
-from t2v2t.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.data.plan import buffer_shuffle, train_plans
+from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.data.shards import ShardError, info_dict, shard_name, write_manifest, write_shard
 from t2v2t.seeding import rng_for
-from t2v2t.shards import ShardError, info_dict, shard_name, write_manifest, write_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 32, 48  # stored frame size
@@ -456,8 +456,8 @@ def test_inspect_stream_world_size_4_every_key_once_and_few_repeats(tmp_path, ca
 
 
 def test_shard_samples_can_skip_the_bytes_of_unwanted_samples(shards) -> None:
-    from t2v2t.shards import iter_samples
-    from t2v2t.tarstream import iter_shard_samples
+    from t2v2t.data.shards import iter_samples
+    from t2v2t.data.tarstream import iter_shard_samples
 
     path = shards["video"] / shard_name("vid", "train", 0)
     full = list(iter_samples(path))
@@ -471,7 +471,7 @@ def test_shard_samples_can_skip_the_bytes_of_unwanted_samples(shards) -> None:
 def test_lean_tar_reader_matches_tarfile(tmp_path) -> None:
     import tarfile
 
-    from t2v2t.tarstream import iter_tar
+    from t2v2t.data.tarstream import iter_tar
 
     long = "k" * 120 + ".json"  # needs a pax (or GNU) long-name record
     members = [("a.json", b"{}"), ("a.000.jpg", b"x" * 700), (long, b"y"), ("d/b.txt", b"")]
@@ -504,7 +504,7 @@ def test_lean_tar_reader_matches_tarfile(tmp_path) -> None:
 
 
 def test_fast_tokenize_equals_the_transformers_call(tokenizer) -> None:
-    from t2v2t.text import tokenize
+    from t2v2t.data.captions import tokenize
 
     texts = ["a red circle moves left", "", "word " * 80, "ünïcode and punctuation, too!"]
     for max_len in (8, 32, 64):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from preprocessing.decode import DecodeError, _ffmpeg, decode_frames, encode_jpeg, plan_size
 from preprocessing.tools import find_tool
-from t2v2t.frames import frame_indices
+from t2v2t.data.frames import frame_indices
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers_video import make_bad_inputs, make_odd_inputs  # noqa: E402

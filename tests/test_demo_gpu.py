@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from t2v2t.demo import GPU_SIZES, SIZES, Demo, DemoSize, pick_recipe
+from t2v2t.tools.demo import GPU_SIZES, SIZES, Demo, DemoSize, pick_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

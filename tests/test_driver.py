@@ -11,7 +11,7 @@ from preprocessing.job import build_shards
 from preprocessing.slices import CsvSource, plan_slices, slice_records
 from preprocessing.synthetic import generate
 from preprocessing.verify import verify_dir
-from t2v2t.shards import read_manifest, sha256_file
+from t2v2t.data.shards import read_manifest, sha256_file
 
 OPTS = dict(
     dataset="webvid",

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.data.shards import info_dict, shard_dir, shard_name, write_manifest, write_shard
 from t2v2t.retrieval.metrics import retrieval_metrics
-from t2v2t.schema import FORMAT, SampleMeta, encode_sample
-from t2v2t.shards import info_dict, shard_dir, shard_name, write_manifest, write_shard
 
 NUM_VIDEOS, STORED_FRAMES, SIZE = 9, 12, 32
 # Video 3 has two captions: a video with several texts (MSR-VTT train style).

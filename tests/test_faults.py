@@ -14,7 +14,7 @@ import pytest
 
 from preprocessing.synthetic import generate
 from preprocessing.verify import verify_dir
-from t2v2t.shards import read_manifest
+from t2v2t.data.shards import read_manifest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_shards import make_train_shards, tiny_overrides  # noqa: E402
@@ -299,8 +299,8 @@ def test_bad_checkpoint_is_one_line(how: str, which: str, toy_shards: Path, tmp_
 
 
 def test_every_bad_checkpoint_is_refused_by_both_loaders(tmp_path: Path) -> None:
-    from t2v2t.checkpoint import load_checkpoint
     from t2v2t.errors import CheckpointError, describe
+    from t2v2t.training.checkpoint import load_checkpoint
 
     for ckpt in _bad_checkpoints(tmp_path).values():
         with pytest.raises(CheckpointError) as info:
@@ -459,8 +459,8 @@ def test_lost_scheduler_mid_build(webvid: Path, tmp_path: Path) -> None:
 def test_dataloader_worker_error_is_one_line() -> None:
     import torch
 
+    from t2v2t.data.shards import ShardError
     from t2v2t.errors import describe
-    from t2v2t.shards import ShardError
 
     class Bad(torch.utils.data.Dataset):
         def __len__(self) -> int:
@@ -479,7 +479,7 @@ def test_dataloader_worker_error_is_one_line() -> None:
 
 
 def test_synthetic_shards_warn_once(toy_shards: Path, tmp_path: Path, capsys) -> None:
-    from t2v2t.shards import warn_if_synthetic, write_manifest
+    from t2v2t.data.shards import warn_if_synthetic, write_manifest
 
     syn = tmp_path / "syn"
     syn.mkdir()

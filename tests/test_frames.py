@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from t2v2t.frames import choose_candidates, frame_indices, segment_bounds, subsample_segments
+from t2v2t.data.frames import choose_candidates, frame_indices, segment_bounds, subsample_segments
 
 CASES = [
     (n, vlen, mode, c)

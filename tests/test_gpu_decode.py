@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from t2v2t.augment import Crop
-from t2v2t.data import TrainSource, make_train_loader
-from t2v2t.frames import frame_indices
-from t2v2t.gpu_decode import crop_resize, decode_batch, pack_jpegs
-from t2v2t.schema import FORMAT, SampleMeta, encode_sample
-from t2v2t.shards import info_dict, shard_name, write_manifest, write_shard
+from t2v2t.data.augment import Crop
+from t2v2t.data.frames import frame_indices
+from t2v2t.data.gpu_decode import crop_resize, decode_batch, pack_jpegs
+from t2v2t.data.loader import TrainSource, make_train_loader
+from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.data.shards import info_dict, shard_name, write_manifest, write_shard
 
 H, W, SIZE, FRAMES = 48, 64, 32, 4
 
@@ -96,7 +96,7 @@ def test_batched_decode_gives_the_cpu_paths_batches(shards, workers) -> None:
 
 
 def test_crop_resize_matches_the_cpu_decoder_on_every_crop_kind() -> None:
-    from t2v2t.augment import decode_frames
+    from t2v2t.data.augment import decode_frames
 
     data = _jpeg(np.random.default_rng(1))
     from torchvision.io import decode_jpeg

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.data.shards import info_dict, shard_dir, shard_name, write_manifest, write_shard
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.html_report import TOP, pick_queries, write_html_report
 from t2v2t.retrieval.metrics import best_ranks, retrieval_metrics
 from t2v2t.retrieval.stats import retrieval_statistics
-from t2v2t.schema import FORMAT, SampleMeta, encode_sample
-from t2v2t.shards import info_dict, shard_dir, shard_name, write_manifest, write_shard
 
 NV, FRAMES, SIZE = 8, 6, 40
 EVIL = '<script>alert("x")</script> a \'red\' & "blue" square'

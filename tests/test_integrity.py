@@ -19,9 +19,15 @@ import zstandard
 from test_evaluate import write_eval_shards
 from train_shards import make_train_shards, tiny_overrides
 
-from t2v2t.data import ShardWarning, TrainSource, eval_texts, make_eval_loader, make_train_loader
-from t2v2t.logging_utils import read_metrics
-from t2v2t.shards import HashingReader, ShardError, read_manifest, sha256_file
+from t2v2t.data.loader import (
+    ShardWarning,
+    TrainSource,
+    eval_texts,
+    make_eval_loader,
+    make_train_loader,
+)
+from t2v2t.data.shards import HashingReader, ShardError, read_manifest, sha256_file
+from t2v2t.training.metrics_log import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

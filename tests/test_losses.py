@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from t2v2t import dist
-from t2v2t.losses import (
+from t2v2t.training.losses import (
     LossWeights,
     mask_tokens,
     positive_mask,

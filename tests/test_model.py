@@ -363,7 +363,7 @@ def _order_margins(model, frames, ids, mask) -> torch.Tensor:
 
 
 def _train_with_reversal(tokenizer, reverse: float, steps: int = 120) -> tuple[torch.Tensor, ...]:
-    from t2v2t.optim import build_optimizer
+    from t2v2t.training.optim import build_optimizer
 
     torch.manual_seed(0)
     model = build_model("tiny", init="pretrained", overrides={**SMALL, "vision_depth": 2})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from train_shards import make_train_shards
 
-from t2v2t.demo import SIZES, Demo
+from t2v2t.tools.demo import SIZES, Demo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import tarfile
 import pytest
 import zstandard
 
-from t2v2t.schema import SampleMeta, decode_sample, encode_sample, safe_key
-from t2v2t.shards import ShardError, check_shard_file, iter_samples, read_manifest, write_shard
+from t2v2t.data.schema import SampleMeta, decode_sample, encode_sample, safe_key
+from t2v2t.data.shards import ShardError, check_shard_file, iter_samples, read_manifest, write_shard
 
 
 def _meta(key: str, n: int) -> SampleMeta:

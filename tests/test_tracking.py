@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from train_shards import make_train_shards, tiny_overrides
 
-from t2v2t.config import ConfigError, load_config
-from t2v2t.loggers import scalar_tags
-from t2v2t.logging_utils import read_metrics
+from t2v2t.training.config import ConfigError, load_config
+from t2v2t.training.loggers import scalar_tags
+from t2v2t.training.metrics_log import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_tensorboard_holds_what_metrics_jsonl_holds(toy: dict[str, Path]) -> None:
-    from t2v2t.train import train
+    from t2v2t.training.loop import train
 
     overrides = tiny_overrides(
         toy["train"], "train.max_steps=3", "train.loggers=[jsonl,tensorboard]"

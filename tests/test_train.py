@@ -12,10 +12,10 @@ import pytest
 import torch
 from train_shards import make_train_shards, tiny_overrides
 
-from t2v2t.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from t2v2t.config import load_config
-from t2v2t.logging_utils import MetricsLog, read_metrics
-from t2v2t.optim import CosineSchedule, cosine_lr, no_weight_decay, param_groups
+from t2v2t.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from t2v2t.training.config import load_config
+from t2v2t.training.metrics_log import MetricsLog, read_metrics
+from t2v2t.training.optim import CosineSchedule, cosine_lr, no_weight_decay, param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_lr_scale_groups_for_text_and_temporal_parameters() -> None:
     the temporal modules, the rest; the optimiser starts each group at lr x its scale."""
     from t2v2t.models import build_model
     from t2v2t.models.vindlu import is_pretrained_text, is_temporal
-    from t2v2t.optim import build_optimizer, lr_scale_for
+    from t2v2t.training.optim import build_optimizer, lr_scale_for
 
     model = build_model("tiny", init="pretrained", overrides={"image_size": 32})
     opt = build_optimizer(model, 1e-4, 0.02, (0.9, 0.999), text_lr_scale=0.5, temporal_lr_scale=30)
@@ -119,7 +119,7 @@ def test_metrics_log_drops_steps_after_resume_point(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """32 optimiser steps of the tiny preset (VTC+VTM+MLM) on 128 toy videos, in-process."""
-    from t2v2t.train import train
+    from t2v2t.training.loop import train
 
     root = tmp_path_factory.mktemp("train")
     shards = make_train_shards(root / "shards", num_samples=128, per_shard=32)
@@ -196,7 +196,7 @@ def test_plot_run(tiny_run: Path) -> None:
 
 def test_finetune_evaluates_each_epoch_and_keeps_best(tiny_run: Path, tmp_path: Path) -> None:
     """Fine-tuning from the pre-training checkpoint: eval JSON per epoch, best.pt by T2V Avg."""
-    from t2v2t.train import train
+    from t2v2t.training.loop import train
 
     train_dir = make_train_shards(
         tmp_path / "shards", dataset="msrvtt", num_samples=16, per_shard=8

@@ -36,7 +36,7 @@ def test_pre_text_truncates_words():
 def test_squash_bicubic_matches_torchvision_and_ignores_aspect():
     import torchvision.transforms.functional as TF
 
-    from t2v2t.augment import squash_bicubic
+    from t2v2t.data.augment import squash_bicubic
 
     g = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (2, 40, 70, 3), dtype=torch.uint8, generator=g)
@@ -74,7 +74,7 @@ def _jpeg_frame(h, w, seed):
 
 
 def test_decode_frames_bicubic_squash_of_wide_frames():
-    from t2v2t.augment import decode_frames, full_frame, squash_bicubic
+    from t2v2t.data.augment import decode_frames, full_frame, squash_bicubic
 
     jpegs = [_jpeg_frame(24, 48, s) for s in range(3)]
     out = np.zeros((3, 16, 16, 3), dtype=np.uint8)
@@ -181,7 +181,7 @@ def _vindlu_middle(num_frames, vlen):
 
 @pytest.mark.parametrize(("num_frames", "vlen"), [(12, 300), (12, 37), (4, 10), (8, 5), (3, 3)])
 def test_vindlu_frame_rule(num_frames, vlen):
-    from t2v2t.frames import frame_indices
+    from t2v2t.data.frames import frame_indices
 
     got = [s[0] for s in frame_indices(num_frames, vlen, "vindlu_middle")]
     assert got == _vindlu_middle(num_frames, vlen)
@@ -197,8 +197,8 @@ def test_build_shards_with_vindlu_frame_rule(tmp_path):
 
     from preprocessing.job import build_shards
     from preprocessing.records import VideoRecord
-    from t2v2t.schema import decode_sample
-    from t2v2t.shards import iter_samples, read_manifest
+    from t2v2t.data.schema import decode_sample
+    from t2v2t.data.shards import iter_samples, read_manifest
 
     sys.path.insert(0, str(Path(__file__).parent))
     from helpers_video import make_video

@@ -389,8 +389,8 @@ def test_convert_script_writes_a_project_checkpoint(tmp_path):
 def test_pretraining_embedding_zero_padded_for_finetuning(tmp_path):
     """VindLU's loader: a 4-frame pre-training embedding into a 12-frame fine-tuning model keeps
     its 4 rows and adds 8 zero rows (no interpolation); fewer frames keep the first rows."""
-    from t2v2t.config import load_config
-    from t2v2t.train import init_from_checkpoint
+    from t2v2t.training.config import load_config
+    from t2v2t.training.loop import init_from_checkpoint
 
     path = tmp_path / "pt.pth"
     info = write_vindlu_checkpoint(path, layout="pretrained", num_frames=4)
@@ -467,8 +467,8 @@ def test_finetune_from_a_vindlu_pretraining_checkpoint(tmp_path):
     checkpoint that loads again."""
     from train_shards import make_train_shards, tiny_overrides
 
-    from t2v2t.config import load_config
-    from t2v2t.train import train
+    from t2v2t.training.config import load_config
+    from t2v2t.training.loop import train
 
     src = tmp_path / "pt.pth"
     info = write_vindlu_checkpoint(src, layout="pretrained", num_frames=4)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from t2v2t.schema import FORMAT, SampleMeta, encode_sample
-from t2v2t.shards import info_dict, shard_name, write_manifest, write_shard
+from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.data.shards import info_dict, shard_name, write_manifest, write_shard
 
 COLOURS = {
     "red": (220, 30, 30),

@@ -252,7 +252,7 @@ def load_weights(model: torch.nn.Module, path_or_state: str | Path | Mapping[str
         where = str(path_or_state)
         if not Path(path_or_state).is_file():
             raise FileNotFoundError(f"checkpoint {where} does not exist")
-        from t2v2t.checkpoint import read_weights_file
+        from t2v2t.training.checkpoint import read_weights_file
 
         obj = read_weights_file(path_or_state)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertForMaskedLM
 
-from t2v2t import losses
 from t2v2t.models.config import ModelConfig
 from t2v2t.models.text import FusionEncoder, TextEncoder
 from t2v2t.models.vision import VideoEncoder
+from t2v2t.training import losses
 
 
 def is_pretrained_text(name: str) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from t2v2t.data.shards import read_manifest
 from t2v2t.progress import progress
 from t2v2t.retrieval.fusion import FUSIONS, candidate_masks, fuse_all
 from t2v2t.retrieval.metrics import retrieval_metrics
@@ -38,7 +39,6 @@ from t2v2t.retrieval.rerank import (
     rerank_two_pass,
 )
 from t2v2t.retrieval.stats import retrieval_statistics
-from t2v2t.shards import read_manifest
 
 PARAGRAPH_DATASETS = ("didemo", "anet")  # one paragraph per video: longer texts
 TEXT_LEN = {"sentence": 32, "paragraph": 64}
@@ -87,7 +87,7 @@ def encode_videos(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """This rank's videos -> (video_embeds [n, T*(N+1), Dv] local rows, video_rows [Nv] global ->
     local row or -1, video_feat [Nv, T, E] of every video, gathered from all ranks)."""
-    from t2v2t.data import make_eval_loader, normalize
+    from t2v2t.data.loader import make_eval_loader, normalize
 
     rank, world = _world()
     cfg = model.config
@@ -205,7 +205,7 @@ def evaluate_retrieval(
     (VindLU's frames, caption cleaning, raw stage-1 cosines and fp16; see
     :mod:`t2v2t.retrieval.preprocess`).
     """
-    from t2v2t.data import eval_texts
+    from t2v2t.data.loader import eval_texts
 
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")

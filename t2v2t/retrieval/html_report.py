@@ -58,9 +58,9 @@ def load_strips(
     height), read from the eval shards; only the wanted samples are decoded."""
     from PIL import Image
 
-    from t2v2t.schema import decode_sample
-    from t2v2t.shards import read_manifest, shard_infos
-    from t2v2t.tarstream import iter_shard_samples
+    from t2v2t.data.schema import decode_sample
+    from t2v2t.data.shards import read_manifest, shard_infos
+    from t2v2t.data.tarstream import iter_shard_samples
 
     directory = Path(shard_dir)
     wanted = set(int(v) for v in videos)
@@ -312,7 +312,7 @@ def write_html_report(
 ) -> Path:
     """Write the report; thumbnails and captions come from ``shard_dir`` (default the result's
     ``shards``). Without readable shards it still writes, with "no frames" in place of strips."""
-    from t2v2t.shards import ShardError
+    from t2v2t.data.shards import ShardError
 
     gt: list[list[int]] = [[] for _ in range(arrays["t2v_none"].shape[0])]
     for t, v in np.asarray(arrays["gt"]).reshape(-1, 2).tolist():
@@ -321,7 +321,7 @@ def write_html_report(
     shard_dir = shard_dir or result.get("shards")
     texts, strips = None, {}
     if shard_dir:
-        from t2v2t.data import eval_texts
+        from t2v2t.data.loader import eval_texts
 
         try:
             texts = eval_texts(shard_dir).texts

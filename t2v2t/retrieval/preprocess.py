@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from t2v2t.augment import squash_bicubic
+from t2v2t.data.augment import squash_bicubic
 
 PREPROCESS = ("project", "vindlu")
 

@@ -1,6 +1,6 @@
 """Streaming shard loader: deterministic, resumable, worker-count independent.
 
-How an epoch is made (see :mod:`t2v2t.plan` for the pure part):
+How an epoch is made (see :mod:`t2v2t.data.plan` for the pure part):
 
 1. Shards are listed from ``manifest.json`` and checked against it (size always; sha256 with
    ``verify_hash=True``, once per shard per process). A bad shard is a :class:`ShardError` naming
@@ -20,9 +20,9 @@ How an epoch is made (see :mod:`t2v2t.plan` for the pure part):
    decoded 224p frame): with ``W`` workers that reading is done ``W`` times (roughly +10% CPU at
    W = 8 with 2 stored candidates per frame), while decoding is never duplicated.
 4. Late decode: only the chosen candidate frames are decoded (per segment, from
-   ``(seed, epoch, key)`` via :func:`t2v2t.frames.choose_candidates`), cropped/flipped/resized
-   once per video (:mod:`t2v2t.augment`), written into a preallocated uint8 batch; captions are
-   chosen per epoch and tokenised (:mod:`t2v2t.text`).
+   ``(seed, epoch, key)`` via :func:`t2v2t.data.frames.choose_candidates`), cropped/flipped/resized
+   once per video (:mod:`t2v2t.data.augment`), written into a preallocated uint8 batch; captions are
+   chosen per epoch and tokenised (:mod:`t2v2t.data.captions`).
 
 Padding: each rank yields ``ceil(samples / world_size)`` samples per source (the last batch may
 be short); the ranks one sample short repeat their last one, so an epoch repeats at most
@@ -55,7 +55,7 @@ import torch
 import zstandard
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from t2v2t.augment import (
+from t2v2t.data.augment import (
     TRAIN_SCALE,
     Crop,
     center_crop,
@@ -64,11 +64,11 @@ from t2v2t.augment import (
     normalize,
     train_crop,
 )
-from t2v2t.frames import choose_candidates, subsample_segments
-from t2v2t.plan import RankPlan, eval_plan, interleave, train_plan
-from t2v2t.schema import META_EXT, SampleMeta, frame_ext
+from t2v2t.data.frames import choose_candidates, subsample_segments
+from t2v2t.data.plan import RankPlan, eval_plan, interleave, train_plan
+from t2v2t.data.schema import META_EXT, SampleMeta, frame_ext
 from t2v2t.seeding import rng_for
-from t2v2t.shards import (
+from t2v2t.data.shards import (
     HashingReader,
     ShardError,
     ShardInfo,
@@ -78,8 +78,8 @@ from t2v2t.shards import (
     sha256_file,
     shard_infos,
 )
-from t2v2t.tarstream import iter_shard_samples, iter_tar
-from t2v2t.text import SENTENCE_LEN, choose_caption, tokenize, video_id
+from t2v2t.data.tarstream import iter_shard_samples, iter_tar
+from t2v2t.data.captions import SENTENCE_LEN, choose_caption, tokenize, video_id
 
 __all__ = [
     "EvalTexts",
@@ -302,7 +302,7 @@ class _PlannedBatches(IterableDataset):
     hflip: bool = True
     verify_stream: bool = True  # hash shards as they stream (off only to measure its cost)
     hint: str = ""  # appended to shard errors (what the user can set)
-    decode: bool = True  # False: batches carry packed JPEGs, decoded later (t2v2t.gpu_decode)
+    decode: bool = True  # False: batches carry packed JPEGs, decoded later (t2v2t.data.gpu_decode)
     # Evaluation frames: "project" (short side + centre crop, bilinear) or "vindlu" (the whole
     # frame squashed to a square, bicubic: README.md, "Reproduce the paper's tables ...").
     preprocess: str = "project"
@@ -388,8 +388,8 @@ class _PlannedBatches(IterableDataset):
                 batch["input_ids"], batch["attention_mask"] = ids, mask
         else:
             batch["index"] = torch.as_tensor(positions, dtype=torch.long)
-        if not self.decode:  # the frames are decoded on the training device (t2v2t.gpu_decode)
-            from t2v2t.gpu_decode import pack_jpegs
+        if not self.decode:  # the frames are decoded on the training device (t2v2t.data.gpu_decode)
+            from t2v2t.data.gpu_decode import pack_jpegs
 
             del batch["frames"]
             batch["jpeg_data"], batch["jpeg_offsets"] = pack_jpegs([j for j, _ in todo])
@@ -481,7 +481,7 @@ class PlannedLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self.decode_device is not None:
-            from t2v2t.gpu_decode import decode_on_device
+            from t2v2t.data.gpu_decode import decode_on_device
 
             return decode_on_device(self._iter_batches(), self.decode_device)
         return self._iter_batches()
@@ -557,7 +557,7 @@ def make_train_loader(
     ``crop_scale``: the random resized crop's area range (fractions of the stored frame);
     ``hflip=False`` never mirrors (captions that say "left"/"right"); crops stay the same.
     ``decode_device`` (e.g. ``"cuda"``): decode the JPEGs there in batches instead of in the
-    workers (:mod:`t2v2t.gpu_decode`); ``None`` = the workers decode on CPU.
+    workers (:mod:`t2v2t.data.gpu_decode`); ``None`` = the workers decode on CPU.
 
     Integrity (README.md): every shard is hashed as it streams and checked against the
     manifest at its end. ``skip_bad_shards=True`` also hashes every shard up front (once per

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import zstandard
 
 from t2v2t.errors import on_path
-from t2v2t.schema import FORMAT
+from t2v2t.data.schema import FORMAT
 
 MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"

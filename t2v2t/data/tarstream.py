@@ -4,7 +4,7 @@
 has one member per stored frame, so that shows up next to JPEG decoding. This reader handles what
 tar writers produce for WebDataset shards (ustar/GNU regular files, GNU long names, pax ``path``
 records), verifies every header checksum, and fails with :class:`ValueError` on anything else.
-It yields the same WebDataset-style dicts as :func:`t2v2t.shards.iter_samples`.
+It yields the same WebDataset-style dicts as :func:`t2v2t.data.shards.iter_samples`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import zstandard
 
-from t2v2t.shards import HashingReader, ShardError, corrupt_message, open_zstd
+from t2v2t.data.shards import HashingReader, ShardError, corrupt_message, open_zstd
 
 BLOCK = 512
 _REGULAR = (b"0", b"\0", b"7")

@@ -10,7 +10,7 @@ of that shard order (ranges may cut through shards, so ranks stay balanced howev
 the shards are) -> sample shuffle through a simulated seeded buffer (the WebDataset
 ``shuffle(n)`` stage, replayed on stream positions instead of samples) -> pad every rank to
 ``ceil(total / world_size)`` samples (at most ``world_size - 1`` repeats per epoch, as
-``DistributedSampler``) -> (later, in :mod:`t2v2t.data`) split by worker at batch granularity.
+``DistributedSampler``) -> (later, in :mod:`t2v2t.data.loader`) split by worker at batch granularity.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ video encoder's clip feature (the frame mean of the pooled per-frame features, w
   attribute in that many steps.
 
 Appearance attributes are readable frame by frame; direction and speed only from frame order, so
-a direction probe is the upper bound of the demo's temporal check (``t2v2t/temporal.py``).
+a direction probe is the upper bound of the demo's temporal check (``t2v2t/tools/temporal.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from t2v2t.data import make_eval_loader
+from t2v2t.data.loader import make_eval_loader
 from t2v2t.models.vindlu import VindLU, is_temporal
 
 ATTRIBUTES = ("colour", "shape", "size", "background", "direction", "speed")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
 # Shown in bench/README.md until `make bench-gpu` has recorded its figures on a GPU.
 GPU_PENDING = """## gpu (not yet measured: no GPU was lent)

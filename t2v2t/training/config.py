@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 TASKS = ("pretrain", "finetune-msrvtt", "finetune-didemo", "finetune-anet")
 # The vision backbone's patch size per model preset (t2v2t/models/config.py names the timm
 # models): an image size must tile into whole patches. Kept here so config checks need no torch.

@@ -5,7 +5,7 @@ chosen frames' JPEG bytes (one flat uint8 tensor plus offsets, cheap to hand bet
 and each video's crop. :func:`decode_on_device` then decodes the whole batch in one
 ``torchvision.io.decode_jpeg`` call with a list input (nvJPEG's batched decode on CUDA) and
 applies the CPU path's geometry on the device: the same crop box, bilinear resize
-(``align_corners=False``, no antialias, as :func:`t2v2t.augment.decode_frames`) and the flip after
+(``align_corners=False``, no antialias, as :func:`t2v2t.data.augment.decode_frames`) and the flip after
 the resize. The result is the same ``[B, T, 3, S, S]`` uint8 ``frames`` the CPU path yields, on
 the device; pixel values differ from the CPU path only by decoder and rounding tolerance.
 
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from t2v2t.augment import Crop
+from t2v2t.data.augment import Crop
 
 
 def pack_jpegs(jpegs: Sequence[Sequence[bytes]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from t2v2t.logging_utils import MetricsLog
+from t2v2t.training.metrics_log import MetricsLog
 
 LOGGERS = ("jsonl", "tensorboard", "wandb")
 EVAL_PREFIX = "eval_"

@@ -20,7 +20,7 @@ import torch
 
 from t2v2t.errors import CheckpointError, on_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def git_commit(root: Path = ROOT) -> str | None:

@@ -23,11 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from t2v2t.checkpoint import git_commit, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from t2v2t.config import Config, ConfigError, check_files, dump_yaml
-from t2v2t.loggers import RunLoggers, eval_scalars
-from t2v2t.logging_utils import setup_logging
-from t2v2t.optim import CosineSchedule, build_optimizer
+from t2v2t.training.checkpoint import (
+    git_commit,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from t2v2t.training.config import Config, ConfigError, check_files, dump_yaml
+from t2v2t.training.loggers import RunLoggers, eval_scalars
+from t2v2t.training.metrics_log import setup_logging
+from t2v2t.training.optim import CosineSchedule, build_optimizer
 
 LOSS_TERMS = ("loss", "vtc", "vtm", "mlm")
 
@@ -154,7 +160,7 @@ def init_from_checkpoint(cfg: Config, say: Any = print) -> nn.Module:
 def make_loader(
     cfg: Config, tokenizer: Any, *, epoch: int, rank: int, world: int, skip: int, image_size: int
 ) -> Any:
-    from t2v2t.data import TrainSource, make_train_loader
+    from t2v2t.data.loader import TrainSource, make_train_loader
 
     sources = [
         TrainSource(src.dir, cfg.source_batch_size(name), src.num_frames, src.max_text_len)
@@ -520,7 +526,7 @@ def forward_loss(
     amp_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
     """Move one loader batch to ``device``, normalise frames there, run the model's losses."""
-    from t2v2t.data import normalize
+    from t2v2t.data.loader import normalize
 
     config = _unwrap(model).config
     frames = normalize(batch["frames"].to(device, non_blocking=True), config.mean, config.std)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _drain(pipe: Any, into: list[bytes]) -> None:
@@ -298,7 +298,7 @@ def _plot_recall(run: Path, scores_files: dict[str, Path]) -> Path:
 
 def _temporal(run: Path, demo: Demo, npz: Path) -> dict[str, Any]:
     from t2v2t.retrieval.evaluate import load_scores
-    from t2v2t.temporal import twin_pairs, twin_preference
+    from t2v2t.tools.temporal import twin_pairs, twin_preference
 
     arrays, gt = load_scores(npz)
     keys = [str(k) for k in arrays["video_keys"]]
