@@ -34,6 +34,7 @@ from preprocessing.cluster import dask_client, windowed
 from preprocessing.records import VideoRecord
 from preprocessing.slices import CsvSlice, CsvSource, plan_slices, slice_records
 from preprocessing.writer import BUILDER_VERSION, ShardTask, failure, run_shard_task
+from t2v2t.atomic import atomic_open
 from t2v2t.data.frames import MIDDLE_MODES
 from t2v2t.data.schema import FORMAT
 from t2v2t.data.shards import (
@@ -263,17 +264,12 @@ def _run(
 
 def _write_failures(out: Path, early: list[dict[str, str]], names: list[str]) -> None:
     """``failures.jsonl``: the driver's own failures, then each shard's from its marker, streamed."""
-    path = out / FAILURES
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(out / FAILURES, "w", encoding="utf-8") as f:
         for item in early:
             f.write(json.dumps(item, sort_keys=True, ensure_ascii=False) + "\n")
         for name in names:
             for item in json.loads(_marker_path(out, name).read_text())["failures"]:
                 f.write(json.dumps(item, sort_keys=True, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def build_shards(

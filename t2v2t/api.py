@@ -308,7 +308,7 @@ class Retriever:
 
     @torch.inference_mode()
     def _encode_shards(self, src: Path) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor]:
-        from t2v2t.data.loader import eval_texts
+        from t2v2t.data.eval_loader import eval_texts
         from t2v2t.retrieval.evaluate import encode_videos
 
         texts = eval_texts(src)

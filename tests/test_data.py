@@ -23,12 +23,11 @@ from PIL import Image
 
 from t2v2t.data import augment
 from t2v2t.data.augment import Crop, decode_frames
+from t2v2t.data.eval_loader import eval_texts, make_eval_loader
 from t2v2t.data.frames import frame_indices
 from t2v2t.data.loader import (
     ShardWarning,
     TrainSource,
-    eval_texts,
-    make_eval_loader,
     make_train_loader,
     normalize,
 )

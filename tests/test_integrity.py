@@ -19,11 +19,10 @@ import zstandard
 from test_evaluate import write_eval_shards
 from train_shards import make_train_shards, tiny_overrides
 
+from t2v2t.data.eval_loader import eval_texts, make_eval_loader
 from t2v2t.data.loader import (
     ShardWarning,
     TrainSource,
-    eval_texts,
-    make_eval_loader,
     make_train_loader,
 )
 from t2v2t.data.shards import HashingReader, ShardError, read_manifest, sha256_file

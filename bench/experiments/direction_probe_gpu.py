@@ -3,7 +3,7 @@
 Supervised probe: the tiny preset's video encoder (4-layer ViT, 112 px, zero-init temporal
 modules, mean pooling) + a linear head, trained on one synthetic attribute of the demo's
 MSR-VTT-style clips. Input: ``.gpu/clips.npz`` with ``{train,test}_frames`` (uint8 [N, 4, 3, 112,
-112], the 4 middle frames that ``t2v2t.data.loader.make_eval_loader`` gives from ``runs/demo/shards/
+112], the 4 middle frames that ``t2v2t.data.eval_loader.make_eval_loader`` gives from ``runs/demo/shards/
 msrvtt/{train,test}_12f``) and ``{train,test}_{dir,colour}`` class indices from
 ``synthetic_attributes.json``. Run from the repo root: ``python3 bench/experiments/direction_probe_gpu.py``
 (``DEV=cpu SMOKE=1`` for a smoke run). Result of 2026-11-27 on an H200: direction_probe_h200.json.

@@ -5,13 +5,19 @@ The loaders are re-exported lazily, so that the shard builder, which imports
 ``t2v2t.data.schema`` and ``t2v2t.data.frames``, does not pay for importing torch.
 """
 
-_LOADER_NAMES = ("TrainSource", "eval_texts", "make_eval_loader", "make_train_loader")
+_LOADER_NAMES = {
+    "TrainSource": "loader",
+    "make_train_loader": "loader",
+    "EvalTexts": "eval_loader",
+    "eval_texts": "eval_loader",
+    "make_eval_loader": "eval_loader",
+}
 __all__ = list(_LOADER_NAMES)
 
 
 def __getattr__(name: str):
     if name in _LOADER_NAMES:
-        from t2v2t.data import loader
+        import importlib
 
-        return getattr(loader, name)
+        return getattr(importlib.import_module(f"t2v2t.data.{_LOADER_NAMES[name]}"), name)
     raise AttributeError(f"module 't2v2t.data' has no attribute {name!r}")

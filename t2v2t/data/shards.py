@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from t2v2t.atomic import atomic_write_bytes, fsync_dir
 from t2v2t.errors import on_path
 from t2v2t.data.schema import FORMAT
 
@@ -46,27 +47,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling, fsync, rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with on_path(path):  # a full disk's OSError carries no file name of its own
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)
@@ -106,7 +86,7 @@ def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) ->
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

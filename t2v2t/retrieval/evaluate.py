@@ -87,7 +87,8 @@ def encode_videos(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """This rank's videos -> (video_embeds [n, T*(N+1), Dv] local rows, video_rows [Nv] global ->
     local row or -1, video_feat [Nv, T, E] of every video, gathered from all ranks)."""
-    from t2v2t.data.loader import make_eval_loader, normalize
+    from t2v2t.data.augment import normalize
+    from t2v2t.data.eval_loader import make_eval_loader
 
     rank, world = _world()
     cfg = model.config
@@ -205,7 +206,7 @@ def evaluate_retrieval(
     (VindLU's frames, caption cleaning, raw stage-1 cosines and fp16; see
     :mod:`t2v2t.retrieval.preprocess`).
     """
-    from t2v2t.data.loader import eval_texts
+    from t2v2t.data.eval_loader import eval_texts
 
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")

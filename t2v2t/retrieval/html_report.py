@@ -321,7 +321,7 @@ def write_html_report(
     shard_dir = shard_dir or result.get("shards")
     texts, strips = None, {}
     if shard_dir:
-        from t2v2t.data.loader import eval_texts
+        from t2v2t.data.eval_loader import eval_texts
 
         try:
             texts = eval_texts(shard_dir).texts

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from t2v2t.data.loader import make_eval_loader
+from t2v2t.data.eval_loader import make_eval_loader
 from t2v2t.models.vindlu import VindLU, is_temporal
 
 ATTRIBUTES = ("colour", "shape", "size", "background", "direction", "speed")

@@ -9,7 +9,6 @@ objects.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2v2t.errors import CheckpointError, on_path
+from t2v2t.atomic import atomic_open
+from t2v2t.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,17 +68,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary sibling, fsync, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with on_path(path), open(tmp, "wb") as f:  # ENOSPC from write() names no file
+    with atomic_open(path, "wb") as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_weights_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -1,0 +1,131 @@
+"""Evaluation reading: every video once across ranks, in manifest order, and the captions.
+
+Built on the training loader's machinery (:mod:`t2v2t.data.loader`): the same shard checks,
+stream and frame preparation, with an unpadded contiguous plan (:func:`t2v2t.data.plan.eval_plan`).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from t2v2t.data.loader import PlannedLoader, _check_shards, _PlannedBatches, _Source
+from t2v2t.data.plan import eval_plan
+from t2v2t.data.schema import META_EXT, SampleMeta
+from t2v2t.data.shards import HashingReader, ShardError, corrupt_message, read_manifest, shard_infos
+from t2v2t.data.tarstream import iter_tar
+
+__all__ = ["EvalTexts", "eval_texts", "make_eval_loader"]
+
+
+def make_eval_loader(
+    shard_dir: str | Path,
+    *,
+    batch_size: int,
+    num_frames: int,
+    image_size: int = 224,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    verify_hash: bool = False,
+    verify_stream: bool = True,
+    preprocess: str = "project",
+) -> PlannedLoader:
+    """Evaluation batches: rank ``r`` gets a contiguous slice of the manifest order, unpadded.
+
+    Every video appears exactly once across ranks; ``batch["index"]`` is its manifest position.
+    Frames: the stored middle frames (subsampled when fewer are asked), short side resized to
+    ``image_size`` and centre-cropped; ``preprocess="vindlu"``: the whole frame squashed to
+    ``image_size`` x ``image_size`` (bicubic). Ranks may yield different numbers of batches.
+    """
+    if preprocess not in ("project", "vindlu"):
+        raise ValueError(f"preprocess must be project or vindlu, got {preprocess!r}")
+    directory = Path(shard_dir)
+    manifest = read_manifest(directory)
+    infos, _ = _check_shards(
+        directory, shard_infos(manifest), skip_bad=False, verify_hash=verify_hash
+    )
+    counts = [s.samples for s in infos]
+    plan = eval_plan(counts, rank=rank, world_size=world_size, batch_size=batch_size)
+    src = _Source(
+        directory=directory,
+        name=str(manifest.get("dataset", directory.name)),
+        shard_names=[s.name for s in infos],
+        shard_sha256=[s.sha256 for s in infos],
+        plan=plan,
+        num_frames=num_frames,
+        max_text_len=0,
+    )
+    steps = [(0, b) for b in range(plan.num_batches)]
+    dataset = _PlannedBatches(
+        sources=[src],
+        steps=steps,
+        train=False,
+        tokenizer=None,
+        seed=0,
+        epoch=0,
+        image_size=image_size,
+        verify_stream=verify_stream,
+        preprocess=preprocess,
+    )
+    sizes = [len(plan.batch(b)) for b in range(plan.num_batches)]
+    return PlannedLoader(
+        dataset,
+        num_batches=len(steps),
+        skip_batches=0,
+        batch_sizes=sizes,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        skipped_shards=[],
+    )
+
+
+@dataclass(frozen=True)
+class EvalTexts:
+    """Every caption of a shard folder in manifest order, and the video each belongs to."""
+
+    texts: list[str]
+    text_video: list[int]  # index into video_keys
+    video_keys: list[str]
+
+
+def eval_texts(shard_dir: str | Path) -> EvalTexts:
+    """Read captions from the ``.json`` members only (frames are streamed past, not decoded)."""
+    directory = Path(shard_dir)
+    manifest = read_manifest(directory)
+    infos, _ = _check_shards(directory, shard_infos(manifest), skip_bad=False, verify_hash=False)
+    texts: list[str] = []
+    text_video: list[int] = []
+    keys: list[str] = []
+    suffix = f".{META_EXT}"
+    for info in infos:
+        path = directory / info.name
+        before = len(keys)
+        check = HashingReader(path, info.sha256)  # the bytes pass anyway: hashed on the way
+        try:
+            raw = zstandard.ZstdDecompressor().stream_reader(check, closefd=False)
+            with raw, io.BufferedReader(raw, buffer_size=1 << 20) as stream:
+                for _, data in iter_tar(stream, want=lambda name: name.endswith(suffix)):
+                    if data is None:
+                        continue  # a frame: streamed past, never copied or decoded
+                    meta = SampleMeta.from_json(data)
+                    for caption in meta.captions:
+                        texts.append(caption)
+                        text_video.append(len(keys))
+                    keys.append(meta.key)
+            check.verify()
+        except (ValueError, EOFError, OSError, zstandard.ZstdError) as err:
+            if not check.matches():
+                raise ShardError(corrupt_message(path)) from None
+            raise ShardError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+        finally:
+            check.close()
+        if len(keys) - before != info.samples:
+            raise ShardError(
+                f"{path}: {len(keys) - before} samples, the manifest says {info.samples}"
+            )
+    return EvalTexts(texts=texts, text_video=text_video, video_keys=keys)
