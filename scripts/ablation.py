@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from t2v2t.errors import cli
+from t2v2t.recipes import eval_recipe
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.report import ablation_markdown
 from t2v2t.retrieval.run import (
     DATASETS,
-    EVAL_SPLITS,
     EvalOptions,
     UsageError,
     check_inputs,
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[ablation] {d}: skipped: {e}")
             continue
         out = output_dir(ckpt, args.run)
-        name = f"{d}_{EVAL_SPLITS[d][0]}.json"
+        name = f"{d}_{eval_recipe(d).split}.json"
         # The run's own folder first, then where `make eval-<dataset>` writes by default.
         for candidate in dict.fromkeys([out / name, output_dir(ckpt, None) / name]):
             found = None if args.force else reusable(candidate, ckpt, opts)

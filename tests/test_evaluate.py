@@ -261,3 +261,21 @@ def test_evaluation_shows_progress_on_stderr(tiny, shards, capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")  # a non-main rank of torchrun stays quiet
     _eval(tiny, directory)
     assert "eval:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", ["msrvtt", "didemo", "anet"])
+def test_recipe_table_is_the_one_source_for_evaluation(dataset):
+    """Evaluation's split, folder, frames and text length come from t2v2t/recipes.py; the
+    fine-tuning configs and the shard builder agree with it."""
+    from preprocessing.recipes import recipe
+    from t2v2t.recipes import eval_recipe, eval_shard_dir, text_len
+    from t2v2t.retrieval.run import DATASETS
+    from t2v2t.training.config import load_config
+
+    assert DATASETS == ("msrvtt", "didemo", "anet")
+    r = eval_recipe(dataset)
+    assert r.mode == "middle" and r in recipe(dataset)  # a full build makes the eval split
+    e = load_config(f"finetune-{dataset}").eval
+    assert (e.split, e.shards) == (r.split, str(eval_shard_dir(dataset)))
+    assert (e.num_frames, e.max_text_len) == (r.num_frames, text_len(dataset))
+    assert text_len(dataset) == (64 if dataset in ("didemo", "anet") else 32)

@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from t2v2t.recipes import SENTENCE_LEN  # noqa: F401  (the loader's default; one place)
 from t2v2t.seeding import rng_for, stable_int
 
-SENTENCE_LEN = 32  # VindLU's max_txt_l for sentence datasets
-PARAGRAPH_LEN = 64  # ... and for paragraph datasets (DiDeMo, ActivityNet)
 _ID_MASK = (1 << 63) - 1  # video ids must fit a signed int64 tensor
 
 

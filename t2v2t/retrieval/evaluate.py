@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from t2v2t.data.shards import read_manifest
 from t2v2t.progress import progress
+from t2v2t.recipes import text_len
 from t2v2t.retrieval.fusion import FUSIONS, candidate_masks, fuse_all
 from t2v2t.retrieval.metrics import retrieval_metrics
 from t2v2t.retrieval.preprocess import (
@@ -40,8 +41,6 @@ from t2v2t.retrieval.rerank import (
 )
 from t2v2t.retrieval.stats import retrieval_statistics
 
-PARAGRAPH_DATASETS = ("didemo", "anet")  # one paragraph per video: longer texts
-TEXT_LEN = {"sentence": 32, "paragraph": 64}
 PAIRINGS = ("shared", "two_pass")
 
 
@@ -52,7 +51,7 @@ class EvalResult(dict):
 
 
 def default_text_len(dataset: str) -> int:
-    return TEXT_LEN["paragraph" if dataset in PARAGRAPH_DATASETS else "sentence"]
+    return text_len(dataset)
 
 
 def _world() -> tuple[int, int]:

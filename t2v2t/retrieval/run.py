@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 
 from t2v2t.errors import UsageError  # scripts import it from here too
+from t2v2t.recipes import eval_datasets, eval_recipe, eval_shard_dir
 from t2v2t.retrieval.fusion import FUSIONS
 
-# Evaluation split and shard folder per dataset (the paper's inference frames: 12, 12, 32).
-EVAL_SPLITS = {"msrvtt": ("test", 12), "didemo": ("test", 12), "anet": ("val", 32)}
-DATASETS = tuple(EVAL_SPLITS)
+# The datasets with an evaluation split in the recipe table (t2v2t/recipes.py).
+DATASETS = eval_datasets()
 
 
 @dataclass
@@ -100,11 +100,6 @@ def default_checkpoint(dataset: str) -> Path:
     return Path("runs") / f"finetune-{dataset}" / "best.pt"
 
 
-def eval_shard_dir(dataset: str, root: str | Path = "shards") -> Path:
-    split, frames = EVAL_SPLITS[dataset]
-    return Path(root) / dataset / f"{split}_{frames}f"
-
-
 def check_inputs(dataset: str, ckpt: Path, shards: Path, ckpt_given: bool) -> None:
     """One clear line per missing input, naming the command that makes it."""
     if not (shards / "manifest.json").is_file():
@@ -181,7 +176,7 @@ def evaluate_dataset(
         f"[eval] {dataset}: {loaded.source} model from {ckpt} on {device} "
         f"({time.perf_counter() - t0:.1f}s), eval.preprocess={preprocess}"
     )
-    split, _ = EVAL_SPLITS[dataset]
+    split = eval_recipe(dataset).split
     return evaluate_retrieval(
         model,
         tokenizer,
@@ -198,7 +193,6 @@ def evaluate_dataset(
 
 __all__ = [
     "DATASETS",
-    "EVAL_SPLITS",
     "FUSIONS",
     "EvalOptions",
     "UsageError",
