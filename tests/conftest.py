@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# A real S3 server (moto's standalone server) for the object-storage tests.
+from s3_server import s3_server, s3_url  # noqa: F401
+
 # No model hub here: everything loads from local files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
