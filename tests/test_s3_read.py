@@ -1,0 +1,136 @@
+"""Reading shards from object storage: the node cache (t2v2t.data.cache) and the readers that go
+through it, against a real S3 server on 127.0.0.1 (tests/s3_server.py). README.md, "Object
+storage". Fetches are counted from the server's own request log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from train_shards import make_train_shards
+
+from t2v2t import storage
+from t2v2t.data.cache import CachedFile, NodeCache
+from t2v2t.data.shards import ShardError, read_manifest, sha256_file
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    """Every process this test starts uses a fresh node cache under tmp_path."""
+    path = tmp_path / "node-cache"
+    monkeypatch.setenv("T2V2T_CACHE", str(path))
+    monkeypatch.delenv("T2V2T_CACHE_GB", raising=False)
+    return path
+
+
+def upload_folder(local: Path, url: str) -> str:
+    """Publish a local shard folder under ``url``: shards first, the manifest last."""
+    names = sorted(p.name for p in local.iterdir() if p.name != "manifest.json")
+    for name in [*names, "manifest.json"]:
+        storage.put_file(local / name, storage.join(url, name))
+    return url
+
+
+@pytest.fixture
+def remote_shards(tmp_path, s3_url) -> tuple[Path, str]:
+    """A small shard set written locally with the real writer, and its copy on S3."""
+    local = make_train_shards(tmp_path / "shards", num_samples=40, per_shard=8, size=16)
+    return local, upload_folder(local, f"{s3_url}/toy/train_4f")
+
+
+def _first_shard(local: Path, url: str) -> tuple[str, str, int, bytes]:
+    info = read_manifest(local)["shards"][0]
+    data = (local / info["name"]).read_bytes()
+    return storage.join(url, info["name"]), info["sha256"], info["bytes"], data
+
+
+def test_cache_fetches_once_and_checks(s3_server, remote_shards, cache_dir):
+    obj, sha, size, data = _first_shard(*remote_shards)
+    cache = NodeCache.from_env()
+    assert cache.root == cache_dir
+    for _ in range(3):
+        with cache.open(obj, sha, size) as f:
+            assert isinstance(f, CachedFile) and f.read() == data
+    assert s3_server.object_gets(obj) == 1
+    entry = cache.entry(obj, sha)
+    assert sha256_file(entry) == sha and entry.stat().st_mtime_ns == 0  # sealed
+
+
+def test_cache_refetches_a_damaged_copy_once(s3_server, remote_shards, cache_dir):
+    obj, sha, size, data = _first_shard(*remote_shards)
+    cache = NodeCache.from_env()
+    cache.open(obj, sha, size).close()
+    entry = cache.entry(obj, sha)
+    entry.chmod(0o644)
+    with open(entry, "r+b") as f:  # one flipped byte, same size
+        f.seek(size // 2)
+        byte = f.read(1)
+        f.seek(size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with cache.open(obj, sha, size) as f:
+        assert f.read() == data
+    assert s3_server.object_gets(obj) == 2
+
+
+def test_cache_refuses_a_tampered_object_naming_it(s3_server, remote_shards, cache_dir, tmp_path):
+    obj, sha, size, data = _first_shard(*remote_shards)
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    storage.put_file(bad, obj)
+    cache = NodeCache.from_env()
+    with pytest.raises(ShardError, match=rf"^{obj}: sha256 differs from the manifest"):
+        cache.open(obj, sha, size)
+    assert s3_server.object_gets(obj) == 2  # fetched again once, then the error
+    assert not cache.entry(obj, sha).exists()
+    assert list((cache_dir / ".tmp").iterdir()) == []
+
+
+def test_cache_evicts_least_recently_used_but_never_an_open_copy(s3_server, remote_shards):
+    local, url = remote_shards
+    infos = read_manifest(local)["shards"][:4]
+    one = max(i["bytes"] for i in infos)
+    cache = NodeCache(local.parent / "cache", max_bytes=2 * one)
+    objs = [(storage.join(url, i["name"]), i["sha256"], i["bytes"]) for i in infos]
+    held = cache.open(*objs[0])  # open for the whole test: never evicted
+    cache.open(*objs[1]).close()
+    cache.open(*objs[2]).close()  # over the bound: 1 goes (0 is open)
+    assert cache.entry(*objs[0][:2]).exists() and not cache.entry(*objs[1][:2]).exists()
+    cache.open(*objs[3]).close()  # 2 is the least recently used closed copy
+    assert not cache.entry(*objs[2][:2]).exists() and cache.entry(*objs[3][:2]).exists()
+    assert held.read() == (local / infos[0]["name"]).read_bytes()
+    held.close()
+    os.utime(cache._lock_path(objs[3][1], "use"), (1, 1))  # make 3 the oldest use
+    assert cache.evict(incoming=one) == infos[3]["bytes"]
+
+
+@pytest.mark.parametrize("gb", ["0", "-1", "lots"])
+def test_cache_bound_setting_is_checked(monkeypatch, gb):
+    from t2v2t.errors import UsageError
+
+    monkeypatch.setenv("T2V2T_CACHE_GB", gb)
+    with pytest.raises(UsageError, match=f"T2V2T_CACHE_GB={gb}"):
+        NodeCache.from_env()
+
+
+def _open_and_read(args: tuple[str, str, int, object]) -> bytes:
+    obj, sha, size, barrier = args
+    barrier.wait()  # all processes ask at the same moment
+    with NodeCache.from_env().open(obj, sha, size) as f:
+        return f.read()
+
+
+def test_cache_processes_on_one_node_fetch_once(s3_server, remote_shards, cache_dir):
+    import multiprocessing as mp
+
+    obj, sha, size, data = _first_shard(*remote_shards)
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_open_and_read, args=((obj, sha, size, barrier),)) for _ in "abc"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert s3_server.object_gets(obj) == 1
+    assert sha256_file(NodeCache.from_env().entry(obj, sha)) == sha
