@@ -20,6 +20,7 @@ import io
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -395,6 +396,63 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
+def _split_sizes(cfg: dict[str, Any], size: int | None, test_size: int | None) -> dict[str, int]:
+    """Videos per split: the dataset's defaults, the training split resized to ``size`` (its
+    evaluation split follows at a quarter, 4 to its default), or set by ``test_size``."""
+    splits = dict(cfg["splits"])
+    names = list(splits)
+    if size is not None:
+        splits[names[0]] = size
+        if len(names) > 1:
+            splits[names[1]] = max(4, min(splits[names[1]], size // 4))
+    if test_size is not None and len(names) > 1:
+        splits[names[1]] = test_size
+    return splits
+
+
+def _render_jobs(
+    dataset: str,
+    videos: list[Video],
+    paths: dict[str, Path],
+    video_size: tuple[int, int],
+    fps: float,
+    seed: int,
+) -> list[RenderJob]:
+    """One job per video; a twin renders its partner's events in original order, then
+    reverses the frames."""
+    width, height = video_size
+    by_key = {v.key: v for v in videos}
+    jobs = []
+    for v in videos:
+        source = by_key[v.twin] if v.reverse else v
+        jobs.append(
+            RenderJob(
+                str(paths[v.key]),
+                source.events,
+                [max(1, int(round(s * fps))) for s in source.seconds],
+                width,
+                height,
+                fps,
+                f"{seed}/{dataset}/{v.twin if v.reverse else v.key}",
+                v.reverse,
+                image=dataset == "cc3m",
+            )
+        )
+    return jobs
+
+
+def _native_layout(dataset: str) -> Callable[[Path, list[Video], int], dict[str, Path]]:
+    """The writer of ``dataset``'s annotation files (it returns each video's media path)."""
+    return {
+        "webvid": _webvid,
+        "cc3m": _cc3m,
+        "msrvtt": _msrvtt,
+        "anet": _anet,
+        "didemo": _didemo,
+        "folder": _folder,
+    }[dataset]
+
+
 def generate(
     dataset: str,
     data_root: str | Path,
@@ -416,14 +474,7 @@ def generate(
     if dataset not in DEFAULTS:
         raise ValueError(f"no synthetic corpus for {dataset!r}; known: {', '.join(DEFAULTS)}")
     cfg = DEFAULTS[dataset]
-    splits = dict(cfg["splits"])
-    names = list(splits)
-    if size is not None:
-        splits[names[0]] = size
-        if len(names) > 1:
-            splits[names[1]] = max(4, min(splits[names[1]], size // 4))
-    if test_size is not None and len(names) > 1:
-        splits[names[1]] = test_size
+    splits = _split_sizes(cfg, size, test_size)
     fps = float(fps or cfg.get("fps", 8))
     root = Path(data_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -432,7 +483,6 @@ def generate(
         for f in stale.iterdir():
             f.unlink()
         stale.rmdir()
-    width, height = video_size
 
     if dataset == "anet":
         videos = plan(dataset, splits, seed, (2, 3), [2.0, 2.5, 3.0])
@@ -440,43 +490,8 @@ def generate(
         videos = plan(dataset, splits, seed, (2, 3), [5.0, 10.0])
     else:
         videos = plan(dataset, splits, seed, (1, 1), [float(duration or cfg.get("duration", 4.0))])
-
-    writer = {
-        "webvid": _webvid,
-        "cc3m": _cc3m,
-        "msrvtt": _msrvtt,
-        "anet": _anet,
-        "didemo": _didemo,
-        "folder": _folder,
-    }[dataset]
-    paths = writer(root, videos, seed)
-    jobs = [
-        RenderJob(
-            str(paths[v.key]),
-            v.events,
-            [max(1, int(round(s * fps))) for s in v.seconds],
-            width,
-            height,
-            fps,
-            f"{seed}/{dataset}/{v.twin if v.reverse else v.key}",
-            v.reverse,
-            image=dataset == "cc3m",
-        )
-        for v in videos
-    ]
-    # A twin renders its partner's events in original order, then reverses the frames.
-    by_key = {v.key: v for v in videos}
-    jobs = [
-        replace(
-            j,
-            events=by_key[v.twin].events,
-            frames_per_event=[max(1, int(round(s * fps))) for s in by_key[v.twin].seconds],
-        )
-        if v.reverse
-        else j
-        for j, v in zip(jobs, videos, strict=False)
-    ]
-    _render_all(jobs, workers)
+    paths = _native_layout(dataset)(root, videos, seed)
+    _render_all(_render_jobs(dataset, videos, paths, video_size, fps, seed), workers)
     attrs = _attributes(videos)
     (root / ATTRIBUTES_FILE).write_text(json.dumps(attrs, indent=1, sort_keys=True) + "\n")
     (root / INCOMPLETE_FLAG).unlink()
