@@ -1,7 +1,11 @@
 """The Dask shard job: records -> fixed shards -> one task per shard -> manifest.
 
-Inputs are split into shards by position (shard i always holds rows ``[i*n, (i+1)*n)``), so the
-output does not depend on the number of workers or which worker ran what. A WebVid CSV is handed
+:func:`build_shards` reads in four steps: plan the tasks, prepare the folder, run them (a
+window in flight; each keeps its finished shard or builds it), finish (check, failures,
+manifest). One :class:`~preprocessing.spec.ShardSpec` carries the folder's settings into every
+task and into the manifest. Inputs are split into shards by position (shard i always holds
+rows ``[i*n, (i+1)*n)``, ``n`` the spec's samples per shard), so the output does not depend on
+the number of workers or which worker ran what. A WebVid CSV is handed
 out as byte-range slices that the workers read, stat, fingerprint and hash themselves, and at
 most a window of tasks is in flight: the driver's memory does not grow with the corpus
 (README.md, "Shards at scale"). A finished shard gets a done-marker (``.done/<shard>.json``:
@@ -24,8 +28,8 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,9 +37,9 @@ from typing import Any
 from preprocessing.cluster import dask_client, windowed
 from preprocessing.records import VideoRecord
 from preprocessing.slices import CsvSlice, CsvSource, plan_slices, slice_records
-from preprocessing.writer import BUILDER_VERSION, ShardTask, failure, run_shard_task
+from preprocessing.spec import ShardSpec
+from preprocessing.writer import ShardTask, failure, run_shard_task
 from t2v2t.atomic import atomic_open
-from t2v2t.data.frames import MIDDLE_MODES
 from t2v2t.data.schema import FORMAT
 from t2v2t.data.shards import (
     FAILURES,
@@ -93,15 +97,13 @@ def fingerprint(task: ShardTask, early: list[dict[str, str]] | None = None) -> s
     """A digest of everything a shard's bytes depend on (not the absolute data location).
 
     ``early``: the failures a sliced task found before decoding (refused paths, duplicates).
+    How shards were sized is not part of it: the records already say which rows a shard holds.
     """
-    # Field by field: asdict would deep-copy every record first.
-    spec = {
-        f.name: getattr(task, f.name) for f in fields(task) if f.name not in ("records", "path")
-    }
+    spec: dict[str, Any] = {"index": task.index, **task.spec.content()}
     if early:
         spec["early"] = early
     spec["path"] = Path(task.path).name
-    spec["builder"] = [BUILDER_VERSION, created_with()]
+    spec["builder"] = [task.spec.builder_version, created_with()]
     spec["records"] = [
         [
             r.key,
@@ -222,41 +224,98 @@ def run_work(work: Work) -> dict[str, Any]:
     }
 
 
-def _run(
-    works: Iterable[Work],
-    total: int | None,
-    workers: int,
-    scheduler: str | None,
-    progress: bool,
-    on_done: Callable[[dict[str, Any]], None],
-    window: int,
-    on_submit: Callable[[], None],
+@dataclass
+class Plan:
+    """The build's tasks (a generator for a sliced CSV: planned as they are submitted).
+
+    ``early``: failures the driver found screening a list (a sliced task screens its own rows);
+    ``num_records`` and ``total`` are known up front for a list only.
+    """
+
+    works: Iterable[Work]
+    total: int | None
+    num_records: int | None
+    early: list[dict[str, str]] = field(default_factory=list)
+
+
+def plan(records: list[VideoRecord] | CsvSource, out: Path, spec: ShardSpec) -> Plan:
+    """Shard i always holds the same inputs, rows ``[i*n, (i+1)*n)`` of the annotation, whatever
+    the worker count. A list is screened here; a sliced CSV is screened by its workers."""
+    n = spec.samples_per_shard
+
+    def task(i: int, recs: list[VideoRecord]) -> ShardTask:
+        return ShardTask(i, str(out / shard_name(spec.dataset, spec.split, i)), spec, recs)
+
+    if isinstance(records, CsvSource):
+        source = replace(
+            records, root=os.path.abspath(records.root), path=os.path.abspath(records.path)
+        )
+        works = (
+            Work(task(i, []), str(out), source, part)
+            for i, part in enumerate(plan_slices(source.path, n))
+        )
+        return Plan(works, None, None)
+    unique, early = screen(records)
+    listed = [
+        Work(task(i, unique[start : start + n]), str(out))
+        for i, start in enumerate(range(0, len(unique), n))
+    ]
+    return Plan(listed, len(listed), len(records), early)
+
+
+@dataclass
+class Tally:
+    """Per shard the driver keeps only its small summary (name, size, sha256, counts)."""
+
+    t0: float
+    stats: dict[str, Any]
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stats.update(tasks=0, max_in_flight=0)
+
+    def submitted(self) -> None:
+        if self.stats["tasks"] == 0:
+            self.stats["first_submit_s"] = time.perf_counter() - self.t0
+        self.stats["tasks"] += 1
+        in_flight = self.stats["tasks"] - len(self.results)
+        self.stats["max_in_flight"] = max(self.stats["max_in_flight"], in_flight)
+
+    def done(self, result: dict[str, Any]) -> None:
+        self.results[result["index"]] = result
+
+
+def run(
+    p: Plan, tally: Tally, *, workers: int, scheduler: str | None, window: int, progress: bool
 ) -> None:
-    """Run ``works`` with at most ``window`` tasks in flight, refilled as they complete."""
+    """Run the plan's tasks with at most ``window`` in flight, refilled as they complete.
+
+    Each task decides itself whether its finished shard can be kept (done) or must be built
+    (todo): only the worker reads its rows, so only it can fingerprint them.
+    """
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="shards", unit="shard", disable=not progress)
-    if scheduler is None and workers == 0:  # in-process: tests and tiny jobs, no cluster
-        for w in works:
-            on_submit()
-            on_done(run_work(w))
-            bar.update()
-        bar.close()
-        return
+    bar = tqdm(total=p.total, desc="shards", unit="shard", disable=not progress)
     try:
+        if scheduler is None and workers == 0:  # in-process: tests and tiny jobs, no cluster
+            for w in p.works:
+                tally.submitted()
+                tally.done(run_work(w))
+                bar.update()
+            return
         with dask_client(workers, scheduler) as client:
             if progress:
                 print(f"[shards] Dask dashboard: {client.dashboard_link}", flush=True)
             for result in windowed(
                 client,
                 run_work,
-                works,
-                window=window,
+                p.works,
+                window=window if window >= 1 else 4 * max(workers, 1),
                 name=lambda w: f"shard-{Path(w.task.path).name}",
                 scheduler=scheduler,
-                on_submit=on_submit,
+                on_submit=tally.submitted,
             ):
-                on_done(result)
+                tally.done(result)
                 bar.update()
     finally:
         bar.close()
@@ -272,190 +331,71 @@ def _write_failures(out: Path, early: list[dict[str, str]], names: list[str]) ->
                 f.write(json.dumps(item, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def build_shards(
-    records: list[VideoRecord] | CsvSource,
-    out_dir: str | Path,
-    *,
-    dataset: str,
-    split: str,
-    num_frames: int,
-    mode: str,
-    candidates: int,
-    seed: int = 0,
-    short_side: int = 224,
-    jpeg_quality: int = 90,
-    samples_per_shard: int = 64,
-    workers: int = 2,
-    scheduler: str | None = None,
-    progress: bool = True,
-    synthetic: bool = False,
-    window: int = 0,
-    stats: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Build (or finish) a shard folder from ``records``; returns the manifest.
-
-    ``records``: a list, or a :class:`CsvSource` whose CSV is cut into slices of
-    ``samples_per_shard`` rows that the workers read themselves (README.md, "Shards at scale").
-    ``workers`` processes of a local Dask cluster, or the cluster at ``scheduler``
-    (``tcp://host:port``); ``workers=0`` without a scheduler runs in this process.
-    ``window``: tasks in flight at once (0: four per worker thread). ``synthetic`` is recorded
-    in the manifest (training and evaluation warn about it). ``stats``, when given, receives
-    ``first_submit_s`` (seconds from the call to the first submitted task) and ``tasks``.
-    """
-    if workers < 0:
-        raise UsageError(f"workers must be >= 0 (WORKERS={workers}): 0 builds in this process")
-    if samples_per_shard < 1:
-        raise UsageError(
-            f"samples per shard must be >= 1 (--samples-per-shard={samples_per_shard})"
-        )
-    if num_frames < 1:
-        raise UsageError(f"frames per video must be >= 1 (FRAMES={num_frames}): e.g. FRAMES=4")
-    if mode in MIDDLE_MODES:
-        candidates = 1
-    out = Path(os.path.abspath(out_dir))
-    with on_path(out):
-        out.mkdir(parents=True, exist_ok=True)
-    with build_lock(out):
-        return _build_locked(
-            records,
-            out,
-            dataset=dataset,
-            split=split,
-            num_frames=num_frames,
-            mode=mode,
-            candidates=candidates,
-            seed=seed,
-            short_side=short_side,
-            jpeg_quality=jpeg_quality,
-            samples_per_shard=samples_per_shard,
-            workers=workers,
-            scheduler=scheduler,
-            progress=progress,
-            synthetic=synthetic,
-            window=window,
-            stats={} if stats is None else stats,
-            t0=time.perf_counter(),
-        )
-
-
-def _build_locked(
-    records: list[VideoRecord] | CsvSource,
-    out: Path,
-    *,
-    dataset: str,
-    split: str,
-    num_frames: int,
-    mode: str,
-    candidates: int,
-    seed: int,
-    short_side: int,
-    jpeg_quality: int,
-    samples_per_shard: int,
-    workers: int,
-    scheduler: str | None,
-    progress: bool,
-    synthetic: bool,
-    window: int,
-    stats: dict[str, Any],
-    t0: float,
-) -> dict[str, Any]:
-    (out / DONE_DIR).mkdir(exist_ok=True)
-
-    def shard_task(i: int, recs: list[VideoRecord]) -> ShardTask:
-        return ShardTask(
-            index=i,
-            path=str(out / shard_name(dataset, split, i)),
-            records=recs,
-            dataset=dataset,
-            split=split,
-            num_frames=num_frames,
-            mode=mode,
-            candidates=candidates,
-            seed=seed,
-            short_side=short_side,
-            jpeg_quality=jpeg_quality,
-        )
-
-    # Shard i always holds the same inputs: rows [i*n, (i+1)*n) of the annotation, whatever
-    # the worker count. A list is screened here; a sliced CSV is screened by its workers.
-    early_failures: list[dict[str, str]] = []
-    total: int | None
-    if isinstance(records, CsvSource):
-        source = replace(
-            records,
-            root=os.path.abspath(records.root),
-            path=os.path.abspath(records.path),
-        )
-        works: Iterable[Work] = (
-            Work(shard_task(i, []), str(out), source, part)
-            for i, part in enumerate(plan_slices(source.path, samples_per_shard))
-        )
-        num_records, total = None, None
-    else:
-        unique, early_failures = screen(records)
-        works = [
-            Work(shard_task(i, unique[start : start + samples_per_shard]), str(out))
-            for i, start in enumerate(range(0, len(unique), samples_per_shard))
-        ]
-        num_records, total = len(records), len(works)
-    _clean(out, None)  # temp files of a killed build; stale shards go once the count is known
-    (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest
-
-    # Per shard the driver keeps only its small summary (name, size, sha256, counts).
-    results: dict[int, dict[str, Any]] = {}
-    stats["tasks"] = 0
-
-    stats["max_in_flight"] = 0
-
-    def on_submit() -> None:
-        if stats["tasks"] == 0:
-            stats["first_submit_s"] = time.perf_counter() - t0
-        stats["tasks"] += 1
-        in_flight = stats["tasks"] - len(results)
-        stats["max_in_flight"] = max(stats["max_in_flight"], in_flight)
-
-    if window < 1:
-        window = 4 * max(workers, 1)
-
-    def on_done(result: dict[str, Any]) -> None:
-        results[result["index"]] = result
-
-    _run(works, total, workers, scheduler, progress, on_done, window, on_submit)
-    n = len(results)
+def finish(out: Path, spec: ShardSpec, p: Plan, tally: Tally, progress: bool) -> dict[str, Any]:
+    """Check every input is a sample or a failure, drop stale files, write failures, manifest."""
+    results, n = tally.results, len(tally.results)
     if sorted(results) != list(range(n)):
-        raise RuntimeError(f"{out}: shard results missing ({n} of {stats['tasks']} tasks)")
-    names = [results[i]["info"]["name"] for i in range(n)]
+        raise RuntimeError(f"{out}: shard results missing ({n} of {tally.stats['tasks']} tasks)")
+    infos = [results[i]["info"] for i in range(n)]
+    names = [info["name"] for info in infos]
     _clean(out, set(names))  # temp files of workers that died, shards of an older, bigger build
     kept = sum(r["reused"] for r in results.values())
     if progress and kept:
         print(f"[shards] {kept} of {n} shards were already complete (kept)")
-
-    infos = [results[i]["info"] for i in range(n)]
     num_samples = sum(i["samples"] for i in infos)
-    num_failed = len(early_failures) + sum(r["num_failed"] for r in results.values())
+    num_failed = len(p.early) + sum(r["num_failed"] for r in results.values())
+    num_records = p.num_records
     if num_records is None:
         num_records = sum(r["rows"] for r in results.values())
     if num_samples + num_failed != num_records:  # never drop an input silently
         raise RuntimeError(
             f"{out}: {num_samples} samples + {num_failed} failures != {num_records} records"
         )
-    _write_failures(out, early_failures, names)
+    _write_failures(out, p.early, names)
     manifest = {
         "format": FORMAT,
-        "dataset": dataset,
-        "split": split,
-        "num_frames": num_frames,
-        "mode": mode,
-        "candidates": candidates,
-        "seed": seed,
-        "short_side": short_side,
-        "jpeg_quality": jpeg_quality,
+        **spec.manifest_fields(),
         "num_samples": num_samples,
         "num_failed": num_failed,
-        "synthetic": bool(synthetic),
         "warnings": {"fps_from_packets": sum(r.get("fps_warnings", 0) for r in results.values())},
         "shards": infos,
         "created_with": created_with(),
     }
     write_manifest(out, manifest)
     return manifest
+
+
+def build_shards(
+    records: list[VideoRecord] | CsvSource,
+    out_dir: str | Path,
+    spec: ShardSpec,
+    *,
+    workers: int = 2,
+    scheduler: str | None = None,
+    progress: bool = True,
+    window: int = 0,
+    stats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build (or finish) a shard folder of ``spec`` from ``records``; returns the manifest.
+
+    ``records``: a list, or a :class:`CsvSource` whose CSV is cut into slices of
+    ``spec.samples_per_shard`` rows that the workers read themselves (README.md, "Shards at
+    scale"). ``workers`` processes of a local Dask cluster, or the cluster at ``scheduler``
+    (``tcp://host:port``); ``workers=0`` without a scheduler runs in this process.
+    ``window``: tasks in flight at once (0: four per worker). ``stats``, when given, receives
+    ``first_submit_s`` (seconds from the call to the first submitted task), ``tasks`` and
+    ``max_in_flight``.
+    """
+    tally = Tally(time.perf_counter(), {} if stats is None else stats)
+    if workers < 0:
+        raise UsageError(f"workers must be >= 0 (WORKERS={workers}): 0 builds in this process")
+    out = Path(os.path.abspath(out_dir))
+    with on_path(out):
+        out.mkdir(parents=True, exist_ok=True)
+    with build_lock(out):
+        (out / DONE_DIR).mkdir(exist_ok=True)
+        todo = plan(records, out, spec)
+        _clean(out, None)  # temp files of a killed build; stale shards go once the count is known
+        (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest
+        run(todo, tally, workers=workers, scheduler=scheduler, window=window, progress=progress)
+        return finish(out, spec, todo, tally, progress)

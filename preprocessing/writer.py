@@ -14,29 +14,21 @@ from typing import Any
 
 from preprocessing.decode import decode_frames, encode_jpeg
 from preprocessing.records import VideoRecord
+from preprocessing.spec import ShardSpec
 from t2v2t.data.frames import frame_indices
 from t2v2t.data.schema import SampleMeta, encode_sample
 from t2v2t.data.shards import write_shard
 from t2v2t.errors import on_path
 
-# Bumped whenever the builder's output bytes change for the same inputs (decoder, resizer,
-# member layout): finished shards of an older builder are then rebuilt, not kept.
-BUILDER_VERSION = 3  # 3: zstd frame checksums
-
 
 @dataclass(frozen=True)
 class ShardTask:
+    """Shard ``index`` of a folder built with ``spec``: its final file and its records."""
+
     index: int
     path: str  # final shard file
+    spec: ShardSpec
     records: list[VideoRecord]
-    dataset: str
-    split: str
-    num_frames: int
-    mode: str
-    candidates: int
-    seed: int
-    short_side: int
-    jpeg_quality: int
 
 
 def failure(record: VideoRecord, reason: str) -> dict[str, str]:
@@ -50,6 +42,7 @@ def build_sample(
 
     ``warnings`` collects what was stored with a repair (fps measured from packet times).
     """
+    spec = task.spec
     if rec.refused:  # never opened: the adapter refused the path
         raise ValueError(rec.refused)
     if not rec.captions:
@@ -59,16 +52,16 @@ def build_sample(
     def pick(vlen: int) -> list[int]:
         # The one sampling function decides; the decoder only learns vlen first.
         segments[:] = frame_indices(
-            task.num_frames,
+            spec.num_frames,
             vlen,
-            task.mode,
+            spec.mode,
             key=rec.key,
-            seed=task.seed,
-            candidates=task.candidates,
+            seed=spec.seed,
+            candidates=spec.candidates,
         )
         return [i for seg in segments for i in seg]
 
-    dec = decode_frames(rec.media, pick, task.short_side, is_image=rec.is_image)
+    dec = decode_frames(rec.media, pick, spec.short_side, is_image=rec.is_image)
     if dec.fps_from_packets and warnings is not None:
         warnings.append(rec.key)
     if rec.is_image:
@@ -76,8 +69,8 @@ def build_sample(
         dec.frames = dec.frames * sum(len(s) for s in segments)
     meta = SampleMeta(
         key=rec.key,
-        dataset=task.dataset,
-        split=task.split,
+        dataset=spec.dataset,
+        split=spec.split,
         source=rec.source,
         captions=list(rec.captions),
         fps=round(dec.fps, 6),
@@ -85,15 +78,15 @@ def build_sample(
         duration=round(dec.duration, 6),
         frame_indices=segments,
         sampling={
-            "mode": task.mode,
-            "num_frames": task.num_frames,
-            "candidates": task.candidates,
-            "seed": task.seed,
+            "mode": spec.mode,
+            "num_frames": spec.num_frames,
+            "candidates": spec.candidates,
+            "seed": spec.seed,
         },
         size=[int(dec.frames[0].shape[0]), int(dec.frames[0].shape[1])],
         timestamps=rec.timestamps,
     )
-    return encode_sample(meta, [encode_jpeg(f, task.jpeg_quality) for f in dec.frames])
+    return encode_sample(meta, [encode_jpeg(f, spec.jpeg_quality) for f in dec.frames])
 
 
 def run_shard_task(task: ShardTask) -> dict[str, Any]:

@@ -37,18 +37,14 @@ def write_csv(path: Path, rows: int) -> None:
 def child(csv: str, out: str, workers: int, rows_per_shard: int) -> None:
     from preprocessing.job import build_shards
     from preprocessing.slices import CsvSource
+    from preprocessing.spec import ShardSpec
 
     stats: dict = {}
     t0 = time.perf_counter()
     m = build_shards(
         CsvSource("webvid", str(Path(csv).parent), csv),
         out,
-        dataset="webvid",
-        split="train",
-        num_frames=4,
-        mode="rand",
-        candidates=2,
-        samples_per_shard=rows_per_shard,
+        ShardSpec("webvid", "train", 4, "rand", 2, samples_per_shard=rows_per_shard),
         workers=workers,
         progress=False,
         stats=stats,

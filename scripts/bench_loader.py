@@ -81,13 +81,14 @@ def render_videos(out: Path, count: int, width: int, height: int, seconds: float
 def build(videos: list[Path], out: Path) -> Path:
     from preprocessing.job import build_shards
     from preprocessing.records import VideoRecord
+    from preprocessing.spec import ShardSpec
 
     records = [
         VideoRecord(key=p.stem, media=p, source=p.name, captions=[f"a test pattern, clip {p.stem}"])
         for p in videos
     ]
-    build_shards(records, out, dataset="webvid", split="train", num_frames=FRAMES, mode="rand",
-                 candidates=2, samples_per_shard=8, workers=0, progress=False)  # fmt: skip
+    spec = ShardSpec("webvid", "train", FRAMES, "rand", 2, samples_per_shard=8)
+    build_shards(records, out, spec, workers=0, progress=False)
     return out
 
 

@@ -56,14 +56,15 @@ def quick_shards(tmp: Path) -> Path:
     """Six synthetic MSR-VTT test videos, built by the real generator and shard job."""
     from preprocessing.adapters import load_records
     from preprocessing.job import build_shards
+    from preprocessing.spec import ShardSpec
     from preprocessing.synthetic import generate
 
     data = tmp / "data" / "msrvtt"
     generate("msrvtt", data, size=4, test_size=6, duration=2.0)
     out = eval_shard_dir("msrvtt", tmp / "shards")
     records = load_records("msrvtt", data, "test")
-    build_shards(records, out, dataset="msrvtt", split="test", num_frames=12, mode="middle",
-                 candidates=1, workers=0, progress=False)  # fmt: skip
+    spec = ShardSpec("msrvtt", "test", 12, "middle", 1)
+    build_shards(records, out, spec, workers=0, progress=False)
     return out
 
 

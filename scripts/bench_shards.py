@@ -20,6 +20,7 @@ from pathlib import Path
 
 from preprocessing.adapters import load_records
 from preprocessing.job import build_shards
+from preprocessing.spec import ShardSpec
 from preprocessing.synthetic import generate
 from preprocessing.tools import find_tool
 from t2v2t.errors import cli
@@ -51,18 +52,8 @@ def _ffmpeg_seconds(paths: list[Path]) -> float:
 def _build(records, out: Path, spp: int, **kw) -> float:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    m = build_shards(
-        records,
-        out,
-        dataset="webvid",
-        split="train",
-        num_frames=4,
-        mode="rand",
-        candidates=2,
-        samples_per_shard=spp,
-        progress=False,
-        **kw,
-    )
+    spec = ShardSpec("webvid", "train", 4, "rand", 2, samples_per_shard=spp)
+    m = build_shards(records, out, spec, progress=False, **kw)
     dt = time.perf_counter() - t0
     assert m["num_failed"] == 0, "benchmark videos failed to build"
     return dt

@@ -21,9 +21,16 @@ from preprocessing.adapters import (
     webvid_slice,
 )
 from preprocessing.job import build_shards
-from preprocessing.recipes import RECIPES, SPLITS, recipe
+from preprocessing.recipes import RECIPES, SPLITS, SplitRecipe, recipe
 from preprocessing.records import VideoRecord
 from preprocessing.slices import CsvSource
+from preprocessing.spec import (
+    DEFAULT_SAMPLES_PER_SHARD,
+    DEFAULT_SHARD_BYTES,
+    ShardSpec,
+    parse_bytes,
+    spec_default,
+)
 from preprocessing.synthetic import (
     ATTRIBUTES_FILE,
     DEFAULTS,
@@ -53,14 +60,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=None, help="frames per video (recipe default)")
     p.add_argument("--workers", type=int, default=2, help="local Dask worker processes (0: none)")
     p.add_argument("--scheduler", default=None, help="an existing Dask cluster, tcp://host:port")
-    p.add_argument("--short-side", type=int, default=224)
-    p.add_argument("--jpeg-quality", type=int, default=90)
+    p.add_argument("--short-side", type=int, default=spec_default("short_side"))
+    p.add_argument("--jpeg-quality", type=int, default=spec_default("jpeg_quality"))
     p.add_argument(
         "--samples-per-shard",
         type=int,
-        default=64,
-        help="inputs per shard and per task (the shard size knob: real data wants hundreds of MB, "
-        "e.g. 2000 for WebVid at 4 frames)",
+        default=None,
+        help="inputs per shard and per task; wins over --shard-bytes (default: "
+        f"{DEFAULT_SAMPLES_PER_SHARD} for a synthetic corpus, else from --shard-bytes)",
+    )
+    p.add_argument(
+        "--shard-bytes",
+        default=None,
+        help="shard size target, e.g. 300MB: turned into samples per shard from the frames, "
+        "candidates, short side and JPEG quality alone (default: "
+        f"{DEFAULT_SHARD_BYTES // 10**6}MB for real data; README.md, 'Shards at scale')",
     )
     p.add_argument(
         "--window", type=int, default=0, help="tasks in flight at once (0: 4 per worker)"
@@ -82,7 +96,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="the annotation file (webvid CSV, folder captions.csv) instead of the default name",
     )
-    p.add_argument("--seed", type=int, default=0, help="frame sampling (and synthetic) seed")
+    p.add_argument(
+        "--seed", type=int, default=spec_default("seed"), help="frame sampling (and synthetic) seed"
+    )
     p.add_argument(
         "--frame-rule",
         choices=("project", "vindlu"),
@@ -170,6 +186,41 @@ def inputs(args: argparse.Namespace, data: Path, split: str) -> list[VideoRecord
     return load_records(args.dataset, data, split, args.annotations)
 
 
+def _sizing(m: dict) -> str:
+    """How the shards were sized, and how big the full ones came out."""
+    full = [s["bytes"] for s in m["shards"] if s["samples"] == m["samples_per_shard"]]
+    got = f"{sum(full) / len(full) / 1e6:.1f} MB each" if full else "none full"
+    if m["shard_bytes"] is None:
+        return f"{m['samples_per_shard']} samples per shard, {got}"
+    return (
+        f"{m['samples_per_shard']} samples per shard for a {m['shard_bytes'] / 1e6:g} MB "
+        f"target, {got}"
+    )
+
+
+def spec_for(args: argparse.Namespace, r: SplitRecipe, synthetic: bool) -> ShardSpec:
+    """One split's settings. Shard size: ``--samples-per-shard`` when given, else the byte
+    target when given, else the demo's small shards for a synthetic corpus, else the default
+    byte target (README.md, "Shards at scale")."""
+    spec = ShardSpec(
+        dataset=args.dataset,
+        split=r.split,
+        num_frames=r.num_frames,
+        mode=FRAME_RULES[args.frame_rule] if r.mode == "middle" else r.mode,
+        candidates=r.candidates,
+        seed=args.seed,
+        short_side=args.short_side,
+        jpeg_quality=args.jpeg_quality,
+        samples_per_shard=args.samples_per_shard or DEFAULT_SAMPLES_PER_SHARD,
+        synthetic=synthetic,
+    )
+    if args.samples_per_shard is not None:
+        return spec
+    if args.shard_bytes is not None:
+        return spec.sized_by_bytes(parse_bytes(args.shard_bytes))
+    return spec if synthetic else spec.sized_by_bytes(DEFAULT_SHARD_BYTES)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.synthetic:
@@ -177,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data = Path(args.data or f"data/{args.dataset}")
     recipes = recipe(args.dataset, args.split, args.frames)  # refuses bad values first
+    if args.samples_per_shard is not None and args.samples_per_shard < 1:
+        raise UsageError(f"samples per shard must be >= 1 (SHARD_SIZE={args.samples_per_shard})")
+    if args.shard_bytes is not None:
+        parse_bytes(args.shard_bytes)
     if args.workers < 0:
         raise UsageError(f"workers must be >= 0 (WORKERS={args.workers}): 0 builds in this process")
     if args.synthetic:
@@ -188,27 +243,20 @@ def main(argv: list[str] | None = None) -> int:
         records = inputs(args, data, r.split)
         out = shard_dir(args.out, args.dataset, r.split, r.num_frames)
         t0 = time.perf_counter()
+        spec = spec_for(args, r, synthetic)
         m = build_shards(
             records,
             out,
-            dataset=args.dataset,
-            split=r.split,
-            num_frames=r.num_frames,
-            mode=FRAME_RULES[args.frame_rule] if r.mode == "middle" else r.mode,
-            candidates=r.candidates,
-            seed=args.seed,
-            short_side=args.short_side,
-            jpeg_quality=args.jpeg_quality,
-            samples_per_shard=args.samples_per_shard,
+            spec,
             workers=args.workers,
             scheduler=args.scheduler,
             progress=not args.quiet,
-            synthetic=synthetic,
             window=args.window,
         )
         print(
-            f"[shards] {out}: {m['num_samples']} samples in {len(m['shards'])} shards, "
-            f"{m['num_failed']} failed (see failures.jsonl), {time.perf_counter() - t0:.1f} s",
+            f"[shards] {out}: {m['num_samples']} samples in {len(m['shards'])} shards "
+            f"({_sizing(m)}), {m['num_failed']} failed (see failures.jsonl), "
+            f"{time.perf_counter() - t0:.1f} s",
             flush=True,
         )
     return 0

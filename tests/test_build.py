@@ -15,28 +15,28 @@ import pytest
 
 from preprocessing.adapters import load_records
 from preprocessing.job import build_shards
+from preprocessing.recipes import SplitRecipe
 from preprocessing.records import VideoRecord
+from preprocessing.spec import (
+    DEFAULT_SAMPLES_PER_SHARD,
+    DEFAULT_SHARD_BYTES,
+    ShardSpec,
+    parse_bytes,
+    sample_bytes,
+)
 from preprocessing.synthetic import generate
 from preprocessing.verify import verify_dir
 from t2v2t.data.frames import frame_indices
 from t2v2t.data.schema import decode_sample
 from t2v2t.data.shards import iter_samples, open_zstd, read_manifest, sha256_file
+from t2v2t.errors import UsageError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers_video import make_bad_inputs, make_odd_inputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-OPTS = dict(
-    dataset="webvid",
-    split="train",
-    num_frames=4,
-    mode="rand",
-    candidates=2,
-    short_side=32,
-    samples_per_shard=4,
-    progress=False,
-)
+SPEC = ShardSpec("webvid", "train", 4, "rand", 2, short_side=32, samples_per_shard=4)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def records(corpus: Path) -> list[VideoRecord]:
 @pytest.fixture(scope="module")
 def reference(records: list[VideoRecord], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ref")
-    build_shards(records, out, workers=0, **OPTS)
+    build_shards(records, out, SPEC, workers=0, progress=False)
     return out
 
 
@@ -118,7 +118,7 @@ def test_workers_1_and_2_identical(
     records: list[VideoRecord], reference: Path, tmp_path: Path
 ) -> None:
     for w in (1, 2):
-        build_shards(records, tmp_path / f"w{w}", workers=w, **OPTS)
+        build_shards(records, tmp_path / f"w{w}", SPEC, workers=w, progress=False)
         assert _snapshot(tmp_path / f"w{w}") == _snapshot(reference), f"workers={w}"
 
 
@@ -165,7 +165,7 @@ def test_external_dask_cluster_identical(
 
         with Client(addr, timeout=60) as client:
             client.wait_for_workers(2, timeout=90)
-        build_shards(records, tmp_path / "out", scheduler=addr, **OPTS)
+        build_shards(records, tmp_path / "out", SPEC, scheduler=addr, progress=False)
         assert _snapshot(tmp_path / "out") == _snapshot(reference)
     finally:
         for p in reversed(procs):
@@ -178,13 +178,13 @@ def test_rerun_keeps_good_shards_and_repairs(
     records: list[VideoRecord], reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    build_shards(records, out, workers=0, **OPTS)
+    build_shards(records, out, SPEC, workers=0, progress=False)
     shards = sorted(out.glob("*.tar.zst"))
     stamps = {p.name: p.stat().st_mtime_ns for p in shards}
     shards[1].write_bytes(shards[1].read_bytes()[:-10])  # damaged
     (out / f".{shards[2].name}.123.tmp").write_bytes(b"left by a crash")
     (out / "webvid-train-000099.tar.zst").write_bytes(b"stale")  # not part of this build
-    build_shards(records, out, workers=0, **OPTS)
+    build_shards(records, out, SPEC, workers=0, progress=False)
     assert _snapshot(out) == _snapshot(reference)
     assert out.joinpath(shards[0].name).stat().st_mtime_ns == stamps[shards[0].name]  # kept
     assert not list(out.rglob("*.tmp"))
@@ -264,8 +264,7 @@ def test_verify_script_detects_damage(reference: Path, tmp_path: Path) -> None:
 
 
 def test_build_script_generates_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import build_shards as script
+    script = _script()
 
     rc = script.main(
         [
@@ -291,6 +290,7 @@ def test_build_script_generates_synthetic(tmp_path: Path, capsys: pytest.Capture
     test = read_manifest(tmp_path / "shards/msrvtt/test_12f")
     assert (train["mode"], train["candidates"], train["num_samples"]) == ("rand", 2, 6)
     assert (test["mode"], test["candidates"], test["num_samples"]) == ("middle", 1, 4)
+    assert (train["samples_per_shard"], train["shard_bytes"]) == (64, None)  # the demo's shards
     rc = script.main(
         [
             "--dataset",
@@ -337,3 +337,98 @@ def test_build_script_generates_synthetic(tmp_path: Path, capsys: pytest.Capture
     assert rc == 0 and "was left incomplete: generated" in capsys.readouterr().out
     assert not (tmp_path / "data" / ".synthetic-incomplete").exists()
     assert read_manifest(tmp_path / "shards/msrvtt/test_12f") == test  # same corpus again
+
+
+def test_manifest_records_the_spec(reference: Path) -> None:
+    m = read_manifest(reference)
+    assert ShardSpec.from_manifest(m) == SPEC
+    assert (m["samples_per_shard"], m["shard_bytes"], m["builder_version"]) == (4, None, 3)
+    assert [s["samples"] for s in m["shards"]][:2] == [4, 4]  # the count that cut them
+    old = {k: v for k, v in m.items() if k not in ("samples_per_shard", "builder_version")}
+    assert ShardSpec.from_manifest(old).samples_per_shard == 4  # older manifests: largest shard
+    with pytest.raises(UsageError, match="manifest lacks num_frames"):
+        ShardSpec.from_manifest({k: v for k, v in m.items() if k != "num_frames"})
+
+
+def test_spec_checks_and_normalises() -> None:
+    assert ShardSpec("msrvtt", "test", 12, "middle", 2).candidates == 1
+    assert ShardSpec("msrvtt", "test", 12, "vindlu_middle", 3).candidates == 1
+    with pytest.raises(UsageError, match="FRAMES=0"):
+        ShardSpec("webvid", "train", 0, "rand", 2)
+    with pytest.raises(UsageError, match="SHARD_SIZE=0"):
+        ShardSpec("webvid", "train", 4, "rand", 2, samples_per_shard=0)
+
+
+def test_parse_bytes() -> None:
+    assert parse_bytes("300MB") == 300 * 10**6
+    assert parse_bytes("1.5G") == 1_500_000_000
+    assert parse_bytes("512MiB") == 512 * 2**20
+    assert parse_bytes("4kb") == 4000 and parse_bytes("123") == 123
+    for bad in ("abc", "0", "12 parsecs", ""):
+        with pytest.raises(UsageError, match="SHARD_BYTES="):
+            parse_bytes(bad)
+
+
+def test_byte_target_is_a_function_of_the_spec() -> None:
+    webvid = ShardSpec("webvid", "train", 4, "rand", 2)
+    sized = webvid.sized_by_bytes(300 * 10**6)
+    per = sample_bytes(webvid)
+    assert sized.samples_per_shard * per <= 300 * 10**6 < (sized.samples_per_shard + 1) * per
+    assert sized.shard_bytes == 300 * 10**6 and sized == webvid.sized_by_bytes(300 * 10**6)
+    # WebVid at 4 frames x 2 candidates, 224 px, q90: ~220 kB a sample, ~1300 a shard.
+    assert 1000 < sized.samples_per_shard < 2000
+    # Dearer samples, fewer per shard: more frames, more candidates, higher quality, bigger.
+    cheaper = sized.samples_per_shard
+    for dearer in (
+        ShardSpec("webvid", "train", 8, "rand", 2),
+        ShardSpec("webvid", "train", 4, "rand", 3),
+        ShardSpec("webvid", "train", 4, "rand", 2, jpeg_quality=95),
+        ShardSpec("webvid", "train", 4, "rand", 2, short_side=336),
+    ):
+        assert dearer.sized_by_bytes(300 * 10**6).samples_per_shard < cheaper
+    assert ShardSpec("x", "test", 4, "middle", 2).sized_by_bytes(300 * 10**6).samples_per_shard > (
+        cheaper
+    )
+    assert webvid.sized_by_bytes(1).samples_per_shard == 1  # never an empty shard
+
+
+def _script():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import build_shards as script
+
+    return script
+
+
+def test_shard_size_rule_of_the_cli() -> None:
+    script = _script()
+    r = SplitRecipe("train", 4, "rand", 2)
+
+    def spec(*argv: str, synthetic: bool = False) -> ShardSpec:
+        return script.spec_for(script.parse_args(["--dataset", "webvid", *argv]), r, synthetic)
+
+    assert spec().shard_bytes == DEFAULT_SHARD_BYTES  # real data: the default byte target
+    assert spec(synthetic=True).samples_per_shard == DEFAULT_SAMPLES_PER_SHARD  # the demo's
+    assert spec("--shard-bytes", "1MB", synthetic=True).shard_bytes == 10**6
+    given = spec("--shard-bytes", "1MB", "--samples-per-shard", "7")
+    assert (given.samples_per_shard, given.shard_bytes) == (7, None)  # the count wins
+
+
+def test_byte_target_build_equals_the_count_build(corpus: Path, tmp_path: Path) -> None:
+    """A byte target only picks the count: the shards are those of that count, any run."""
+    real = tmp_path / "real"  # no synthetic_attributes.json: real data, the byte-target default
+    real.mkdir()
+    (real / "videos").symlink_to(corpus / "videos")
+    (real / "results_2M_train.csv").write_text((corpus / "results_2M_train.csv").read_text())
+    cmd = [PY, str(ROOT / "scripts/build_shards.py"), "--dataset", "webvid", "--data", str(real)]
+    cmd += ["--workers", "0", "--short-side", "32", "--quiet"]
+    expect = 40_000 // sample_bytes(SPEC)  # SPEC has short side 32
+    assert expect == 3
+    subprocess.run([*cmd, "--shard-bytes", "40kB", "--out", str(tmp_path / "b")], check=True)
+    subprocess.run([*cmd, "--samples-per-shard", "3", "--out", str(tmp_path / "n")], check=True)
+    by_bytes, by_count = tmp_path / "b/webvid/train_4f", tmp_path / "n/webvid/train_4f"
+    m = read_manifest(by_bytes)
+    assert (m["samples_per_shard"], m["shard_bytes"], m["synthetic"]) == (3, 40_000, False)
+    assert [s["samples"] for s in m["shards"]] == [3, 3, 3, 1]
+    shards = {p.name: sha256_file(p) for p in sorted(by_bytes.glob("*.tar.zst"))}
+    assert shards == {p.name: sha256_file(p) for p in sorted(by_count.glob("*.tar.zst"))}
+    assert read_manifest(by_count)["shard_bytes"] is None

@@ -9,20 +9,12 @@ import pytest
 from preprocessing.adapters import AnnotationError, load_records, webvid
 from preprocessing.job import build_shards
 from preprocessing.slices import CsvSource, plan_slices, slice_records
+from preprocessing.spec import ShardSpec
 from preprocessing.synthetic import generate
 from preprocessing.verify import verify_dir
 from t2v2t.data.shards import read_manifest, sha256_file
 
-OPTS = dict(
-    dataset="webvid",
-    split="train",
-    num_frames=4,
-    mode="rand",
-    candidates=2,
-    short_side=32,
-    samples_per_shard=3,
-    progress=False,
-)
+SPEC = ShardSpec("webvid", "train", 4, "rand", 2, short_side=32, samples_per_shard=3)
 
 TRICKY = (
     "videoid,contentUrl,duration,page_dir,name\n"
@@ -69,10 +61,12 @@ def _snapshot(out: Path) -> dict[str, str]:
 
 
 def test_sliced_build_equals_list_build_for_any_worker_count(corpus: Path, tmp_path: Path) -> None:
-    build_shards(load_records("webvid", corpus, "train"), tmp_path / "list", workers=0, **OPTS)
+    build_shards(
+        load_records("webvid", corpus, "train"), tmp_path / "list", SPEC, workers=0, progress=False
+    )
     source = CsvSource("webvid", str(corpus), str(corpus / "results_2M_train.csv"))
     stats: dict = {}
-    build_shards(source, tmp_path / "w0", workers=0, stats=stats, **OPTS)
+    build_shards(source, tmp_path / "w0", SPEC, workers=0, stats=stats, progress=False)
     assert stats["tasks"] == 3 and stats["first_submit_s"] > 0
     assert _snapshot(tmp_path / "w0") == _snapshot(tmp_path / "list")
     m = read_manifest(tmp_path / "w0")
@@ -81,7 +75,7 @@ def test_sliced_build_equals_list_build_for_any_worker_count(corpus: Path, tmp_p
 
     # Two Dask workers and a window of one task in flight: the same bytes.
     stats = {}
-    build_shards(source, tmp_path / "w2", workers=2, window=1, stats=stats, **OPTS)
+    build_shards(source, tmp_path / "w2", SPEC, workers=2, window=1, stats=stats, progress=False)
     assert stats["max_in_flight"] == 1 and stats["tasks"] == 3
     assert _snapshot(tmp_path / "w2") == _snapshot(tmp_path / "list")
 
@@ -90,7 +84,7 @@ def test_sliced_build_equals_list_build_for_any_worker_count(corpus: Path, tmp_p
     stamps = {p.name: p.stat().st_mtime_ns for p in shards}
     shards[1].unlink()
     (tmp_path / "w2" / "manifest.json").unlink()
-    build_shards(source, tmp_path / "w2", workers=0, **OPTS)
+    build_shards(source, tmp_path / "w2", SPEC, workers=0, progress=False)
     assert _snapshot(tmp_path / "w2") == _snapshot(tmp_path / "list")
     assert shards[0].stat().st_mtime_ns == stamps[shards[0].name]
     assert shards[2].stat().st_mtime_ns == stamps[shards[2].name]
@@ -105,7 +99,7 @@ def test_verify_on_a_cluster_with_a_progress_bar(
 
     out = tmp_path / "s"
     source = CsvSource("webvid", str(corpus), str(corpus / "results_2M_train.csv"))
-    build_shards(source, out, workers=0, **OPTS)
+    build_shards(source, out, SPEC, workers=0, progress=False)
     spec = importlib.util.spec_from_file_location(
         "verify_shards", Path(__file__).resolve().parents[1] / "scripts/verify_shards.py"
     )

@@ -68,6 +68,8 @@ MAKE_CASES = {
     "frames-negative": (["shards", "DATASET=webvid", "FRAMES=-3"], "FRAMES=-3"),
     "frames-abc": (["shards", "DATASET=webvid", "FRAMES=abc"], "abc"),
     "workers-negative": (["shards", "DATASET=webvid", "WORKERS=-1"], "WORKERS=-1"),
+    "shard-bytes-abc": (["shards", "DATASET=webvid", "SHARD_BYTES=abc"], "SHARD_BYTES=abc"),
+    "shard-size-zero": (["shards", "DATASET=webvid", "SHARD_SIZE=0"], "SHARD_SIZE=0"),
     "dataset-nope": (["shards", "DATASET=nope"], "nope"),
     "split-folder": (["shards", "DATASET=folder", "SPLIT=bogus"], "SPLIT=bogus"),
     "split-webvid": (["shards", "DATASET=webvid", "SPLIT=bogus"], "SPLIT=bogus"),

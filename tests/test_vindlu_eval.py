@@ -197,6 +197,7 @@ def test_build_shards_with_vindlu_frame_rule(tmp_path):
 
     from preprocessing.job import build_shards
     from preprocessing.records import VideoRecord
+    from preprocessing.spec import ShardSpec
     from t2v2t.data.schema import decode_sample
     from t2v2t.data.shards import iter_samples, read_manifest
 
@@ -206,8 +207,8 @@ def test_build_shards_with_vindlu_frame_rule(tmp_path):
     video = make_video(tmp_path / "v.mp4", frames=24)
     rec = VideoRecord("v", video, "v.mp4", ["A clip!"])
     out = tmp_path / "shards"
-    build_shards([rec], out, dataset="msrvtt", split="test", num_frames=4, mode="vindlu_middle",
-                 candidates=1, short_side=32, samples_per_shard=4, workers=0, progress=False)  # fmt: skip
+    spec = ShardSpec("msrvtt", "test", 4, "vindlu_middle", 1, short_side=32, samples_per_shard=4)
+    build_shards([rec], out, spec, workers=0, progress=False)
     manifest = read_manifest(out)
     assert manifest["mode"] == "vindlu_middle" and manifest["candidates"] == 1
     meta, _ = decode_sample(next(iter_samples(out / manifest["shards"][0]["name"])))
