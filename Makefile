@@ -46,7 +46,8 @@ SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--split,$(SPLIT)) $(call opt,
 	$(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER)) \
 	$(if $(filter-out 0,$(SYNTHETIC)),--synthetic) $(call opt,--annotations,$(ANNOTATIONS)) \
 	$(call opt,--frame-rule,$(FRAME_RULE)) \
-	$(call opt,--samples-per-shard,$(SHARD_SIZE)) $(call opt,--window,$(WINDOW))
+	$(call opt,--samples-per-shard,$(SHARD_SIZE)) $(call opt,--shard-bytes,$(SHARD_BYTES)) \
+	$(call opt,--window,$(WINDOW))
 TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) \
 	$(if $(RESUME),--resume) $(ARGS)
 EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) --fusion $(FUSION) $(ARGS)
@@ -82,7 +83,7 @@ lint: setup  ## ruff lint + format check
 format: setup
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder [DATA= SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_SIZE= WINDOW=]
+shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder [DATA= SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_BYTES= SHARD_SIZE= WINDOW=]
 	$(PY) scripts/build_shards.py --dataset $(DATASET) $(SHARD_OPTS)
 
 verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f [WORKERS= SCHEDULER=]
