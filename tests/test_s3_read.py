@@ -5,6 +5,8 @@ storage". Fetches are counted from the server's own request log."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,23 @@ def test_cache_processes_on_one_node_fetch_once(s3_server, remote_shards, cache_
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert s3_server.object_gets(obj) == 1
     assert sha256_file(NodeCache.from_env().entry(obj, sha)) == sha
+
+
+# ----------------------------------------------------------------------------- readers over URLs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _inspect(shards: str | Path, *args: str) -> subprocess.CompletedProcess:
+    """scripts/inspect_stream.py in its own process (it inherits the server's environment)."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "inspect_stream.py"), "--shards", str(shards)]
+    cmd += ["--image-size", "16", "--batch-size", "3", "--shuffle-buffer", "4", "--seed", "3"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=180, cwd=ROOT)
+
+
+def test_manifest_reads_from_a_url(s3_server, remote_shards, s3_url):
+    local, url = remote_shards
+    assert read_manifest(url) == read_manifest(local)
+    assert read_manifest(url + "/") == read_manifest(local)
+    with pytest.raises(ShardError, match=rf"^{s3_url}/nothing/manifest.json not found"):
+        read_manifest(f"{s3_url}/nothing")

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from t2v2t import storage
 from t2v2t.atomic import atomic_write_bytes, fsync_dir
 from t2v2t.errors import on_path
 from t2v2t.data.schema import FORMAT
@@ -106,11 +107,12 @@ class HashingReader(io.RawIOBase):
     digest with the manifest's.
     """
 
-    def __init__(self, path: str | Path, sha256: str) -> None:
+    def __init__(self, path: str | Path, sha256: str, file: BinaryIO | None = None) -> None:
         super().__init__()
-        self.path = Path(path)
+        self.path = storage.location(path)  # a URL is named as such in messages
         self.expected = sha256
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        # ``file``: the bytes of ``path`` already open (a node-cache copy of a URL).
+        self._file = file if file is not None else open(path, "rb")  # noqa: SIM115 - closed by close()
         self._hash = hashlib.sha256()
         self._verified = False
 
@@ -181,15 +183,18 @@ def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> None:
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """The manifest of a shard folder, with a clear error when it is missing or not ours."""
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
+    """The manifest of a shard folder or URL, with a clear error when it is missing or not ours."""
+    path = storage.join(directory, MANIFEST)
+    try:
+        with storage.open_read(path) as f:
+            text = f.read().decode()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ShardError(
             f"{path} not found: {directory} is not a finished shard folder "
             "(build it with `make shards DATASET=...`)"
-        )
+        ) from None
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(text)
     except json.JSONDecodeError as err:
         raise ShardError(f"{path}: not valid JSON ({err}); rebuild the folder") from None
     if manifest.get("format") != FORMAT:
@@ -201,12 +206,27 @@ def shard_infos(manifest: dict[str, Any]) -> list[ShardInfo]:
     return [ShardInfo(**s) for s in manifest["shards"]]
 
 
-def check_shard_file(directory: str | Path, info: ShardInfo, *, hash_check: bool = True) -> None:
-    """Raise :class:`ShardError` naming the shard when its size or sha256 disagrees with the manifest."""
-    path = Path(directory) / info.name
-    if not path.is_file():
+def check_shard_file(
+    directory: str | Path,
+    info: ShardInfo,
+    *,
+    hash_check: bool = True,
+    listing: dict[str, int] | None = None,
+) -> None:
+    """Raise :class:`ShardError` naming the shard when its size or sha256 disagrees with the manifest.
+
+    ``directory`` may be a URL; ``listing`` (:func:`t2v2t.storage.list_sizes` of it) saves one
+    request per shard when many are checked.
+    """
+    path = storage.join(directory, info.name)
+    if listing is None and storage.is_url(directory):
+        listing = storage.list_sizes(directory)
+    if listing is not None:
+        size = listing.get(info.name)
+    else:
+        size = Path(path).stat().st_size if Path(path).is_file() else None
+    if size is None:
         raise ShardError(f"{path}: listed in the manifest but missing")
-    size = path.stat().st_size
     if size != info.bytes:
         raise ShardError(
             f"{path}: {size} bytes, manifest says {info.bytes} (truncated or replaced)"
