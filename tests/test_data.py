@@ -455,16 +455,36 @@ def test_inspect_stream_world_size_4_every_key_once_and_few_repeats(tmp_path, ca
 
 
 def test_shard_samples_can_skip_the_bytes_of_unwanted_samples(shards) -> None:
-    from t2v2t.data.shards import iter_samples
+    from t2v2t.data.shards import iter_samples, open_shard
     from t2v2t.data.tarstream import iter_shard_samples
 
-    path = shards["video"] / shard_name("vid", "train", 0)
-    full = list(iter_samples(path))
-    assert list(iter_shard_samples(path)) == full
-    some = list(iter_shard_samples(path, keep=lambda i: i % 3 == 1))
+    name = shard_name("vid", "train", 0)
+    full = list(iter_samples(shards["video"] / name))
+    with open_shard(shards["video"], name) as f:
+        assert list(iter_shard_samples(f)) == full
+    with open_shard(shards["video"], name) as f:
+        some = list(iter_shard_samples(f, keep=lambda i: i % 3 == 1))
     assert [s["__key__"] for s in some] == [s["__key__"] for s in full]
     for i, (got, ref) in enumerate(zip(some, full, strict=True)):
         assert got == (ref if i % 3 == 1 else {"__key__": ref["__key__"], "__skipped__": True})
+
+
+def test_hashed_shard_reads_verify_the_digest_at_the_end(shards, tmp_path) -> None:
+    """Opened with the manifest's sha256, a shard read to its end is checked against it."""
+    from t2v2t.data.shards import ShardError, open_shard, read_manifest
+    from t2v2t.data.tarstream import group_members, iter_shard_samples
+
+    info = read_manifest(shards["video"])["shards"][0]
+    with open_shard(shards["video"], info["name"], info["sha256"]) as f:
+        assert len(list(iter_shard_samples(f))) == info["samples"]
+    with open_shard(shards["video"], info["name"], "0" * 64) as f:
+        with pytest.raises(ShardError, match="sha256 differs"):
+            list(iter_shard_samples(f))
+    grouped = list(group_members([("a.json", b"1"), ("a.000.jpg", None), ("b.json", b"2")]))
+    assert grouped == [
+        {"__key__": "a", "json": b"1", "__skipped__": True},
+        {"__key__": "b", "json": b"2"},
+    ]
 
 
 def test_lean_tar_reader_matches_tarfile(tmp_path) -> None:

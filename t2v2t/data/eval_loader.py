@@ -15,7 +15,7 @@ import zstandard
 from t2v2t.data.loader import PlannedLoader, _check_shards, _PlannedBatches, _Source
 from t2v2t.data.plan import eval_plan
 from t2v2t.data.schema import META_EXT, SampleMeta
-from t2v2t.data.shards import HashingReader, ShardError, corrupt_message, read_manifest, shard_infos
+from t2v2t.data.shards import ShardError, corrupt_message, open_shard, read_manifest, shard_infos
 from t2v2t.data.tarstream import iter_tar
 
 __all__ = ["EvalTexts", "eval_texts", "make_eval_loader"]
@@ -105,7 +105,7 @@ def eval_texts(shard_dir: str | Path) -> EvalTexts:
     for info in infos:
         path = directory / info.name
         before = len(keys)
-        check = HashingReader(path, info.sha256)  # the bytes pass anyway: hashed on the way
+        check = open_shard(directory, info.name, info.sha256)  # hashed on the way
         try:
             raw = zstandard.ZstdDecompressor().stream_reader(check, closefd=False)
             with raw, io.BufferedReader(raw, buffer_size=1 << 20) as stream:

@@ -41,14 +41,13 @@ memory: that layout is what the decoder and the resize write without a transpose
 
 from __future__ import annotations
 
-import io
 import logging
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -64,22 +63,23 @@ from t2v2t.data.augment import (
     normalize,
     train_crop,
 )
+from t2v2t.data.captions import SENTENCE_LEN, choose_caption, tokenize, video_id
 from t2v2t.data.frames import choose_candidates, subsample_segments
-from t2v2t.data.plan import RankPlan, eval_plan, interleave, train_plan
+from t2v2t.data.plan import RankPlan, interleave, train_plan
 from t2v2t.data.schema import META_EXT, SampleMeta, frame_ext
-from t2v2t.seeding import rng_for
 from t2v2t.data.shards import (
     HashingReader,
     ShardError,
     ShardInfo,
     check_shard_file,
     corrupt_message,
+    open_shard,
     read_manifest,
-    sha256_file,
     shard_infos,
+    shard_matches,
 )
-from t2v2t.data.tarstream import iter_shard_samples, iter_tar
-from t2v2t.data.captions import SENTENCE_LEN, choose_caption, tokenize, video_id
+from t2v2t.data.tarstream import iter_shard_samples
+from t2v2t.seeding import rng_for
 
 __all__ = [
     "PlannedLoader",
@@ -164,7 +164,8 @@ class _Stream:
         self.names = names  # stream-order shard names
         self.sha256s = sha256s  # stream order; None: no digest check (benchmark baseline)
         self.hint = hint
-        self.check: HashingReader | None = None
+        self.file: HashingReader | BinaryIO | None = None  # the open shard's bytes
+        self.check: HashingReader | None = None  # the same file when it is being hashed
         self.counts = plan.counts
         self.starts = plan.shard_starts()
         self.refs = dict(needed)
@@ -190,16 +191,13 @@ class _Stream:
         i = int(np.searchsorted(self.wanted, target))
         nxt = int(self.wanted[i])
         self.shard = int(np.searchsorted(self.starts, nxt, side="right") - 1)
-        self.pos = int(self.starts[self.shard])
-        start = int(self.starts[self.shard])
-        path = self.directory / self.names[self.shard]
+        start = self.pos = int(self.starts[self.shard])
         # Every opened shard is hashed as it streams and verified when left (README.md,
         # "Integrity"); the bytes of the samples other workers need still pass through.
-        if self.sha256s is not None:
-            self.check = HashingReader(path, self.sha256s[self.shard])
-        self.it = iter_shard_samples(
-            path, keep=lambda i: self.refs.get(start + i, 0) > 0, check=self.check
-        )
+        sha256 = None if self.sha256s is None else self.sha256s[self.shard]
+        self.file = open_shard(self.directory, self.names[self.shard], sha256)
+        self.check = self.file if sha256 is not None else None  # type: ignore[assignment]
+        self.it = iter_shard_samples(self.file, keep=lambda i: self.refs.get(start + i, 0) > 0)
 
     def _read_until(self, p: int) -> None:
         while p not in self.pending:
@@ -243,6 +241,7 @@ class _Stream:
     def _close(self, verify: bool = False) -> None:
         """Leave the open shard; ``verify``: check its sha256 first (the rest is hashed)."""
         check, self.check = self.check, None
+        file, self.file = self.file, None
         try:
             if verify and check is not None and self.it is not None:
                 check.verify(self.hint)
@@ -250,8 +249,8 @@ class _Stream:
             if self.it is not None:
                 self.it.close()  # type: ignore[attr-defined]
             self.it = None
-            if check is not None:
-                check.close()
+            if file is not None:
+                file.close()
 
 
 # --------------------------------------------------------------------------- batches
@@ -406,7 +405,7 @@ class _PlannedBatches(IterableDataset):
     ) -> ShardError:
         i = src.plan.locate(int(position))[0]
         path = src.directory / src.shard_names[i]
-        if self.verify_stream and sha256_file(path) != src.shard_sha256[i]:
+        if self.verify_stream and not shard_matches(src.directory, path.name, src.shard_sha256[i]):
             return ShardError(corrupt_message(path) + self.hint)  # the cause, not the symptom
         return ShardError(f"{path}: sample {raw.get('__key__')!r}: {err}")
 

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,8 +21,8 @@ import zstandard
 
 from t2v2t import storage
 from t2v2t.atomic import atomic_write_bytes, fsync_dir
-from t2v2t.errors import on_path
 from t2v2t.data.schema import FORMAT
+from t2v2t.data.tarstream import group_members, iter_shard_samples
 
 MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
@@ -149,14 +149,52 @@ class HashingReader(io.RawIOBase):
         super().close()
 
 
+def open_shard(
+    directory: str | Path, name: str, sha256: str | None = None
+) -> HashingReader | BinaryIO:
+    """Shard ``name`` of ``directory``, opened for reading its compressed bytes front to back.
+
+    The one place shard bytes are opened (the loaders, evaluation, reports, the checks), so that
+    where they come from is decided here. With ``sha256`` (the manifest's) the file is a
+    :class:`HashingReader`: what is read goes into a digest that ``verify()`` checks (README.md,
+    "Exact resume and shard integrity"). The caller closes it.
+    """
+    path = Path(directory) / name
+    if sha256 is None:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    return HashingReader(path, sha256)
+
+
+def read_shard(
+    directory: str | Path,
+    name: str,
+    sha256: str | None = None,
+    keep: Callable[[int], bool] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The samples of shard ``name`` through the lean reader, the file closed after.
+
+    ``sha256``: verify the digest on the way (:func:`open_shard`); ``keep``: as
+    :func:`t2v2t.data.tarstream.iter_shard_samples`.
+    """
+    with open_shard(directory, name, sha256) as f:
+        yield from iter_shard_samples(f, keep)
+
+
+def shard_matches(directory: str | Path, name: str, sha256: str) -> bool:
+    """True when the whole of shard ``name`` has the manifest's ``sha256``."""
+    with open_shard(directory, name, sha256) as f:
+        return f.matches()  # type: ignore[attr-defined]
+
+
 def open_zstd(path: str | Path) -> BinaryIO:
     """A readable decompressed stream of a ``.tar.zst`` file (also a webdataset opener)."""
-    fh = open(path, "rb")
+    path = Path(path)
+    fh = open_shard(path.parent, path.name)
     return zstandard.ZstdDecompressor().stream_reader(fh, closefd=True)
 
 
 def iter_members(path: str | Path) -> Iterator[tuple[str, bytes]]:
-    """Stream ``(member name, bytes)`` out of a shard without unpacking it."""
+    """Stream ``(member name, bytes)`` out of a shard without unpacking it (``tarfile``)."""
     with open_zstd(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         for info in tar:
             if info.isfile():
@@ -164,17 +202,12 @@ def iter_members(path: str | Path) -> Iterator[tuple[str, bytes]]:
 
 
 def iter_samples(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Group a shard's members into WebDataset-style dicts: ``{"__key__", "json", "000.jpg", ...}``."""
-    current: dict[str, Any] | None = None
-    for name, data in iter_members(path):
-        key, _, ext = name.partition(".")
-        if current is None or current["__key__"] != key:
-            if current is not None:
-                yield current
-            current = {"__key__": key}
-        current[ext] = data
-    if current is not None:
-        yield current
+    """A shard's samples through ``tarfile``: ``{"__key__", "json", "000.jpg", ...}``.
+
+    The reference reader (verification, tests); the loaders use the lean
+    :func:`t2v2t.data.tarstream.iter_shard_samples`, which yields the same dicts.
+    """
+    return group_members(iter_members(path))
 
 
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> None:
@@ -231,7 +264,7 @@ def check_shard_file(
         raise ShardError(
             f"{path}: {size} bytes, manifest says {info.bytes} (truncated or replaced)"
         )
-    if hash_check and sha256_file(path) != info.sha256:
+    if hash_check and not shard_matches(directory, info.name, info.sha256):
         raise ShardError(f"{path}: sha256 differs from the manifest (corrupted or replaced)")
 
 

@@ -4,19 +4,19 @@
 has one member per stored frame, so that shows up next to JPEG decoding. This reader handles what
 tar writers produce for WebDataset shards (ustar/GNU regular files, GNU long names, pax ``path``
 records), verifies every header checksum, and fails with :class:`ValueError` on anything else.
-It yields the same WebDataset-style dicts as :func:`t2v2t.data.shards.iter_samples`.
+It yields the same WebDataset-style dicts as :func:`t2v2t.data.shards.iter_samples`, grouped by
+the one :func:`group_members`.
+
+It reads bytes and knows no files: a shard is opened by :func:`t2v2t.data.shards.open_shard`.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
 
 import zstandard
-
-from t2v2t.data.shards import HashingReader, ShardError, corrupt_message, open_zstd
 
 BLOCK = 512
 _REGULAR = (b"0", b"\0", b"7")
@@ -118,36 +118,56 @@ def iter_tar(
         yield name, data
 
 
+def group_members(members: Iterable[tuple[str, bytes | None]]) -> Iterator[dict[str, Any]]:
+    """Tar members in order -> WebDataset-style samples ``{"__key__", "json", "000.jpg", ...}``.
+
+    A sample is the run of consecutive members whose names share the part before the first dot
+    (README.md, "Shards"). A member whose bytes are ``None`` (streamed past, see
+    :func:`iter_tar`) marks its sample ``"__skipped__": True`` instead of adding bytes.
+    """
+    current: dict[str, Any] | None = None
+    for name, data in members:
+        key, _, ext = name.partition(".")
+        if current is None or current["__key__"] != key:
+            if current is not None:
+                yield current
+            current = {"__key__": key}
+        if data is None:
+            current["__skipped__"] = True
+        else:
+            current[ext] = data
+    if current is not None:
+        yield current
+
+
 def iter_shard_samples(
-    path: str | Path,
-    keep: Callable[[int], bool] | None = None,
-    check: HashingReader | None = None,
+    shard: IO[bytes] | io.RawIOBase, keep: Callable[[int], bool] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Group a ``.tar.zst`` shard's members into ``{"__key__", "json", "000.jpg", ...}`` dicts.
+    """The samples of one ``.tar.zst`` shard, read from ``shard`` (its compressed bytes).
+
+    ``shard`` comes from :func:`t2v2t.data.shards.open_shard` (the caller closes it). Opened with
+    the manifest's sha256, it hashes what passes: at the end of the tar the digest is verified,
+    and a read error on a shard whose digest is wrong becomes the one-line digest
+    :class:`~t2v2t.data.shards.ShardError` (the cause, not a symptom).
 
     ``keep(i)`` false for the shard's ``i``-th sample: it still comes out, as
     ``{"__key__": key, "__skipped__": True}``, without its bytes (a loader worker streams past
     the samples other workers decode; this halves what that costs).
-
-    ``check``: read the file through this :class:`HashingReader` (the caller closes it); at the
-    end of the tar the shard's sha256 is verified, and a read error on a shard whose digest is
-    wrong becomes the one-line digest :class:`ShardError` (the cause, not a symptom).
     """
-    if check is None:
-        with open_zstd(path) as raw:
-            yield from _group(raw, keep)
-        return
+    verify = getattr(shard, "verify", None)  # a HashingReader: the digest is checked
     try:
-        with zstandard.ZstdDecompressor().stream_reader(check, closefd=False) as raw:
+        with zstandard.ZstdDecompressor().stream_reader(shard, closefd=False) as raw:
             yield from _group(raw, keep)
-    except (EOFError, OSError, ValueError, zstandard.ZstdError) as err:
-        if not check.matches():
-            raise ShardError(corrupt_message(check.path)) from err
+    except (EOFError, OSError, ValueError, zstandard.ZstdError):
+        if verify is not None:
+            verify()  # raises the digest's one line when the bytes are not the manifest's
         raise
-    check.verify()
+    if verify is not None:
+        verify()
 
 
 def _group(raw: Any, keep: Callable[[int], bool] | None) -> Iterator[dict[str, Any]]:
+    """Decompressed tar bytes -> samples; ``keep`` decides per sample whose bytes are copied."""
     state = {"key": None, "index": -1}
 
     def want(name: str) -> bool:
@@ -157,16 +177,4 @@ def _group(raw: Any, keep: Callable[[int], bool] | None) -> Iterator[dict[str, A
         return keep(state["index"])  # type: ignore[misc]
 
     with io.BufferedReader(raw, buffer_size=1 << 20) as stream:
-        current: dict[str, Any] | None = None
-        for name, data in iter_tar(stream, want if keep is not None else None):
-            key, _, ext = name.partition(".")
-            if current is None or current["__key__"] != key:
-                if current is not None:
-                    yield current
-                current = {"__key__": key}
-            if data is None:
-                current["__skipped__"] = True
-            else:
-                current[ext] = data
-        if current is not None:
-            yield current
+        yield from group_members(iter_tar(stream, want if keep is not None else None))

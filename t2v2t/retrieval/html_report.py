@@ -59,8 +59,7 @@ def load_strips(
     from PIL import Image
 
     from t2v2t.data.schema import decode_sample
-    from t2v2t.data.shards import read_manifest, shard_infos
-    from t2v2t.data.tarstream import iter_shard_samples
+    from t2v2t.data.shards import read_manifest, read_shard, shard_infos
 
     directory = Path(shard_dir)
     wanted = set(int(v) for v in videos)
@@ -69,7 +68,7 @@ def load_strips(
     for info in shard_infos(read_manifest(directory)):
         local = {v - offset for v in wanted if offset <= v < offset + info.samples}
         if local:
-            samples = iter_shard_samples(directory / info.name, keep=local.__contains__)
+            samples = read_shard(directory, info.name, keep=local.__contains__)
             for i, sample in enumerate(samples):
                 if sample.get("__skipped__"):
                     continue
