@@ -17,6 +17,7 @@ WORKERS ?= 2
 SCHEDULER ?=
 SYNTHETIC ?=
 ANNOTATIONS ?=
+OUT ?=
 DIR ?=
 PRESET ?= base
 INIT ?=
@@ -42,7 +43,7 @@ LAUNCH := .venv/bin/torchrun --nnodes $(NNODES) --node_rank $(NODE_RANK) --nproc
 endif
 
 opt = $(if $(2),$(1) $(2))
-SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--split,$(SPLIT)) $(call opt,--frames,$(FRAMES)) \
+SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--out,$(OUT)) $(call opt,--split,$(SPLIT)) $(call opt,--frames,$(FRAMES)) \
 	$(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER)) \
 	$(if $(filter-out 0,$(SYNTHETIC)),--synthetic) $(call opt,--annotations,$(ANNOTATIONS)) \
 	$(call opt,--frame-rule,$(FRAME_RULE)) \
@@ -83,7 +84,7 @@ lint: setup  ## ruff lint + format check
 format: setup
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder [DATA= SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_BYTES= SHARD_SIZE= WINDOW=]
+shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder|vindlu|wds [DATA= OUT= SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_BYTES= SHARD_SIZE= WINDOW=]
 	$(PY) scripts/build_shards.py --dataset $(DATASET) $(SHARD_OPTS)
 
 verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f [WORKERS= SCHEDULER=]

@@ -22,6 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.records import VideoRecord
+from preprocessing.slices import CsvSource
+from preprocessing.wds_input import (
+    LAYOUT,
+    MEDIA,
+    TarSource,
+    list_tars,
+    tar_folder,
+    tar_records,
+)
 from t2v2t.data.schema import safe_key
 from t2v2t.errors import UsageError
 
@@ -198,6 +207,12 @@ def webvid_slice(root: Path, path: Path, byte_range: tuple[int, int, int]) -> li
 
 
 # --- CC3M (img2dataset "files" layout) ---------------------------------------------------------
+
+
+def _cc3m_dirs(root: Path, split: str) -> bool:
+    """Whether the split's folder holds img2dataset's ``NNNNN/`` image folders."""
+    base = root / split if (root / split).is_dir() else root
+    return base.is_dir() and any(p.is_dir() and p.name.isdigit() for p in base.iterdir())
 
 
 def cc3m(root: Path, split: str) -> list[VideoRecord]:
@@ -409,9 +424,49 @@ def folder(root: Path, split: str, annotations: Path | None = None) -> list[Vide
     ]
 
 
+# --- webdataset tars (video2dataset / img2dataset output) --------------------------------------
+
+
+def tar_source(dataset: str, root: Path, split: str) -> TarSource | None:
+    """The split's input tars when ``root`` has the webdataset layout (``webvid``, ``cc3m``,
+    ``wds``), else None. A folder holding both layouts is refused: which one is meant is not
+    guessed."""
+    if dataset not in MEDIA:
+        return None
+    folder = tar_folder(root, split)
+    if not list_tars(folder):
+        return None
+    other = _native_layout(dataset, root, split)
+    if other:
+        raise UsageError(
+            f"{root} holds both {other} and input tars ({folder}/*.tar) for {dataset} split "
+            f"{split}: point DATA= at a folder with one of them"
+        )
+    return TarSource(dataset, os.path.abspath(root), os.path.abspath(folder))
+
+
+def _native_layout(dataset: str, root: Path, split: str) -> str | None:
+    """What ``root`` holds of the dataset's own (non-tar) layout, for the refusal above."""
+    if dataset == "webvid":
+        path = webvid_csv(root, split)
+        return path.name if path else None
+    if dataset == "cc3m" and _cc3m_dirs(root, split):
+        return "NNNNN/ image folders"
+    return None
+
+
+def wds(root: Path, split: str) -> list[VideoRecord]:
+    """``<root>/[<split>/]NNNNN.tar`` webdataset tars: every sample, read whole."""
+    source = tar_source("wds", root, split)
+    if source is None:
+        raise AnnotationError(f"{tar_folder(root, split)}: no *.tar files ({LAYOUT})")
+    return tar_records(source)
+
+
 ADAPTERS: dict[str, Callable[[Path, str], list[VideoRecord]]] = {
     "webvid": webvid,
     "cc3m": cc3m,
+    "wds": wds,
     "msrvtt": msrvtt,
     "didemo": didemo,
     "anet": anet,
@@ -422,8 +477,17 @@ ADAPTERS: dict[str, Callable[[Path, str], list[VideoRecord]]] = {
 
 # The annotation files each adapter looks for (what a user is told when none is there).
 LOOKED_FOR: dict[str, Callable[[str], list[str]]] = {
-    "webvid": lambda s: [f"results_2M_{s}.csv", f"results_10M_{s}.csv", f"results_*_{s}.csv"],
-    "cc3m": lambda s: ["NNNNN/*.jpg + NNNNN/*.txt (img2dataset files layout)"],
+    "webvid": lambda s: [
+        f"results_2M_{s}.csv",
+        f"results_10M_{s}.csv",
+        f"results_*_{s}.csv",
+        f"[{s}/]{LAYOUT}",
+    ],
+    "cc3m": lambda s: [
+        f"[{s}/]NNNNN/*.jpg + NNNNN/*.txt (img2dataset files layout)",
+        f"[{s}/]{LAYOUT}",
+    ],
+    "wds": lambda s: [f"[{s}/]{LAYOUT}"],
     "msrvtt": lambda s: ["MSRVTT_JSFUSION_test.csv"] if s == "test" else ["MSRVTT_data.json"],
     "didemo": lambda s: [f"{s}_data.json"],
     "anet": lambda s: [ANET_FILES.get(s, f"{s}.json")],
@@ -436,11 +500,14 @@ TAKES_ANNOTATIONS = ("webvid", "folder")
 
 def has_annotations(dataset: str, root: Path, split: str) -> bool:
     """Whether ``root`` holds the annotation files of ``split`` (nothing is read or written)."""
+    if dataset in MEDIA and list_tars(tar_folder(root, split)):
+        return True
     if dataset == "webvid":
         return webvid_csv(root, split) is not None
     if dataset == "cc3m":
-        base = root / split if (root / split).is_dir() else root
-        return base.is_dir() and any(p.is_dir() and p.name.isdigit() for p in base.iterdir())
+        return _cc3m_dirs(root, split)
+    if dataset == "wds":
+        return False
     if dataset == "vindlu" and root.is_file():
         return True
     return all((root / name).is_file() for name in LOOKED_FOR[dataset](split))
@@ -466,4 +533,24 @@ def load_records(
         if not Path(annotations).is_file():
             raise UsageError(f"annotation file {annotations} does not exist (ANNOTATIONS=)")
         return ADAPTERS[dataset](root, split, Path(annotations))  # type: ignore[call-arg]
+    source = tar_source(dataset, root, split)
+    if source is not None:
+        return tar_records(source)
     return ADAPTERS[dataset](root, split)
+
+
+def sliced_source(
+    dataset: str, root: Path, split: str, annotations: Path | None = None
+) -> CsvSource | TarSource | None:
+    """The inputs the builder's workers read in slices (README.md, "Shards at scale"): input
+    tars (``webvid``, ``cc3m``, ``wds``) or WebVid's CSV; None: the adapter's list is read whole."""
+    if annotations is None:
+        source = tar_source(dataset, root, split)
+        if source is not None:
+            return source
+    if dataset == "webvid":
+        path = webvid_path(root, split, annotations)
+        if path.is_file():
+            webvid_slice(root, path, (0, 0, 2))  # checks the header here, not in every worker
+            return CsvSource("webvid", str(root), str(path))
+    return None

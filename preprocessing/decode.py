@@ -8,10 +8,13 @@ ratios are centre-cropped to at most ``MAX_ASPECT`` : 1 first, so no absurd fram
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,17 +219,49 @@ def decode_image(path: Path, short_side: int | None) -> Decoded:
     return Decoded([resize(frame, short_side)], 1, 1.0, 1.0, "pil")
 
 
+@contextlib.contextmanager
+def member_file(tar: Path, member: tuple[int, int]) -> Iterator[Path]:
+    """The bytes ``member`` = (offset, size) of ``tar`` as a temporary file, removed after.
+
+    decord and ffmpeg read paths; a copy through the same decoders gives a video from a tar the
+    same frames as the file it was packed from.
+    """
+    offset, size = member
+    with open(tar, "rb") as src:
+        src.seek(offset)
+        data = src.read(size)
+    if len(data) != size:
+        raise DecodeError(f"member cut short: {len(data)} of {size} bytes in the tar")
+    fd, name = tempfile.mkstemp(prefix="t2v2t-member-", suffix=".bin")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
 def decode_frames(
     path: str | Path,
     pick: Callable[[int], list[int]],
     short_side: int | None = 224,
     is_image: bool = False,
+    member: tuple[int, int] | None = None,
 ) -> Decoded:
     """Decode the frames ``pick(vlen)`` names (flat list, any order, repeats allowed).
 
+    ``member``: (offset, size) of the media inside the tar ``path`` (webdataset input).
     Raises :class:`DecodeError` (or ``FileNotFoundError``) with a one-line reason.
     """
     path = Path(path)
+    if member is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"missing file {path}")
+        with member_file(path, member) as tmp:
+            try:
+                return decode_frames(tmp, pick, short_side, is_image)
+            except DecodeError as err:  # the reason must not name a temporary file
+                raise DecodeError(str(err).replace(str(tmp), "the tar member")) from None
     if not path.is_file():
         raise FileNotFoundError(f"missing file {path}")
     if path.stat().st_size == 0:

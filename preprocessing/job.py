@@ -36,7 +36,7 @@ from typing import Any
 
 from preprocessing.cluster import dask_client, windowed
 from preprocessing.records import VideoRecord
-from preprocessing.slices import CsvSlice, CsvSource, plan_slices, slice_records
+from preprocessing.slices import Slice, SlicedSource, absolute, plan_parts, slice_records
 from preprocessing.spec import ShardSpec
 from preprocessing.writer import ShardTask, failure, run_shard_task
 from t2v2t.atomic import atomic_open
@@ -167,8 +167,8 @@ class Work:
 
     task: ShardTask
     out: str
-    source: CsvSource | None = None
-    part: CsvSlice | None = None
+    source: SlicedSource | None = None
+    part: Slice | None = None
 
 
 def screen(records: Iterable[VideoRecord]) -> tuple[list[VideoRecord], list[dict[str, str]]]:
@@ -238,7 +238,7 @@ class Plan:
     early: list[dict[str, str]] = field(default_factory=list)
 
 
-def plan(records: list[VideoRecord] | CsvSource, out: Path, spec: ShardSpec) -> Plan:
+def plan(records: list[VideoRecord] | SlicedSource, out: Path, spec: ShardSpec) -> Plan:
     """Shard i always holds the same inputs, rows ``[i*n, (i+1)*n)`` of the annotation, whatever
     the worker count. A list is screened here; a sliced CSV is screened by its workers."""
     n = spec.samples_per_shard
@@ -246,13 +246,11 @@ def plan(records: list[VideoRecord] | CsvSource, out: Path, spec: ShardSpec) -> 
     def task(i: int, recs: list[VideoRecord]) -> ShardTask:
         return ShardTask(i, str(out / shard_name(spec.dataset, spec.split, i)), spec, recs)
 
-    if isinstance(records, CsvSource):
-        source = replace(
-            records, root=os.path.abspath(records.root), path=os.path.abspath(records.path)
-        )
+    if isinstance(records, SlicedSource):
+        source = absolute(records)
         works = (
             Work(task(i, []), str(out), source, part)
-            for i, part in enumerate(plan_slices(source.path, n))
+            for i, part in enumerate(plan_parts(source, n))
         )
         return Plan(works, None, None)
     unique, early = screen(records)
@@ -366,7 +364,7 @@ def finish(out: Path, spec: ShardSpec, p: Plan, tally: Tally, progress: bool) ->
 
 
 def build_shards(
-    records: list[VideoRecord] | CsvSource,
+    records: list[VideoRecord] | SlicedSource,
     out_dir: str | Path,
     spec: ShardSpec,
     *,
@@ -378,7 +376,7 @@ def build_shards(
 ) -> dict[str, Any]:
     """Build (or finish) a shard folder of ``spec`` from ``records``; returns the manifest.
 
-    ``records``: a list, or a :class:`CsvSource` whose CSV is cut into slices of
+    ``records``: a list, or a sliced source (a CSV, webdataset tars) cut into slices of
     ``spec.samples_per_shard`` rows that the workers read themselves (README.md, "Shards at
     scale"). ``workers`` processes of a local Dask cluster, or the cluster at ``scheduler``
     (``tcp://host:port``); ``workers=0`` without a scheduler runs in this process.

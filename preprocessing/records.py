@@ -24,3 +24,6 @@ class VideoRecord:
     timestamps: list[list[float]] | None = None
     is_image: bool = False
     refused: str | None = None
+    # (byte offset, size) of the media inside ``media`` when that is an input tar (webdataset
+    # input, preprocessing/wds_input.py); None: ``media`` is the file itself.
+    member: tuple[int, int] | None = None

@@ -8,11 +8,13 @@ records (README.md, "Shards at scale"). Memory in the driver is one line at a ti
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from preprocessing.records import VideoRecord
+from preprocessing.wds_input import TarSlice, TarSource, plan_tar_slices, tar_slice_records
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,34 @@ def plan_slices(path: str | Path, rows: int) -> Iterator[CsvSlice]:
             yield CsvSlice(str(path), start, offset, first, count)
 
 
-def slice_records(source: CsvSource, part: CsvSlice) -> list[VideoRecord]:
+# Inputs that workers read slice by slice: a CSV, or webdataset tars (preprocessing/wds_input.py).
+SlicedSource = CsvSource | TarSource
+Slice = CsvSlice | TarSlice
+
+
+def absolute(source: SlicedSource) -> SlicedSource:
+    """The source with absolute paths (a Dask worker may start in any folder)."""
+    if isinstance(source, TarSource):
+        return replace(
+            source, root=os.path.abspath(source.root), folder=os.path.abspath(source.folder)
+        )
+    return replace(source, root=os.path.abspath(source.root), path=os.path.abspath(source.path))
+
+
+def plan_parts(source: SlicedSource, rows: int) -> Iterator[Slice]:
+    """The source's slices of ``rows`` inputs each, planned as they are consumed."""
+    if isinstance(source, TarSource):
+        return plan_tar_slices(source, rows)
+    return plan_slices(source.path, rows)
+
+
+def slice_records(source: SlicedSource, part: Slice) -> list[VideoRecord]:
     """The records of one slice, by the source's adapter (runs in a worker)."""
     from preprocessing.adapters import webvid_slice
 
-    if source.adapter != "webvid":
+    if isinstance(source, TarSource) and isinstance(part, TarSlice):
+        return tar_slice_records(source, part)
+    if source.adapter != "webvid" or not isinstance(part, CsvSlice):
         raise ValueError(f"no sliced reader for {source.adapter}")
     return webvid_slice(
         Path(source.root), Path(part.path), (part.start, part.stop, part.first_line)

@@ -61,7 +61,7 @@ def build_sample(
         )
         return [i for seg in segments for i in seg]
 
-    dec = decode_frames(rec.media, pick, spec.short_side, is_image=rec.is_image)
+    dec = decode_frames(rec.media, pick, spec.short_side, is_image=rec.is_image, member=rec.member)
     if dec.fps_from_packets and warnings is not None:
         warnings.append(rec.key)
     if rec.is_image:

@@ -17,13 +17,12 @@ from preprocessing.adapters import (
     TAKES_ANNOTATIONS,
     has_annotations,
     load_records,
-    webvid_path,
-    webvid_slice,
+    sliced_source,
 )
 from preprocessing.job import build_shards
 from preprocessing.recipes import RECIPES, SPLITS, SplitRecipe, recipe
 from preprocessing.records import VideoRecord
-from preprocessing.slices import CsvSource
+from preprocessing.slices import SlicedSource
 from preprocessing.spec import (
     DEFAULT_SAMPLES_PER_SHARD,
     DEFAULT_SHARD_BYTES,
@@ -175,15 +174,13 @@ def check_annotations(args: argparse.Namespace, data: Path, splits: list[str]) -
             )
 
 
-def inputs(args: argparse.Namespace, data: Path, split: str) -> list[VideoRecord] | CsvSource:
-    """The build's inputs: WebVid's CSV as a sliced source (workers read their own rows), other
-    datasets (small fine-tuning sets, image folders) as a list (README.md, "Shards at scale")."""
-    if args.dataset == "webvid":
-        path = webvid_path(data, split, Path(args.annotations) if args.annotations else None)
-        if path.is_file():
-            webvid_slice(data, path, (0, 0, 2))  # checks the header here, not in every worker
-            return CsvSource("webvid", str(data), str(path))
-    return load_records(args.dataset, data, split, args.annotations)
+def inputs(args: argparse.Namespace, data: Path, split: str) -> list[VideoRecord] | SlicedSource:
+    """The build's inputs: WebVid's CSV or webdataset tars as a sliced source (workers read their
+    own rows), other datasets (small fine-tuning sets, image folders) as a list (README.md,
+    "Shards at scale")."""
+    annotations = Path(args.annotations) if args.annotations else None
+    source = sliced_source(args.dataset, data, split, annotations)
+    return source if source is not None else load_records(args.dataset, data, split, annotations)
 
 
 def _sizing(m: dict) -> str:

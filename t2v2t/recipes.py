@@ -59,6 +59,9 @@ RECIPES: dict[str, DatasetRecipe] = {
     "vindlu": DatasetRecipe(
         (_TRAIN_12, SplitRecipe("test", 12, "middle")), ("train", "val", "test")
     ),
+    # webdataset tars of any corpus (video2dataset / img2dataset output): WebVid's sampling;
+    # FRAMES=1 for image tars.
+    "wds": DatasetRecipe((SplitRecipe("train", 4, "rand", 2),), ("train", "val", "test")),
 }
 
 
