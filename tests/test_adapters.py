@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from preprocessing.adapters import AnnotationError, load_records
 from preprocessing.synthetic import generate
+from t2v2t.data.shards import read_manifest
 from t2v2t.errors import UsageError
 
 
@@ -214,3 +217,57 @@ def test_unknown_dataset_and_missing_root(tmp_path: Path) -> None:
         load_records("webvid", tmp_path / "nope", "train")
     with pytest.raises(FileNotFoundError, match="results_2M_train.csv"):
         load_records("webvid", tmp_path, "train")
+
+
+# --- WebVid's CSVs by pattern, through `make shards` ----------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make_shards(*args: str) -> subprocess.CompletedProcess:
+    cmd = ["make", "-s", "-o", ".venv/.installed", "-C", str(ROOT), "shards", "WORKERS=0", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("T2V2T_DEBUG", None)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_webvid_csv_found_by_pattern(tmp_path: Path) -> None:
+    header = "videoid,contentUrl,duration,page_dir,name\n"
+    (tmp_path / "results_10M_train.csv").write_text(header + "1,u,PT1S,p,ten million\n")
+    (tmp_path / "results_10M_val.csv").write_text(header + "2,u,PT1S,p,a val clip\n")
+    assert [r.captions for r in load_records("webvid", tmp_path, "train")] == [["ten million"]]
+    assert [r.key for r in load_records("webvid", tmp_path, "val")] == ["2"]
+    (tmp_path / "results_2M_train.csv").write_text(header + "3,u,PT1S,p,two million\n")
+    assert [r.key for r in load_records("webvid", tmp_path, "train")] == ["3"]  # 2M first
+    (tmp_path / "results_10M_val.csv").rename(tmp_path / "results_a_val.csv")
+    (tmp_path / "results_b_val.csv").write_text(header)
+    with pytest.raises(UsageError, match=r"several WebVid CSVs for val .*ANNOTATIONS="):
+        load_records("webvid", tmp_path, "val")
+
+
+def test_make_shards_reads_the_10m_csv_or_annotations(tmp_path: Path) -> None:
+    """The issue's case: a folder with results_10M_train.csv and videos/ (no 2M file)."""
+    data = tmp_path / "webvid"
+    generate("webvid", data, size=4, video_size=(48, 32), duration=1.0, workers=1)
+    (data / "results_2M_train.csv").rename(data / "results_10M_train.csv")
+    (data / "synthetic_attributes.json").unlink()  # a lab's own folder, not a generated one
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    proc = _make_shards("DATASET=webvid", f"DATA={data}", f"OUT={tmp_path / 's'}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = read_manifest(tmp_path / "s/webvid/train_4f")
+    assert (m["num_samples"], m["num_failed"], m["synthetic"]) == (4, 0, False)
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written
+    # ANNOTATIONS= names a CSV of any name; only its rows are built.
+    rows = (data / "results_10M_train.csv").read_text().splitlines()
+    mine = tmp_path / "my_subset.csv"
+    mine.write_text("\n".join(rows[:3]) + "\n")
+    proc = _make_shards(
+        "DATASET=webvid", f"DATA={data}", f"ANNOTATIONS={mine}", f"OUT={tmp_path / 'sub'}"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert read_manifest(tmp_path / "sub/webvid/train_4f")["num_samples"] == 2
+    # A split's CSV by pattern: SPLIT=val reads results_10M_val.csv.
+    (data / "results_10M_val.csv").write_text("\n".join(rows[:2]) + "\n")
+    proc = _make_shards("DATASET=webvid", f"DATA={data}", "SPLIT=val", f"OUT={tmp_path / 'v'}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert read_manifest(tmp_path / "v/webvid/val_4f")["num_samples"] == 1
