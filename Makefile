@@ -25,6 +25,8 @@ CKPT ?=
 RUN ?=
 ARGS ?=
 RESUME ?=
+SOURCES ?=
+SHARDS ?=
 FUSION ?= t2v2t
 GPUS ?= 1
 NNODES ?= 1
@@ -50,10 +52,11 @@ SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--out,$(OUT)) $(call opt,--sp
 	$(call opt,--samples-per-shard,$(SHARD_SIZE)) $(call opt,--shard-bytes,$(SHARD_BYTES)) \
 	$(call opt,--window,$(WINDOW))
 TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) \
-	$(if $(RESUME),--resume) $(ARGS)
-EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) --fusion $(FUSION) $(ARGS)
+	$(if $(RESUME),--resume) $(call opt,--sources,$(SOURCES)) $(ARGS)
+EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) --fusion $(FUSION) \
+	$(call opt,--shards,$(SHARDS)) $(ARGS)
 
-.PHONY: help setup test test-slow lint format shards verify-shards pretrain \
+.PHONY: help setup test test-slow lint format shards verify-shards pretrain finetune eval \
 	finetune-msrvtt finetune-didemo finetune-anet eval-msrvtt eval-didemo eval-anet \
 	ablation bench bench-gpu demo clean
 
@@ -90,14 +93,20 @@ shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder|vi
 verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f [WORKERS= SCHEDULER=]
 	$(PY) scripts/verify_shards.py $(DIR) $(if $(filter command line environment,$(origin WORKERS)),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
-pretrain: setup  ## pre-training, the paper's recipe [PRESET=tiny GPUS= CKPT= RUN= RESUME=1 ARGS='k=v ...']
+pretrain: setup  ## pre-training, the paper's recipe [SOURCES=webvid PRESET=tiny GPUS= CKPT= RUN= RESUME=1 ARGS='k=v ...']
 	$(LAUNCH) scripts/train.py --task pretrain $(TRAIN_OPTS)
 
 finetune-msrvtt finetune-didemo finetune-anet: finetune-%: setup  ## fine-tuning from CKPT= (default runs/pretrain/last.pt)
 	$(LAUNCH) scripts/train.py --task finetune-$* $(TRAIN_OPTS)
 
-eval-msrvtt eval-didemo eval-anet: eval-%: setup  ## retrieval evaluation [FUSION=t2v2t|naive|none CKPT= PRESET=]
+finetune: setup  ## fine-tuning on DATASET=folder|vindlu (or msrvtt|didemo|anet): shards/<d>/train_12f, eval on test_12f
+	$(LAUNCH) scripts/train.py --task finetune-$(DATASET) $(TRAIN_OPTS)
+
+eval-msrvtt eval-didemo eval-anet: eval-%: setup  ## retrieval evaluation [FUSION=t2v2t|naive|none CKPT= PRESET= SHARDS=]
 	$(LAUNCH) scripts/evaluate.py --dataset $* $(EVAL_OPTS)
+
+eval: setup  ## retrieval evaluation of DATASET=folder|vindlu|... on shards/<d>/test_12f [SHARDS= CKPT= FUSION=]
+	$(LAUNCH) scripts/evaluate.py --dataset $(DATASET) $(EVAL_OPTS)
 
 ablation: setup  ## the three fusions on one checkpoint per dataset, the paper's ablation table
 	$(PY) scripts/ablation.py --preset $(PRESET) $(call opt,--run,$(RUN)) $(ARGS)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from t2v2t.errors import cli
-from t2v2t.recipes import eval_recipe
+from t2v2t.recipes import PAPER_EVAL, eval_recipe
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.report import ablation_markdown
 from t2v2t.retrieval.run import (
@@ -45,7 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="model preset (each checkpoint's wins)",
     )
     p.add_argument("--run", default=None, help="write RUN/ablation.md and RUN/eval/*.json")
-    p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset")
+    p.add_argument(
+        "--datasets",
+        default=",".join(PAPER_EVAL),
+        help="comma-separated (default: the paper's three; any evaluation dataset works)",
+    )
     p.add_argument("--shards", default="shards", help="shard root (default shards)")
     p.add_argument("--force", action="store_true", help="re-evaluate even when a JSON matches")
     for d in DATASETS:

@@ -1,7 +1,7 @@
 """`make pretrain` / `make finetune-<dataset>`: train with a recipe from ``t2v2t/configs``.
 
-    scripts/train.py --task pretrain|finetune-msrvtt|finetune-didemo|finetune-anet
-                     [--preset base|tiny] [--ckpt PATH] [--run DIR] [--resume]
+    scripts/train.py --task pretrain|finetune-<msrvtt|didemo|anet|folder|vindlu>
+                     [--preset base|tiny] [--ckpt PATH] [--run DIR] [--resume] [--sources A,B]
                      [--resume-from RUN_DIR|CKPT] [key=value ...]
 
 Run with ``torchrun`` for several GPUs or nodes (use ``--run-dir``: torchrun rejects ``--run``).
@@ -70,6 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="RUN_DIR|CKPT",
         help="continue this run directory or checkpoint (implies --resume)",
     )
+    parser.add_argument(
+        "--sources",
+        default=None,
+        help="comma-separated subset of the recipe's data.sources (SOURCES=webvid: WebVid alone)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     return parser.parse_args(argv)
 
@@ -93,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = list(args.overrides)
         if args.ckpt:
             overrides.append(f"train.init_checkpoint={args.ckpt}")
-        cfg = load_config(args.task, args.preset, overrides)
+        sources = [s.strip() for s in args.sources.split(",")] if args.sources else None
+        cfg = load_config(args.task, args.preset, overrides, sources=sources)
         run_from_resume, ckpt = resume_target(args)
         run_dir = Path(args.run or run_from_resume or Path("runs") / args.task)
         resume_from = None

@@ -55,14 +55,18 @@ RECIPES: dict[str, DatasetRecipe] = {
         eval_split="val",
         text_len=PARAGRAPH_LEN,
     ),
-    "folder": DatasetRecipe((_TRAIN_12,), ("train", "val", "test")),
+    # Any corpus: fine-tuned from its train split and evaluated on its test split (a build
+    # makes train only: the test split is its own folder or ANNOTATIONS=, README.md "Real data").
+    "folder": DatasetRecipe((_TRAIN_12,), ("train", "val", "test"), eval_split="test"),
     "vindlu": DatasetRecipe(
-        (_TRAIN_12, SplitRecipe("test", 12, "middle")), ("train", "val", "test")
+        (_TRAIN_12, SplitRecipe("test", 12, "middle")), ("train", "val", "test"), eval_split="test"
     ),
     # webdataset tars of any corpus (video2dataset / img2dataset output): WebVid's sampling;
     # FRAMES=1 for image tars.
     "wds": DatasetRecipe((SplitRecipe("train", 4, "rand", 2),), ("train", "val", "test")),
 }
+# The paper's evaluation datasets (its ablation table; `make ablation`'s default).
+PAPER_EVAL = ("msrvtt", "didemo", "anet")
 
 
 def dataset_recipe(dataset: str) -> DatasetRecipe:

@@ -272,7 +272,7 @@ def test_recipe_table_is_the_one_source_for_evaluation(dataset):
     from t2v2t.retrieval.run import DATASETS
     from t2v2t.training.config import load_config
 
-    assert DATASETS == ("msrvtt", "didemo", "anet")
+    assert DATASETS == ("msrvtt", "didemo", "anet", "folder", "vindlu")
     r = eval_recipe(dataset)
     assert r.mode == "middle" and r in recipe(dataset)  # a full build makes the eval split
     e = load_config(f"finetune-{dataset}").eval

@@ -24,8 +24,13 @@ from typing import Any
 
 import yaml
 
+from t2v2t.recipes import eval_datasets, eval_recipe, eval_shard_dir, recipe, text_len
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-TASKS = ("pretrain", "finetune-msrvtt", "finetune-didemo", "finetune-anet")
+# Pre-training, and fine-tuning on every dataset with an evaluation split (t2v2t/recipes.py):
+# finetune-msrvtt, -didemo, -anet have their paper recipes (configs/<task>.yaml); any other
+# (folder, vindlu) takes configs/finetune.yaml with its shard folders from the recipe table.
+TASKS = ("pretrain", *(f"finetune-{d}" for d in eval_datasets()))
 # The vision backbone's patch size per model preset (t2v2t/models/config.py names the timm
 # models): an image size must tile into whole patches. Kept here so config checks need no torch.
 PATCH_SIZES = {"base": 16, "tiny": 16}
@@ -181,8 +186,13 @@ def recipe_layers(task: str, preset: str, config_dir: Path = CONFIG_DIR) -> list
     """The YAML files a (task, preset) run merges, in order."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    layers = [config_dir / f"{task}.yaml"]
-    for name in (f"presets/{preset}.yaml", f"presets/{preset}-{task}.yaml"):
+    own = config_dir / f"{task}.yaml"
+    generic = task.startswith("finetune-") and not own.is_file()
+    layers = [config_dir / "finetune.yaml" if generic else own]
+    names = [f"presets/{preset}.yaml", f"presets/{preset}-{task}.yaml"]
+    if generic:
+        names.insert(1, f"presets/{preset}-finetune.yaml")
+    for name in names:
         if (config_dir / name).is_file():
             layers.append(config_dir / name)
     return layers
@@ -335,16 +345,57 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def dataset_layer(dataset: str) -> dict[str, Any]:
+    """The shard folders, frames and text lengths of fine-tuning on ``dataset`` (recipe table)."""
+    train, test, length = recipe(dataset, "train")[0], eval_recipe(dataset), text_len(dataset)
+    source = {
+        "dir": f"shards/{dataset}/train_{train.num_frames}f",
+        "num_frames": train.num_frames,
+        "max_text_len": length,
+    }
+    return {
+        "data": {"sources": {dataset: source}},
+        "eval": {
+            "dataset": dataset,
+            "split": test.split,
+            "shards": str(eval_shard_dir(dataset)),
+            "num_frames": test.num_frames,
+            "max_text_len": length,
+        },
+    }
+
+
+def select_sources(tree: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Keep only the named ``data.sources`` (``SOURCES=webvid`` pre-trains on WebVid alone)."""
+    known = list(tree.get("data", {}).get("sources", {}))
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(
+            f"SOURCES={','.join(names)}: this recipe's sources are {', '.join(known)}; "
+            f"name one or more of them, e.g. SOURCES={known[0] if known else 'webvid'}"
+        )
+    out = deep_merge({}, tree)
+    out["data"]["sources"] = {n: tree["data"]["sources"][n] for n in known if n in names}
+    return out
+
+
 def load_config(
     task: str,
     preset: str = "base",
     overrides: list[str] | None = None,
     config_dir: Path = CONFIG_DIR,
+    sources: list[str] | None = None,
 ) -> Config:
-    """Merge the recipe layers and overrides for (task, preset) into a typed :class:`Config`."""
+    """Merge the recipe layers and overrides for (task, preset) into a typed :class:`Config`.
+
+    ``sources``: keep only these of the recipe's ``data.sources`` (before the overrides)."""
     tree: dict[str, Any] = {}
-    for path in recipe_layers(task, preset, config_dir):
+    for i, path in enumerate(recipe_layers(task, preset, config_dir)):
         tree = deep_merge(tree, read_yaml(path))
+        if i == 0 and path.name == "finetune.yaml":
+            tree = deep_merge(tree, dataset_layer(task.removeprefix("finetune-")))
+    if sources is not None:
+        tree = select_sources(tree, sources)
     tree = deep_merge(tree, {"task": task, "model": {"preset": preset}})
     tree = apply_overrides(tree, list(overrides or []))
     cfg = build_dataclass(Config, tree)
