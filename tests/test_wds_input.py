@@ -21,6 +21,7 @@ from PIL import Image
 
 from preprocessing.adapters import has_annotations, load_records, sliced_source
 from preprocessing.job import build_shards
+from preprocessing.spec import ShardSpec
 from preprocessing.wds_input import (
     TarError,
     TarSource,
@@ -35,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers_video import make_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTS = dict(split="train", mode="rand", candidates=2, short_side=32, progress=False)
+WEBVID = ShardSpec("webvid", "train", 4, "rand", 2, short_side=32, samples_per_shard=3)
+CC3M = ShardSpec("cc3m", "train", 1, "middle", 1, short_side=32)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -169,8 +171,7 @@ def test_planning_slices_whole_samples_per_tar(video2dataset: Path) -> None:
 def test_video2dataset_tars_shard_with_failures_named(video2dataset: Path, tmp_path: Path) -> None:
     source = sliced_source("webvid", video2dataset, "train")
     out = tmp_path / "w0"
-    m = build_shards(source, out, dataset="webvid", num_frames=4, samples_per_shard=3,
-                     workers=0, **OPTS)  # fmt: skip
+    m = build_shards(source, out, WEBVID, workers=0, progress=False)
     assert (m["num_samples"], m["num_failed"]) == (5, 3) and m["synthetic"] is False
     assert [s["samples"] for s in m["shards"]] == [2, 0, 2, 1]  # slices never span two tars
     samples = _shard_samples(out)
@@ -188,12 +189,10 @@ def test_video2dataset_tars_shard_with_failures_named(video2dataset: Path, tmp_p
     assert "no media member" in fails["000010001"]["reason"]
 
     # The same bytes from two Dask workers, and from the driver's whole list.
-    build_shards(source, tmp_path / "w2", dataset="webvid", num_frames=4, samples_per_shard=3,
-                 workers=2, **OPTS)  # fmt: skip
+    build_shards(source, tmp_path / "w2", WEBVID, workers=2, progress=False)
     assert _snapshot(tmp_path / "w2") == _snapshot(out)
     records = load_records("webvid", video2dataset, "train")
-    build_shards(records, tmp_path / "list", dataset="webvid", num_frames=4,
-                 samples_per_shard=3, workers=0, **OPTS)  # fmt: skip
+    build_shards(records, tmp_path / "list", WEBVID, workers=0, progress=False)
     assert read_manifest(tmp_path / "list")["num_samples"] == 5
 
 
@@ -206,9 +205,9 @@ def test_a_video_from_a_tar_gives_the_frames_of_its_file(
     (data / "results_2M_train.csv").write_text(
         "videoid,contentUrl,duration,page_dir,name\n000000000,u,PT1S,p,a red square moves left\n"
     )
-    kw = dict(dataset="webvid", num_frames=4, samples_per_shard=8, workers=0, **OPTS)
-    build_shards(load_records("webvid", data, "train"), tmp_path / "f", **kw)
-    build_shards(load_records("webvid", video2dataset, "train")[:1], tmp_path / "t", **kw)
+    kw = dict(workers=0, progress=False)
+    build_shards(load_records("webvid", data, "train"), tmp_path / "f", WEBVID, **kw)
+    build_shards(load_records("webvid", video2dataset, "train")[:1], tmp_path / "t", WEBVID, **kw)
     (a,) = _shard_samples(tmp_path / "f").values()
     (b,) = _shard_samples(tmp_path / "t").values()
     frames = [k for k in a["frames"] if k.endswith("jpg")]
@@ -219,8 +218,7 @@ def test_img2dataset_tars_as_cc3m(img2dataset: Path, tmp_path: Path) -> None:
     source = sliced_source("cc3m", img2dataset, "train")
     assert isinstance(source, TarSource) and has_annotations("cc3m", img2dataset, "train")
     out = tmp_path / "cc3m"
-    m = build_shards(source, out, dataset="cc3m", num_frames=1, samples_per_shard=64,
-                     workers=0, **{**OPTS, "mode": "middle", "candidates": 1})  # fmt: skip
+    m = build_shards(source, out, CC3M, workers=0, progress=False)
     assert (m["num_samples"], m["num_failed"]) == (2, 2)
     samples = _shard_samples(out)
     assert {k: s["captions"] for k, s in samples.items()} == {
