@@ -103,3 +103,19 @@ def test_finetune_then_eval_a_folder_dataset_end_to_end(tmp_path: Path) -> None:
     _run(evaluate, tmp_path)
     result = json.loads((run / "eval/folder_test.json").read_text())
     assert result["num_videos"] == 8 and set(result["results"]) == {"none", "naive", "t2v2t"}
+
+
+def test_eval_of_a_folder_dataset_names_the_commands_that_make_its_inputs(tmp_path: Path) -> None:
+    evaluate = [sys.executable, str(ROOT / "scripts/evaluate.py"), "--dataset", "folder"]
+    proc = subprocess.run(evaluate, cwd=tmp_path, capture_output=True, text=True, env=ENV,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "shards/folder/test_12f does not exist" in proc.stderr
+    assert "`make shards DATASET=folder SPLIT=test`" in proc.stderr  # a build makes train only
+    shards = tmp_path / "shards/folder/test_12f"
+    shards.mkdir(parents=True)
+    (shards / "manifest.json").write_text("{}")
+    proc = subprocess.run(evaluate, cwd=tmp_path, capture_output=True, text=True, env=ENV,
+                          timeout=120)  # fmt: skip
+    assert "runs/finetune-folder/best.pt does not exist" in proc.stderr
+    assert "`make finetune DATASET=folder`" in proc.stderr

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from t2v2t.errors import UsageError  # scripts import it from here too
-from t2v2t.recipes import eval_datasets, eval_recipe, eval_shard_dir
+from t2v2t.recipes import PAPER_EVAL, eval_datasets, eval_recipe, eval_shard_dir, recipe
 from t2v2t.retrieval.fusion import FUSIONS
 
 # The datasets with an evaluation split in the recipe table (t2v2t/recipes.py).
@@ -104,14 +104,18 @@ def check_inputs(dataset: str, ckpt: Path, shards: Path, ckpt_given: bool) -> No
     """One clear line per missing input, naming the command that makes it."""
     if not (shards / "manifest.json").is_file():
         state = "has no manifest.json" if shards.is_dir() else "does not exist"
+        split = eval_recipe(dataset).split
+        built = any(r.split == split for r in recipe(dataset))  # `folder`: SPLIT=test, own build
         raise UsageError(
-            f"eval shards {shards} {state}; build them with `make shards DATASET={dataset}`"
+            f"eval shards {shards} {state}; build them with `make shards DATASET={dataset}"
+            + ("`" if built else f" SPLIT={split}` (DATA= the test videos, or ANNOTATIONS=)")
         )
     if not ckpt.exists():
+        target = f"finetune-{dataset}" if dataset in PAPER_EVAL else f"finetune DATASET={dataset}"
         how = (
             "check the CKPT= path"
             if ckpt_given
-            else f"train it with `make finetune-{dataset}` or pass CKPT=path/to/checkpoint.pt"
+            else f"train it with `make {target}` or pass CKPT=path/to/checkpoint.pt"
         )
         raise UsageError(f"checkpoint {ckpt} does not exist; {how}")
 
