@@ -20,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from t2v2t.errors import cli
+from t2v2t.tools.benchlog import record
 from t2v2t.tools.demo import RECIPES, STAGES, Demo, pick_recipe
 
 
@@ -47,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="Dask workers for the shard builds")
     p.add_argument("--fresh", action="store_true", help="delete the run folder first")
     args = p.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # inherited by every stage's subprocess
     cuda = torch.cuda.is_available()
     recipe = pick_recipe(args.recipe, cuda)
     run = Path(args.run)
@@ -80,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         (run / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         print(f"[demo] GPU recipe: {figures}")
         if cuda and args.size == "full":
-            from t2v2t.tools.benchlog import record
-
             name = torch.cuda.get_device_name(0)
             summary = (f"`make demo` GPU recipe on {name}: {figures['gpu_demo_minutes']} min "
                        f"(stages {', '.join(stages)}), MSR-VTT-style test R@1 "

@@ -22,9 +22,10 @@ import numpy as np
 
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.metrics import best_ranks
-from t2v2t.retrieval.stats import bootstrap_interval, fmt_interval, fmt_p
+from t2v2t.retrieval.plots import draw_recall_at_k
+from t2v2t.retrieval.report import FUSION_LABELS as LABELS
+from t2v2t.retrieval.stats import fmt_interval, fmt_p
 
-LABELS = {"none": "VindLU", "naive": "naïve T2V2T", "t2v2t": "T2V2T"}
 TOP = 5
 SAMPLE = 12  # random queries shown besides the disagreements
 MAX_LISTED = 400  # disagreements shown at most (the file stays a few MB)
@@ -97,24 +98,9 @@ def _recall_plot(ranks: Mapping[str, np.ndarray], num_videos: int) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    max_k = max(1, min(50, num_videos))
-    ks = np.arange(1, max_k + 1)
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
-    for name in FUSIONS:
-        hits = (ranks[name][:, None] <= ks[None, :]).astype(float) * 100.0
-        ax.plot(ks, hits.mean(axis=0), label=LABELS[name])
-        band = bootstrap_interval(hits, resamples=500)
-        ax.fill_between(ks, band[:, 0], band[:, 1], alpha=0.15)
-    ax.plot(ks, 100.0 * ks / num_videos, "k:", label="chance")
-    ax.set_xscale("log")
-    ticks = [k for k in (1, 2, 5, 10, 20, 50) if k <= max_k]
-    ax.set_xticks(ticks, [str(k) for k in ticks])
-    ax.set_xticks([], minor=True)
-    ax.set_xlabel("K")
-    ax.set_ylabel("R@K (%)")
+    draw_recall_at_k(ax, ranks, num_videos)
     ax.set_title("text→video recall@K (bands: 95% bootstrap)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     uri = _png(fig)
     plt.close(fig)

@@ -22,6 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from t2v2t.retrieval import load_scores
+from t2v2t.retrieval.metrics import best_ranks
+from t2v2t.retrieval.report import COLUMNS, DATASET_LABELS, FUSION_LABELS, ablation_markdown
+from t2v2t.tools.plots import plot_recall, plot_run
+from t2v2t.tools.temporal import twin_pairs, twin_preference
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -255,130 +261,85 @@ class Demo:
 
 
 # -- report ------------------------------------------------------------------------------------
-def _recall_curve(scores: np.ndarray, gt: list[list[int]], max_k: int) -> np.ndarray:
-    from t2v2t.retrieval.metrics import best_ranks
+@dataclass(frozen=True)
+class _Evaluated:
+    """One evaluated dataset as the report reads it: its result JSON, its scores and ranks."""
 
-    ranks = best_ranks(scores, gt)
-    return np.array([100.0 * np.mean(ranks <= k) for k in range(1, max_k + 1)])
+    result: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    gt: list[list[int]]
+    ranks: dict[str, np.ndarray]  # fusion -> 1-based rank of each text's best ground truth
 
 
-def _plot_recall(run: Path, scores_files: dict[str, Path]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from t2v2t.retrieval.evaluate import load_scores
-    from t2v2t.retrieval.report import DATASET_LABELS, FUSION_LABELS
-
-    fig, axes = plt.subplots(1, len(scores_files), figsize=(5 * len(scores_files), 3.6))
-    axes = np.atleast_1d(axes)
-    for ax, (dataset, path) in zip(axes, scores_files.items(), strict=True):
-        arrays, gt = load_scores(path)
-        max_k = min(50, arrays["t2v_none"].shape[1])
-        for fusion, label in FUSION_LABELS.items():
-            curve = _recall_curve(arrays[f"t2v_{fusion}"], gt, max_k)
-            ax.plot(range(1, max_k + 1), curve, label=label)
-        n = arrays["t2v_none"].shape[1]
-        ax.plot(
-            range(1, max_k + 1), [100.0 * k / n for k in range(1, max_k + 1)], "k:", label="chance"
-        )
-        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} text→video")
-        ax.set_xlabel("K")
-        ax.set_ylabel("R@K (%)")
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = run / "recall_at_k.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+def _load_evaluations(run: Path) -> dict[str, _Evaluated]:
+    """The demo's two evaluations, each score file read once."""
+    out = {}
+    for dataset, split in (("msrvtt", "test"), ("anet", "val")):
+        result = json.loads((run / "eval" / f"{dataset}_{split}.json").read_text())
+        arrays, gt = load_scores(run / "eval" / f"{dataset}_{result['split']}_scores.npz")
+        ranks = {f: best_ranks(arrays[f"t2v_{f}"], gt) for f in FUSION_LABELS}
+        out[dataset] = _Evaluated(result, arrays, gt, ranks)
     return out
 
 
-def _temporal(run: Path, demo: Demo, npz: Path) -> dict[str, Any]:
-    from t2v2t.retrieval.evaluate import load_scores
-    from t2v2t.tools.temporal import twin_pairs, twin_preference
-
-    arrays, gt = load_scores(npz)
-    keys = [str(k) for k in arrays["video_keys"]]
+def _temporal(demo: Demo, ev: _Evaluated) -> dict[str, Any]:
+    """Twin preference of the stage-1 scores and of each fusion (README.md, "Known gap")."""
+    keys = [str(k) for k in ev.arrays["video_keys"]]
     pairs = twin_pairs(demo.data / "msrvtt" / "synthetic_attributes.json", keys)
-    rows = [(t, v) for t, vs in enumerate(gt) for v in vs]
-    out = {"stage1": twin_preference(arrays["stage1"], rows, pairs)}
-    for fusion in ("none", "naive", "t2v2t"):
-        out[fusion] = twin_preference(arrays[f"t2v_{fusion}"], rows, pairs)
+    rows = [(t, v) for t, vs in enumerate(ev.gt) for v in vs]
+    out = {"stage1": twin_preference(ev.arrays["stage1"], rows, pairs)}
+    for fusion in FUSION_LABELS:
+        out[fusion] = twin_preference(ev.arrays[f"t2v_{fusion}"], rows, pairs)
     return out
 
 
-def write_report(demo: Demo) -> dict[str, Any]:
-    from t2v2t.retrieval.evaluate import load_scores
-    from t2v2t.retrieval.metrics import best_ranks
-    from t2v2t.retrieval.report import COLUMNS, DATASET_LABELS, FUSION_LABELS, ablation_markdown
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from plot_run import plot_run
-
-    run = demo.run
-    results = {d: json.loads((run / "eval" / f"{d}_{s}.json").read_text()) for d, s in
-               (("msrvtt", "test"), ("anet", "val"))}  # fmt: skip
-    npz = {d: run / "eval" / f"{d}_{r['split']}_scores.npz" for d, r in results.items()}
-    curves = {
-        name: plot_run(run / name, run / f"curves_{name}.png")
-        for name in ("pretrain", "finetune-msrvtt")
-    }
-    recall_png = _plot_recall(run, npz)
-    temporal = _temporal(run, demo, npz["msrvtt"])
-
-    lines = ["# T2V2T demo report", ""]
-    lines += [
+def _intro_lines(demo: Demo, results: dict[str, dict[str, Any]]) -> list[str]:
+    s = demo.size
+    return [
+        "# T2V2T demo report",
+        "",
         "The whole pipeline on the built-in synthetic corpora (moving coloured shapes; captions "
         "name colour, shape, size, background, direction and speed), tiny preset on "
         f"{'CPU' if demo.recipe == 'cpu' else 'GPU (the GPU recipe)'}: "
         "synthetic WebVid/MSR-VTT/ActivityNet corpora → Dask shard builds → pre-training → "
         "fine-tuning on the MSR-VTT-style train split → two-stage retrieval with all three fusions.",
         "",
-        f"Sizes: WebVid {demo.size.webvid} videos, MSR-VTT {demo.size.msrvtt} train + "
+        f"Sizes: WebVid {s.webvid} videos, MSR-VTT {s.msrvtt} train + "
         f"{results['msrvtt']['num_videos']} test videos, ActivityNet "
         f"{results['anet']['num_videos']} val videos (paragraphs, 32 frames); "
-        f"pre-training {demo.size.pretrain_steps} steps, fine-tuning {demo.size.finetune_steps} "
-        f"steps, batch {demo.size.batch_size}, {demo.size.image_size}² frames, k = {demo.size.eval_k}.",
+        f"pre-training {s.pretrain_steps} steps, fine-tuning {s.finetune_steps} "
+        f"steps, batch {s.batch_size}, {s.image_size}² frames, k = {s.eval_k}.",
         "",
     ]
-    for dataset, res in results.items():
-        label = DATASET_LABELS[dataset]
+
+
+def _dataset_lines(run: Path, dataset: str, res: dict[str, Any]) -> list[str]:
+    """One evaluation's table: every fusion in both directions."""
+    lines = [
+        f"## {DATASET_LABELS[dataset]} ({res['split']}: {res['num_texts']} texts × "
+        f"{res['num_videos']} videos, chance R@1 = {100 / res['num_videos']:.1f})",
+        "",
+        "| Method | dir | " + " | ".join(COLUMNS) + " | MdR | MnR |",
+        "|---|---|" + "---|" * (len(COLUMNS) + 2),
+    ]
+    for fusion, name in FUSION_LABELS.items():
+        for direction in ("t2v", "v2t"):
+            m = res["results"][fusion][direction]
+            cells = " | ".join(f"{m[c]:.1f}" for c in COLUMNS)
+            lines.append(f"| {name} | {direction} | {cells} | {m['MdR']:.1f} | {m['MnR']:.1f} |")
+    lines += ["", f"{res['pair_evaluations']} VTM pair evaluations, {res['seconds']:.1f} s.", ""]
+    page = Path("eval") / f"{dataset}_{res['split']}.html"
+    if (run / page).is_file():
         lines += [
-            f"## {label} ({res['split']}: {res['num_texts']} texts × {res['num_videos']} videos, "
-            f"chance R@1 = {100 / res['num_videos']:.1f})",
-            "",
-            "| Method | dir | " + " | ".join(COLUMNS) + " | MdR | MnR |",
-            "|---|---|" + "---|" * (len(COLUMNS) + 2),
-        ]
-        for fusion, name in FUSION_LABELS.items():
-            for direction in ("t2v", "v2t"):
-                m = res["results"][fusion][direction]
-                cells = " | ".join(f"{m[c]:.1f}" for c in COLUMNS)
-                lines.append(
-                    f"| {name} | {direction} | {cells} | {m['MdR']:.1f} | {m['MnR']:.1f} |"
-                )
-        page = Path("eval") / f"{dataset}_{res['split']}.html"
-        lines += [
-            "",
-            f"{res['pair_evaluations']} VTM pair evaluations, {res['seconds']:.1f} s.",
+            f"What each fusion retrieves, with frame strips: [{page}]({page.as_posix()}) "
+            "(self-contained HTML; open it in a browser).",
             "",
         ]
-        if (run / page).is_file():
-            lines += [
-                f"What each fusion retrieves, with frame strips: [{page}]({page.as_posix()}) "
-                "(self-contained HTML; open it in a browser).",
-                "",
-            ]
-    ranks = {}
-    for dataset, path in npz.items():
-        arrays, gt = load_scores(path)
-        ranks[dataset] = {f: best_ranks(arrays[f"t2v_{f}"], gt) for f in FUSION_LABELS}
-    table = ablation_markdown(results, list(results), ranks=ranks)
-    lines += ["## Ablation (text→video)", "", table, ""]
-    lines += [
+    return lines
+
+
+def _temporal_lines(temporal: dict[str, Any]) -> list[str]:
+    lines = [
         "## Temporal check",
         "",
         "Among the MSR-VTT-style test videos are direction twins: a video and its frames in reverse "
@@ -392,13 +353,17 @@ def write_report(demo: Demo) -> dict[str, Any]:
     for name, t in temporal.items():
         label = "stage 1 (dual encoder)" if name == "stage1" else FUSION_LABELS[name]
         lines.append(f"| {label} | {t['pairs']} | {t['trials']} | {t['rate']:.2f} |")
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _closing_lines(demo: Demo, pngs: dict[str, Path]) -> list[str]:
+    """Figures, the stage timings and the commands that reproduce the run."""
+    return [
         "## Curves",
         "",
-        f"![pre-training]({curves['pretrain'].name}) ![fine-tuning]({curves['finetune-msrvtt'].name})",
+        f"![pre-training]({pngs['pretrain'].name}) ![fine-tuning]({pngs['finetune-msrvtt'].name})",
         "",
-        f"![recall@K]({recall_png.name})",
+        f"![recall@K]({pngs['recall'].name})",
         "",
         "## Timings",
         "",
@@ -414,5 +379,28 @@ def write_report(demo: Demo) -> dict[str, Any]:
         "```",
         "",
     ]
+
+
+def write_report(demo: Demo) -> dict[str, Any]:
+    """``report.md`` and its PNGs from the evaluation outputs; returns the metrics to save."""
+    run = demo.run
+    evals = _load_evaluations(run)
+    results = {d: ev.result for d, ev in evals.items()}
+    pngs = {name: plot_run(run / name, run / f"curves_{name}.png")
+            for name in ("pretrain", "finetune-msrvtt")}  # fmt: skip
+    pngs["recall"] = plot_recall(
+        run / "recall_at_k.png",
+        {d: ev.ranks for d, ev in evals.items()},
+        {d: ev.arrays["t2v_none"].shape[1] for d, ev in evals.items()},
+    )
+    temporal = _temporal(demo, evals["msrvtt"])
+    lines = _intro_lines(demo, results)
+    for dataset, res in results.items():
+        lines += _dataset_lines(run, dataset, res)
+    ranks = {d: ev.ranks for d, ev in evals.items()}
+    table = ablation_markdown(results, list(results), ranks=ranks)
+    lines += ["## Ablation (text→video)", "", table, ""]
+    lines += _temporal_lines(temporal)
+    lines += _closing_lines(demo, pngs)
     (run / "report.md").write_text("\n".join(lines))
     return {**results, "temporal": temporal}
