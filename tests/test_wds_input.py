@@ -12,11 +12,12 @@ import io
 import json
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import webdataset
 from PIL import Image
 
 from preprocessing.adapters import has_annotations, load_records, sliced_source
@@ -41,37 +42,26 @@ WEBVID = ShardSpec("webvid", "train", 4, "rand", 2, short_side=32, samples_per_s
 CC3M = ShardSpec("cc3m", "train", 1, "middle", 1, short_side=32)
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def write_tar(path: Path, samples: list[dict[str, bytes]]) -> None:
-    """One ``NNNNN.tar`` as the tools write it (members of a sample together) + its sidecars."""
-    with tarfile.open(path, "w") as tar:
+def write_tar(path: Path, samples: list[dict[str, Any]]) -> None:
+    """One ``NNNNN.tar`` written as both tools write it (webdataset's ``TarWriter``: members of a
+    sample together, sorted by extension, float mtimes as pax records) + its sidecars."""
+    with webdataset.TarWriter(str(path)) as sink:
         for sample in samples:
-            key = sample["__key__"].decode()
-            for ext, data in sample.items():
-                if ext != "__key__":
-                    _add(tar, f"{key}.{ext}", data)
+            sink.write(sample)
     ok = sum("txt" in s for s in samples)
     stats = {"count": len(samples) + 1, "successes": ok, "failed_to_download": 1}
     path.with_name(f"{path.stem}_stats.json").write_text(json.dumps(stats))
     path.with_suffix(".parquet").write_bytes(b"PAR1 not read PAR1")
 
 
-def _meta(key: str, caption: str) -> bytes:
-    return json.dumps({"url": f"https://x/{key}", "key": key, "caption": caption,
-                       "status": "success", "error_message": None}).encode()  # fmt: skip
-
-
 def _sample(key: str, media_ext: str | None, media: bytes, caption: str | None) -> dict:
-    sample = {"__key__": key.encode(), "json": _meta(key, caption or "")}
+    meta = {"url": f"https://x/{key}", "key": key, "caption": caption or "",
+            "status": "success", "error_message": None}  # fmt: skip
+    sample: dict[str, Any] = {"__key__": key, "json": meta}
     if media_ext:
         sample[media_ext] = media
     if caption is not None:
-        sample["txt"] = caption.encode()
+        sample["txt"] = caption
     return sample
 
 
