@@ -359,6 +359,8 @@ def finish(out: Path, spec: ShardSpec, p: Plan, tally: Tally, progress: bool) ->
         "shards": infos,
         "created_with": created_with(),
     }
+    if ShardSpec.from_manifest(manifest) != spec:  # readers rebuild the spec from these keys
+        raise RuntimeError(f"{out}: the manifest does not read back as {spec}")
     write_manifest(out, manifest)
     return manifest
 

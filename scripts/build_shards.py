@@ -184,13 +184,14 @@ def inputs(args: argparse.Namespace, data: Path, split: str) -> list[VideoRecord
 
 
 def _sizing(m: dict) -> str:
-    """How the shards were sized, and how big the full ones came out."""
-    full = [s["bytes"] for s in m["shards"] if s["samples"] == m["samples_per_shard"]]
+    """How the shards were sized (read back from the manifest), and how big the full ones are."""
+    spec = ShardSpec.from_manifest(m)
+    full = [s["bytes"] for s in m["shards"] if s["samples"] == spec.samples_per_shard]
     got = f"{sum(full) / len(full) / 1e6:.1f} MB each" if full else "none full"
-    if m["shard_bytes"] is None:
-        return f"{m['samples_per_shard']} samples per shard, {got}"
+    if spec.shard_bytes is None:
+        return f"{spec.samples_per_shard} samples per shard, {got}"
     return (
-        f"{m['samples_per_shard']} samples per shard for a {m['shard_bytes'] / 1e6:g} MB "
+        f"{spec.samples_per_shard} samples per shard for a {spec.shard_bytes / 1e6:g} MB "
         f"target, {got}"
     )
 
