@@ -113,9 +113,10 @@ def spec_default(name: str) -> Any:
     return next(f.default for f in fields(ShardSpec) if f.name == name)
 
 
-# JPEG bits per pixel by quality, measured on natural photos resized to a 224 short side
-# (sklearn's china/flower, matplotlib's grace_hopper; mean of the three). Web video frames are
-# softer, so the estimate errs towards shards a little below the target.
+# JPEG bits per pixel by quality: q50-q95 measured with encode_jpeg on natural photos resized to
+# a 224 short side (sklearn's china and flower, matplotlib's grace_hopper; the mean of the
+# three), q1 and q100 extrapolated. Web video frames are usually softer than these photos, so
+# real shards should come out at or a little below the target.
 _BITS_PER_PIXEL = ((1, 0.3), (50, 1.0), (75, 1.45), (85, 1.95), (90, 2.45), (95, 3.5), (100, 7.0))
 ASPECT = 16 / 9  # web video; a 4:3 or square input makes smaller frames, so smaller shards
 TAR_MEMBER_BYTES = 512 + 256  # a tar header and, on average, half a block of padding
