@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from t2v2t import storage
 from t2v2t.recipes import eval_datasets, eval_recipe, eval_shard_dir, recipe, text_len
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -474,6 +475,13 @@ def check_values(cfg: Config) -> None:
 
 
 def _check_shard_dir(key: str, path: str, make_hint: str) -> None:
+    if storage.is_url(path):  # an object store has no folders, only the manifest's object
+        if not storage.exists(storage.join(path, "manifest.json")):
+            raise ConfigError(
+                f"{key}: {path} has no manifest.json (not built or unfinished); build it with "
+                f"{make_hint} OUT=<the URL's root>"
+            )
+        return
     p = Path(path)
     if not p.is_dir():
         raise ConfigError(f"{key}: shard folder {path} does not exist; build it with {make_hint}")
