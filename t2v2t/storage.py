@@ -25,6 +25,7 @@ from t2v2t.errors import UsageError
 __all__ = [
     "READ_ONLY_SCHEMES",
     "Location",
+    "basename",
     "check_writable",
     "exists",
     "get_file",
@@ -70,6 +71,11 @@ def join(root: str | os.PathLike[str], *parts: str) -> Location:
     if is_url(root):
         return "/".join([str(root).rstrip("/"), *(p.strip("/") for p in parts)])
     return Path(root).joinpath(*parts)
+
+
+def basename(loc: str | os.PathLike[str]) -> str:
+    """The last component of a path or URL (``train_4f`` for ``s3://b/webvid/train_4f/``)."""
+    return str(loc).rstrip("/").rsplit("/", 1)[-1] if is_url(loc) else Path(loc).name
 
 
 def url_fs(url: str) -> tuple[Any, str]:

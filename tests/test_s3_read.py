@@ -4,6 +4,7 @@ storage". Fetches are counted from the server's own request log."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -143,11 +144,32 @@ def test_cache_processes_on_one_node_fetch_once(s3_server, remote_shards, cache_
 ROOT = Path(__file__).resolve().parents[1]
 
 
+ARGS = ["--image-size", "16", "--batch-size", "3", "--shuffle-buffer", "4", "--seed", "3"]
+
+
 def _inspect(shards: str | Path, *args: str) -> subprocess.CompletedProcess:
     """scripts/inspect_stream.py in its own process (it inherits the server's environment)."""
     cmd = [sys.executable, str(ROOT / "scripts" / "inspect_stream.py"), "--shards", str(shards)]
-    cmd += ["--image-size", "16", "--batch-size", "3", "--shuffle-buffer", "4", "--seed", "3"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    return subprocess.run(
+        [*cmd, *ARGS, *args], capture_output=True, text=True, timeout=180, cwd=ROOT
+    )
+
+
+@pytest.fixture
+def inspect_here(capsys):
+    """The same script's ``main`` in this process (no interpreter start): its printed lines."""
+    spec = importlib.util.spec_from_file_location(
+        "inspect_stream", ROOT / "scripts/inspect_stream.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def run(shards: str | Path, *args: str) -> str:
+        capsys.readouterr()
+        assert tool.main(["--shards", str(shards), *ARGS, *args]) == 0
+        return capsys.readouterr().out
+
+    return run
 
 
 def test_manifest_reads_from_a_url(s3_server, remote_shards, s3_url):
@@ -156,3 +178,69 @@ def test_manifest_reads_from_a_url(s3_server, remote_shards, s3_url):
     assert read_manifest(url + "/") == read_manifest(local)
     with pytest.raises(ShardError, match=rf"^{s3_url}/nothing/manifest.json not found"):
         read_manifest(f"{s3_url}/nothing")
+
+
+def test_inspect_stream_over_s3_is_the_local_stream_fetching_each_shard_once(
+    s3_server, remote_shards, cache_dir, inspect_here
+):
+    """With two loader workers reading every shard, each shard crosses the network once."""
+    local, url = remote_shards
+    want = inspect_here(local, "--epoch", "1", "--workers", "2")
+    assert len(want.splitlines()) == 40
+    got = _inspect(url, "--epoch", "1", "--workers", "2")  # the CLI itself, once
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == want
+    names = [s["name"] for s in read_manifest(local)["shards"]]
+    assert [s3_server.object_gets(f"{url}/{n}") for n in names] == [1] * len(names)
+    # Another epoch on this node: served from the cache, nothing fetched again.
+    again = inspect_here(url, "--epoch", "2", "--workers", "2")
+    assert again == inspect_here(local, "--epoch", "2", "--workers", "2") != want
+    assert [s3_server.object_gets(f"{url}/{n}") for n in names] == [1] * len(names)
+    assert sorted(p.name.split("-", 1)[1] for p in cache_dir.glob("*.tar.zst")) == names
+
+
+def test_a_tampered_object_is_refused_naming_it(s3_server, remote_shards, cache_dir, tmp_path):
+    local, url = remote_shards
+    info = read_manifest(local)["shards"][2]
+    data = bytearray((local / info["name"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the digest can tell
+    (tmp_path / "bad").write_bytes(bytes(data))
+    obj = f"{url}/{info['name']}"
+    storage.put_file(tmp_path / "bad", obj)
+    res = _inspect(url, "--workers", "2")
+    assert res.returncode == 2
+    assert f"{obj}: sha256 differs from the manifest" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    # data.skip_bad_shards=true: the object leaves the plan with one counted warning.
+    from t2v2t.data.loader import ShardWarning, TrainSource, make_train_loader
+
+    with pytest.warns(ShardWarning, match="skipped 1 of 5 shards"):
+        loader = make_train_loader(
+            [TrainSource(url, 3, 4)], None, seed=0, epoch=0, image_size=16, skip_bad_shards=True
+        )
+    assert len(loader.skipped_shards) == 1 and obj in loader.skipped_shards[0]
+    assert loader.num_samples == 32
+
+
+def test_evaluation_reads_a_url_like_the_local_copy(s3_server, remote_shards, cache_dir):
+    from t2v2t.data.eval_loader import eval_texts, make_eval_loader
+
+    local, url = remote_shards
+
+    def keys(where: str | Path) -> list[str]:
+        loader = make_eval_loader(where, batch_size=4, num_frames=4, image_size=16, num_workers=2)
+        return [k for batch in loader for k in batch["keys"]]
+
+    assert keys(url) == keys(local)
+    assert eval_texts(url) == eval_texts(local)
+
+
+def test_training_config_accepts_a_shard_url(s3_server, remote_shards, s3_url):
+    from t2v2t.training.config import ConfigError, check_files, load_config
+
+    _, url = remote_shards
+    over = [f"data.sources.webvid.dir={url}", "data.sources.cc3m=null"]
+    check_files(load_config("pretrain", "tiny", over))
+    missing = [f"data.sources.webvid.dir={s3_url}/webvid/train_4f", "data.sources.cc3m=null"]
+    with pytest.raises(ConfigError, match=r"train_4f has no manifest.json .*DATASET=webvid"):
+        check_files(load_config("pretrain", "tiny", missing))

@@ -65,6 +65,8 @@ def test_url_parsing():
     assert storage.join("shards", "webvid") == Path("shards/webvid")
     assert storage.location("s3://b//k") == "s3://b//k"  # a URL is never folded by Path
     assert storage.location("a//b") == Path("a/b")
+    assert storage.basename("s3://b/webvid/train_4f/") == "train_4f"
+    assert storage.basename(Path("shards/webvid/train_4f")) == "train_4f"
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:1/x", "https://h/x", "hf://datasets/a/b"])

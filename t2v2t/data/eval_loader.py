@@ -12,6 +12,7 @@ from pathlib import Path
 
 import zstandard
 
+from t2v2t import storage
 from t2v2t.data.loader import PlannedLoader, _check_shards, _PlannedBatches, _Source
 from t2v2t.data.plan import eval_plan
 from t2v2t.data.schema import META_EXT, SampleMeta
@@ -44,7 +45,7 @@ def make_eval_loader(
     """
     if preprocess not in ("project", "vindlu"):
         raise ValueError(f"preprocess must be project or vindlu, got {preprocess!r}")
-    directory = Path(shard_dir)
+    directory = storage.location(shard_dir)
     manifest = read_manifest(directory)
     infos, _ = _check_shards(
         directory, shard_infos(manifest), skip_bad=False, verify_hash=verify_hash
@@ -53,7 +54,7 @@ def make_eval_loader(
     plan = eval_plan(counts, rank=rank, world_size=world_size, batch_size=batch_size)
     src = _Source(
         directory=directory,
-        name=str(manifest.get("dataset", directory.name)),
+        name=str(manifest.get("dataset", storage.basename(directory))),
         shard_names=[s.name for s in infos],
         shard_sha256=[s.sha256 for s in infos],
         plan=plan,
@@ -95,7 +96,7 @@ class EvalTexts:
 
 def eval_texts(shard_dir: str | Path) -> EvalTexts:
     """Read captions from the ``.json`` members only (frames are streamed past, not decoded)."""
-    directory = Path(shard_dir)
+    directory = storage.location(shard_dir)
     manifest = read_manifest(directory)
     infos, _ = _check_shards(directory, shard_infos(manifest), skip_bad=False, verify_hash=False)
     texts: list[str] = []
@@ -103,7 +104,7 @@ def eval_texts(shard_dir: str | Path) -> EvalTexts:
     keys: list[str] = []
     suffix = f".{META_EXT}"
     for info in infos:
-        path = directory / info.name
+        path = storage.join(directory, info.name)
         before = len(keys)
         check = open_shard(directory, info.name, info.sha256)  # hashed on the way
         try:

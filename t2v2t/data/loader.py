@@ -54,6 +54,7 @@ import torch
 import zstandard
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from t2v2t import storage
 from t2v2t.data.augment import (
     TRAIN_SCALE,
     Crop,
@@ -80,6 +81,7 @@ from t2v2t.data.shards import (
 )
 from t2v2t.data.tarstream import iter_shard_samples
 from t2v2t.seeding import rng_for
+from t2v2t.storage import Location
 
 __all__ = [
     "PlannedLoader",
@@ -110,22 +112,24 @@ class TrainSource:
 
 # --------------------------------------------------------------------------- shard checks
 
-_HASHED: set[tuple[str, int, int]] = set()  # shards whose sha256 this process already verified
+_HASHED: set[tuple[str, int, int | str]] = set()  # shards whose sha256 this process already verified
 
 
 def _check_shards(
-    directory: Path, infos: list[ShardInfo], *, skip_bad: bool, verify_hash: bool, hint: str = ""
+    directory: Location, infos: list[ShardInfo], *, skip_bad: bool, verify_hash: bool, hint: str = ""
 ) -> tuple[list[ShardInfo], list[str]]:
     """The shards that pass their manifest check, and one message per skipped shard."""
     good, bad = [], []
+    # A URL folder: every size from one listing of the store, not a request per shard.
+    listing = storage.list_sizes(directory) if storage.is_url(directory) else None
     for info in infos:
         try:
-            check_shard_file(directory, info, hash_check=False)  # size: always, it is a stat
+            # size: always, it is a stat (or a listing)
+            check_shard_file(directory, info, hash_check=False, listing=listing)
             if verify_hash:
-                st = (directory / info.name).stat()
-                token = (str(directory / info.name), st.st_size, st.st_mtime_ns)
+                token = _hash_token(directory, info)
                 if token not in _HASHED:
-                    check_shard_file(directory, info, hash_check=True)
+                    check_shard_file(directory, info, hash_check=True, listing=listing)
                     _HASHED.add(token)
         except ShardError as err:
             if not skip_bad:
@@ -138,6 +142,15 @@ def _check_shards(
         log.warning(msg)
         warnings.warn(msg, ShardWarning, stacklevel=3)
     return good, bad
+
+
+def _hash_token(directory: Location, info: ShardInfo) -> tuple[str, int, int | str]:
+    """What identifies a shard whose digest was checked: a file's path, size and mtime; a URL's
+    manifest entry (its node-cache copy is checked by the cache)."""
+    if storage.is_url(directory):
+        return (str(storage.join(directory, info.name)), info.bytes, info.sha256)
+    st = (Path(directory) / info.name).stat()
+    return (str(Path(directory) / info.name), st.st_size, st.st_mtime_ns)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -153,7 +166,7 @@ class _Stream:
 
     def __init__(
         self,
-        directory: Path,
+        directory: Location,
         names: list[str],
         plan: RankPlan,
         needed: Counter,
@@ -206,7 +219,7 @@ class _Stream:
             if self.it is None or self._next_wanted() >= int(self.starts[self.shard + 1]):
                 self._close(verify=True)  # nothing more wanted here: jump to the next useful one
                 self._open_for(self.pos)
-            path = self.directory / self.names[self.shard]
+            path = storage.join(self.directory, self.names[self.shard])
             index = self.pos - int(self.starts[self.shard])
             try:
                 sample = next(self.it)
@@ -274,7 +287,7 @@ def pick_frames(
 class _Source:
     """What a worker needs to know about one source (picklable)."""
 
-    directory: Path
+    directory: Location
     name: str
     shard_names: list[str]  # stream order, per the plan
     shard_sha256: list[str]  # the manifest's digests, same order
@@ -404,8 +417,9 @@ class _PlannedBatches(IterableDataset):
         self, src: _Source, position: Any, raw: dict[str, Any], err: Exception
     ) -> ShardError:
         i = src.plan.locate(int(position))[0]
-        path = src.directory / src.shard_names[i]
-        if self.verify_stream and not shard_matches(src.directory, path.name, src.shard_sha256[i]):
+        name = src.shard_names[i]
+        path = storage.join(src.directory, name)
+        if self.verify_stream and not shard_matches(src.directory, name, src.shard_sha256[i]):
             return ShardError(corrupt_message(path) + self.hint)  # the cause, not the symptom
         return ShardError(f"{path}: sample {raw.get('__key__')!r}: {err}")
 
@@ -573,7 +587,7 @@ def make_train_loader(
     skipped: list[str] = []
     verify_hash = verify_hash or skip_bad_shards
     for i, spec in enumerate(sources):
-        directory = Path(spec.dir)
+        directory = storage.location(spec.dir)
         manifest = read_manifest(directory)
         good, bad = _check_shards(
             directory,
@@ -597,7 +611,7 @@ def make_train_loader(
         resolved.append(
             _Source(
                 directory=directory,
-                name=str(manifest.get("dataset", directory.name)),
+                name=str(manifest.get("dataset", storage.basename(directory))),
                 shard_names=[good[s].name for s in plan.shards],
                 shard_sha256=[good[s].sha256 for s in plan.shards],
                 plan=plan,

@@ -157,12 +157,25 @@ def open_shard(
     The one place shard bytes are opened (the loaders, evaluation, reports, the checks), so that
     where they come from is decided here. With ``sha256`` (the manifest's) the file is a
     :class:`HashingReader`: what is read goes into a digest that ``verify()`` checks (README.md,
-    "Exact resume and shard integrity"). The caller closes it.
+    "Exact resume and shard integrity"). The caller closes it. A URL folder's shards come
+    through this node's cache (:func:`open_shard_url`).
     """
+    if storage.is_url(directory):
+        return open_shard_url(str(storage.join(directory, name)), sha256)
     path = Path(directory) / name
     if sha256 is None:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     return HashingReader(path, sha256)
+
+
+def open_shard_url(url: str, sha256: str | None) -> HashingReader | BinaryIO:
+    """A shard at a URL: a checked copy in the node cache (:mod:`t2v2t.data.cache`), hashed
+    again as it streams; without the manifest's digest, the object itself, unchecked."""
+    if sha256 is None:
+        return storage.open_read(url)  # nothing to check a cached copy against
+    from t2v2t.data.cache import node_cache  # the cache module imports this one
+
+    return HashingReader(url, sha256, file=node_cache().open(url, sha256))
 
 
 def read_shard(
