@@ -10,7 +10,6 @@ import pytest
 
 from t2v2t.training.config import (
     TASKS,
-    Config,
     ConfigError,
     check_files,
     config_from_dict,
@@ -120,7 +119,21 @@ def test_check_files(tmp_path: Path) -> None:
     cfg = load_config("pretrain", "tiny", [*over, f"train.init_checkpoint={tmp_path}/x.pt"])
     with pytest.raises(ConfigError, match="x.pt does not exist"):
         check_files(cfg)
-    assert isinstance(cfg, Config)
+    # The config check_files read holds every layer's values, later layers winning:
+    # pretrain.yaml < presets/tiny.yaml < presets/tiny-pretrain.yaml < the overrides.
+    assert (cfg.task, cfg.model.preset) == ("pretrain", "tiny")
+    assert (cfg.optim.weight_decay, cfg.optim.epochs, cfg.data.seed) == (0.02, 10, 42)
+    assert (cfg.data.batch_size, cfg.data.num_workers, cfg.train.ckpt_every_steps) == (8, 1, 200)
+    assert (cfg.optim.lr, cfg.optim.min_lr, cfg.optim.grad_clip, cfg.loss.mlm) == (
+        5e-4,
+        1e-5,
+        1.0,
+        0.1,
+    )
+    assert list(cfg.data.sources) == ["webvid"]  # data.sources.cc3m=null dropped a source
+    webvid = cfg.data.sources["webvid"]
+    assert (webvid.dir, webvid.num_frames, webvid.max_text_len) == (str(shards), 4, 32)
+    assert cfg.train.init_checkpoint == f"{tmp_path}/x.pt"
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
