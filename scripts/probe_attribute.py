@@ -6,6 +6,7 @@
 
 Reads ``<shards>/train_<N>f`` and ``<shards>/test_<N>f``, prints a table of held-out accuracy
 against chance and writes it as JSON (``--out``). Without ``--ckpt`` the preset's fresh model.
+``--device auto`` trains on the GPU when there is one (bf16 autocast), else the CPU.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from t2v2t.errors import cli
-from t2v2t.tools.probe import ATTRIBUTES, load_clips, run_probe
+from t2v2t.models import build_model
+from t2v2t.retrieval.run import UsageError, load_model, resolve_device
+from t2v2t.tools.probe import ATTRIBUTES, ProbeSettings, load_clips, run_probe
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--train-encoder", action="store_true", help="fine-tune the encoder too")
     p.add_argument("--temporal-lr-scale", type=float, default=1.0)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
     p.add_argument("--out", default=None, help="JSON file for the results")
@@ -54,11 +63,6 @@ def shard_dir(root: Path, split: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
-
-    from t2v2t.models import build_model
-    from t2v2t.retrieval.run import UsageError, load_model
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -84,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(train.classes)} classes {train.classes}, {args.frames} frames, "
         f"{'encoder trained' if args.train_encoder else 'encoder frozen'}"
     )
-    rows = run_probe(
-        model, train, test, steps=args.steps, batch_size=args.batch_size,
-        train_encoder=args.train_encoder, temporal_lr_scale=args.temporal_lr_scale,
-        eval_every=args.eval_every,
+    settings = ProbeSettings(
+        steps=args.steps, batch_size=args.batch_size, train_encoder=args.train_encoder,
+        temporal_lr_scale=args.temporal_lr_scale, weight_decay=args.weight_decay,
+        eval_every=args.eval_every, seed=args.seed,
     )  # fmt: skip
+    rows = run_probe(model, train, test, settings, device=resolve_device(args.device))
     chance = max(torch.bincount(test.labels).tolist()) / len(test.labels)
     print("\n| step | loss | train acc | test acc | chance (majority) |\n|---|---|---|---|---|")
     for r in rows:
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         result = {"attribute": args.attribute, "classes": train.classes, "chance": chance,
                   "ckpt": args.ckpt, "frames": args.frames, "train_encoder": args.train_encoder,
+                  "settings": asdict(settings), "device": str(resolve_device(args.device)),
                   "rows": rows}  # fmt: skip
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from t2v2t.data.eval_loader import make_eval_loader
 from t2v2t.models.vindlu import VindLU, is_temporal
+from t2v2t.retrieval.preprocess import autocast_for
 
 ATTRIBUTES = ("colour", "shape", "size", "background", "direction", "speed")
 
@@ -79,8 +80,8 @@ def load_clips(
 
 
 def clip_features(model: VindLU, frames: torch.Tensor) -> torch.Tensor:
-    """[B, D]: the frame mean of the encoder's pooled per-frame features."""
-    return model.vision(model._float_frames(frames))[1].mean(1)
+    """[B, D]: the frame mean of the encoder's pooled per-frame features (fp32)."""
+    return model.vision(model._float_frames(frames))[1].mean(1).float()
 
 
 @torch.no_grad()
@@ -93,67 +94,96 @@ def _features(model: VindLU, frames: torch.Tensor, batch_size: int = 32) -> torc
     )
 
 
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How a probe trains (scripts/probe_attribute.py's flags)."""
+
+    steps: int
+    batch_size: int = 16
+    lr: float = 1e-3  # the linear head's
+    train_encoder: bool = False
+    encoder_lr: float = 5e-4
+    temporal_lr_scale: float = 1.0
+    weight_decay: float = 0.0
+    eval_every: int = 50
+    seed: int = 0
+
+
+def _param_groups(model: VindLU, head: torch.nn.Module, s: ProbeSettings) -> list[dict]:
+    """The head at ``lr``; with ``train_encoder`` the video encoder too, its temporal modules at
+    ``encoder_lr * temporal_lr_scale`` (as ``optim.temporal_lr_scale``, README.md "Training")."""
+    groups = [{"params": list(head.parameters()), "lr": s.lr}]
+    if s.train_encoder:
+        for scale, temporal in ((1.0, False), (s.temporal_lr_scale, True)):
+            params = [
+                p
+                for n, p in model.named_parameters()
+                if n.startswith("vision.") and is_temporal(n) == temporal
+            ]
+            groups.append({"params": params, "lr": s.encoder_lr * scale})
+    return groups
+
+
+def _inputs(model: VindLU, train: Clips, test: Clips, s: ProbeSettings, device: torch.device):
+    """What the head reads: the frames (encoder trained), else the frozen features once,
+    standardised with the training clips' statistics."""
+    train_x, test_x = train.frames.to(device), test.frames.to(device)
+    if s.train_encoder:
+        return train_x, test_x
+    with _autocast(device):
+        train_x, test_x = _features(model, train_x), _features(model, test_x)
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    return (train_x - mean) / std, (test_x - mean) / std
+
+
+def _autocast(device: torch.device):
+    # bf16 autocast on CUDA, as training and evaluation use for project models; fp32 on a CPU.
+    return autocast_for(device, "project")
+
+
 def run_probe(
     model: VindLU,
     train: Clips,
     test: Clips,
+    settings: ProbeSettings,
     *,
-    steps: int,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    train_encoder: bool = False,
-    encoder_lr: float = 5e-4,
-    temporal_lr_scale: float = 1.0,
-    eval_every: int = 50,
-    seed: int = 0,
+    device: str | torch.device = "cpu",
     log: Callable[[str], None] = print,
 ) -> list[dict[str, float]]:
-    """Train the probe for ``steps`` steps; rows of {step, loss, train_acc, test_acc}."""
-    torch.manual_seed(seed)
-    head = torch.nn.Linear(model.vision.width, len(train.classes))
-    groups = [{"params": list(head.parameters()), "lr": lr}]
-    model.eval()
-    if train_encoder:
-        for scale, pick in ((1.0, False), (temporal_lr_scale, True)):
-            params = [
-                p
-                for n, p in model.named_parameters()
-                if n.startswith("vision.") and is_temporal(n) == pick
-            ]
-            groups.append({"params": params, "lr": encoder_lr * scale})
-        train_x, test_x = train.frames, test.frames
-    else:  # frozen: features once, standardised with the training clips' statistics
-        train_x, test_x = _features(model, train.frames), _features(model, test.frames)
-        mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-        train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    opt = torch.optim.AdamW(groups, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(seed)
-
-    def features(x: torch.Tensor) -> torch.Tensor:
-        return clip_features(model, x) if train_encoder else x
+    """Train the probe for ``settings.steps`` steps on ``device``; rows of {step, loss,
+    train_acc, test_acc} every ``eval_every`` steps and at the end."""
+    s, device = settings, torch.device(device)
+    torch.manual_seed(s.seed)
+    model.to(device).eval()
+    head = torch.nn.Linear(model.vision.width, len(train.classes)).to(device)
+    opt = torch.optim.AdamW(_param_groups(model, head, s), weight_decay=s.weight_decay)
+    train_x, test_x = _inputs(model, train, test, s, device)
+    labels = {"train": train.labels.to(device), "test": test.labels.to(device)}
+    gen = torch.Generator().manual_seed(s.seed)
 
     def accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
         model.eval()
-        with torch.no_grad():
-            feats = _features(model, x) if train_encoder else x
-            return (head(feats).argmax(1) == y).float().mean().item()
+        with torch.no_grad(), _autocast(device):
+            feats = _features(model, x) if s.train_encoder else x
+            return (head(feats.float()).argmax(1) == y).float().mean().item()
 
     rows, losses = [], []
-    for step in range(1, steps + 1):
-        idx = torch.randint(0, len(train.labels), (batch_size,), generator=gen)
-        if train_encoder:
-            model.train()
-        loss = F.cross_entropy(head(features(train_x[idx])), train.labels[idx])
+    for step in range(1, s.steps + 1):
+        idx = torch.randint(0, len(train.labels), (s.batch_size,), generator=gen).to(device)
+        model.train(s.train_encoder)
+        with _autocast(device):
+            x = clip_features(model, train_x[idx]) if s.train_encoder else train_x[idx]
+            loss = F.cross_entropy(head(x).float(), labels["train"][idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        if step % eval_every == 0 or step == steps:
+        if step % s.eval_every == 0 or step == s.steps:
             row = {
                 "step": step,
                 "loss": sum(losses) / len(losses),
-                "train_acc": accuracy(train_x, train.labels),
-                "test_acc": accuracy(test_x, test.labels),
+                "train_acc": accuracy(train_x, labels["train"]),
+                "test_acc": accuracy(test_x, labels["test"]),
             }
             losses = []
             rows.append(row)
