@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 from train_shards import COLOURS, make_train_shards
 
 from t2v2t.models import build_model
+from t2v2t.tools.benchlog import EXPERIMENTS
 from t2v2t.tools.probe import attribute_of, load_clips
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +109,8 @@ def test_probe_cli_learns_colour_from_a_checkpoint(
     assert rc == 0, printed
     result = json.loads(out.read_text())
     assert result["classes"] == sorted(COLOURS)
-    assert result["train_encoder"] is (mode == "train-encoder")
+    assert result["train_encoder"] is (mode == "train-encoder") and result["device"] == "cpu"
+    assert result["settings"]["steps"] == steps and result["settings"]["weight_decay"] == 0.0
     assert result["chance"] == pytest.approx(3 / 24)  # 8 balanced classes over 24 test clips
     assert [r["step"] for r in result["rows"]] == [half, steps]
     assert result["rows"][-1]["test_acc"] >= 3 * result["chance"], result
@@ -137,3 +140,21 @@ def test_probe_cli_refuses_another_corpus_attribute_file(
     with pytest.raises(SystemExit, match="no test_<N>f shard folder in .*lonely/toy"):
         _script().main([*args[2:], "--shards", str(lonely / "toy"),
                         "--attributes", str(corpus["attributes"])])  # fmt: skip
+
+
+def test_the_documented_direction_probe_command_parses() -> None:
+    # bench/README.md quotes an H200 experiment and the command that re-runs it; the command must
+    # stay valid for the probe's CLI and name the raw result that ships with the repository.
+    block = EXPERIMENTS.split("```bash\n")[1].split("```")[0].replace("\\\n", " ")
+    line = next(x for x in block.splitlines() if x.startswith("python scripts/probe_attribute.py"))
+    argv = shlex.split(line, comments=True)[2:]
+    args = _script().parse_args(argv)
+    assert (args.attribute, args.train_encoder, args.device, args.batch_size) == (
+        "direction",
+        True,
+        "cuda",
+        64,
+    )
+    raw = ROOT / "bench" / "experiments" / "direction_probe_h200.json"
+    assert raw.name in EXPERIMENTS and json.loads(raw.read_text())["device"] == "NVIDIA H200"
+    assert EXPERIMENTS in (ROOT / "bench" / "README.md").read_text()

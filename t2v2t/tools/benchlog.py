@@ -34,6 +34,38 @@ on the encoders; JPEG decode frames/s on the GPU beside the CPU path; an MSR-VTT
 `runs/bench_gpu_quick.json`, never here). None of these figures has been measured yet: the tasks
 that built this were not lent a GPU."""
 
+# One-off experiments whose figures the README quotes; written under every `make bench` table.
+EXPERIMENTS = """## experiments (one-off, not part of `make bench`)
+
+**Direction probe, NVIDIA H200, 2026-11-27** (raw curves: `experiments/direction_probe_h200.json`).
+Can the tiny preset's video encoder (4-layer ViT, 112 px, zero-initialised temporal modules, mean
+pooling) learn the direction of motion of the demo's MSR-VTT-style clips when it is supervised on
+direction directly? A fresh encoder and a linear head on its clip feature, both trained; batch 64,
+AdamW (encoder lr 5e-4, head 1e-3, weight decay 0.02), bf16 autocast; the 4 middle frames of the
+full CPU demo's `msrvtt/train_12f` and `test_12f` shards; 4 direction classes (chance 0.25).
+
+| attribute | temporal lr x | steps | held-out accuracy | seconds |
+|---|---|---|---|---|
+| colour | 1 | 400 | 1.00 from step 50 on | 12 |
+| direction | 1 | 4,000 | 0.36 at 500, 0.50 at 1,500, 0.81 at 3,000, 0.79 at 4,000 | 72 |
+| direction | 30 | 4,000 | 0.23 at 4,000 (at most 0.31) | 76 |
+| direction | 30 | 12,000 | 0.43 at 12,000 | 201 |
+
+How it was made: by a one-off script that read the clips from a file exported by hand; the script
+has since been removed, as nothing in the repository wrote its input. The same experiment with
+the repository's own tools on a machine with CUDA (not re-run since: the task that removed the
+script had no GPU). The random draws differ, so expect the shape of the curves, not the same
+figures step for step; and the tiny encoder has changed since (VindLU's temporal attention after
+each block, README.md "What `make demo` shows"), so a re-run measures today's encoder:
+
+```bash
+python scripts/demo.py --size full --recipe cpu --stages shards   # corpora + shards, runs/demo
+python scripts/probe_attribute.py --shards runs/demo/shards/msrvtt \\
+    --attributes runs/demo/data/msrvtt/synthetic_attributes.json --attribute direction \\
+    --train-encoder --frames 4 --batch-size 64 --steps 4000 --eval-every 500 \\
+    --weight-decay 0.02 --temporal-lr-scale 1 --device cuda --out runs/probe_direction.json
+```"""
+
 
 def machine() -> str:
     """A one-line description of the machine a figure was measured on."""
@@ -108,4 +140,5 @@ def write_readme(results: dict[str, Any], bench_dir: Path = BENCH_DIR) -> None:
             lines += ["", f"## {bench}", "", det["summary"]]
     if "gpu" not in results.get("details", {}):
         lines += ["", GPU_PENDING]
+    lines += ["", EXPERIMENTS]
     (bench_dir / "README.md").write_text("\n".join(lines) + "\n")
