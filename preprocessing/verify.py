@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from preprocessing.cluster import dask_client, windowed
+from preprocessing.publish import read_remote_manifest
 from t2v2t.data.schema import decode_sample
 from t2v2t.data.shards import (
     FAILURES,
@@ -25,6 +27,7 @@ from t2v2t.data.shards import (
     shard_infos,
 )
 from t2v2t.progress import progress as progress_bar
+from t2v2t.storage import is_url, join, url_fs
 
 
 def verify_shard(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]:
@@ -33,6 +36,8 @@ def verify_shard(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]:
     ``job``: (folder, the manifest's shard entry, the manifest's ``num_frames``, decode JPEGs).
     """
     folder, entry, num_frames, decode_jpegs = job
+    if is_url(folder):
+        return _verify_object(job)
     directory = Path(folder)
     info = ShardInfo(**entry)
     problems: list[str] = []
@@ -40,7 +45,7 @@ def verify_shard(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]:
     try:
         check_shard_file(directory, info)
     except ShardError as err:
-        return {"name": info.name, "problems": [str(err)], "count": 0, "keys": np.zeros(0, "<u8")}
+        return _unreadable(info.name, str(err))
     count = 0
     keys: set[str] = set()
     try:
@@ -76,6 +81,48 @@ def verify_shard(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]:
     }
 
 
+def _unreadable(name: str, problem: str) -> dict[str, Any]:
+    return {"name": name, "problems": [problem], "count": 0, "keys": np.zeros(0, "<u8")}
+
+
+def _verify_object(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]:
+    """:func:`verify_shard` of a shard in object storage: its size from the store, then the
+    checks on a temporary local copy; problems name the object's URL, not the copy."""
+    url, entry, num_frames, decode_jpegs = job
+    target = str(join(url, entry["name"]))
+    fs, path = url_fs(target)
+    try:
+        size = int(fs.info(path)["size"])
+    except FileNotFoundError:
+        return _unreadable(entry["name"], f"{target}: listed in the manifest but missing")
+    if size != entry["bytes"]:
+        return _unreadable(
+            entry["name"],
+            f"{target}: {size} bytes, manifest says {entry['bytes']} (truncated or replaced)",
+        )
+    with tempfile.TemporaryDirectory(prefix="t2v2t-verify-") as tmp:
+        fs.get_file(path, os.path.join(tmp, entry["name"]))
+        res = verify_shard((tmp, entry, num_frames, decode_jpegs))
+    res["problems"] = [p.replace(tmp, url.rstrip("/")) for p in res["problems"]]
+    return res
+
+
+def _count_failures(directory: str | Path) -> int:
+    """Lines of ``failures.jsonl`` (0 when there is none)."""
+    if is_url(directory):
+        fs, path = url_fs(str(join(directory, FAILURES)))
+        return fs.cat_file(path).count(b"\n") if fs.exists(path) else 0
+    fail_path = Path(directory) / FAILURES
+    if not fail_path.is_file():
+        return 0
+    with open(fail_path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def _manifest(directory: str | Path) -> dict[str, Any]:
+    return read_remote_manifest(str(directory)) if is_url(directory) else read_manifest(directory)
+
+
 def verify_dir(
     directory: str | Path,
     *,
@@ -88,21 +135,21 @@ def verify_dir(
 
     Shards are checked by ``workers`` local Dask processes or the cluster at ``scheduler``
     (in this process when both are unset), a bounded window at a time, with a progress bar.
-    The driver keeps 8 bytes per key to find keys that occur in two shards.
+    The driver keeps 8 bytes per key to find keys that occur in two shards. ``directory``
+    may be an fsspec URL (``s3://bucket/prefix/webvid/train_4f``): each shard is then fetched
+    by the worker that checks it (README.md, "Object storage").
     """
-    directory = Path(directory)
     try:
-        manifest = read_manifest(directory)
+        manifest = _manifest(directory)
     except ShardError as err:
         return [str(err)]
     entries = [asdict(i) for i in shard_infos(manifest)]
-    folder = os.path.abspath(directory)
+    folder = str(directory) if is_url(directory) else os.path.abspath(directory)
+    label = str(directory).rstrip("/").rsplit("/", 1)[-1]
     jobs = [(folder, e, manifest["num_frames"], decode_jpegs) for e in entries]
     results: dict[str, dict[str, Any]] = {}
     bar = (
-        progress_bar(
-            total=manifest.get("num_samples"), desc=f"verify {directory.name}", unit="sample"
-        )
+        progress_bar(total=manifest.get("num_samples"), desc=f"verify {label}", unit="sample")
         if progress
         else tqdm(disable=True)
     )
@@ -132,11 +179,7 @@ def verify_dir(
     total = sum(r["count"] for r in ordered)
     if total != manifest["num_samples"]:
         problems.append(f"{total} samples in shards, manifest says {manifest['num_samples']}")
-    fail_path = directory / FAILURES
-    failed = 0
-    if fail_path.is_file():
-        with open(fail_path, "rb") as f:
-            failed = sum(1 for _ in f)
+    failed = _count_failures(directory)
     if failed != manifest["num_failed"]:
         problems.append(
             f"{FAILURES}: {failed} lines, manifest says num_failed={manifest['num_failed']}"
@@ -164,7 +207,7 @@ def verdict(directory: str | Path, **kw: Any) -> tuple[bool, str]:
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         return False, f"FAILED {directory}: {problems[0]}{more}"
-    m = read_manifest(directory)
+    m = _manifest(directory)
     return True, (
         f"OK {directory}: {len(m['shards'])} shards, {m['num_samples']} samples, "
         f"{m['num_failed']} failed inputs; sha256, counts, members and JPEGs check out"

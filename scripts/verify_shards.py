@@ -14,7 +14,11 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example: python scripts/verify_shards.py shards/webvid/train_4f  (make verify-shards DIR=shards/webvid/train_4f)",
         description=__doc__,
     )
-    p.add_argument("dirs", nargs="+", help="shard folders, e.g. shards/webvid/train_4f")
+    p.add_argument(
+        "dirs",
+        nargs="+",
+        help="shard folders or URLs, e.g. shards/webvid/train_4f, s3://bucket/shards/webvid/train_4f",
+    )
     p.add_argument(
         "--workers", type=int, default=0, help="local Dask worker processes (0: this process)"
     )
