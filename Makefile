@@ -87,10 +87,10 @@ lint: setup  ## ruff lint + format check
 format: setup
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder|vindlu|wds [DATA= OUT= SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_BYTES= SHARD_SIZE= WINDOW=]
+shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder|vindlu|wds [DATA= OUT=shards|s3://... SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_BYTES= SHARD_SIZE= WINDOW=]
 	$(PY) scripts/build_shards.py --dataset $(DATASET) $(SHARD_OPTS)
 
-verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f [WORKERS= SCHEDULER=]
+verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f|s3://... [WORKERS= SCHEDULER=]
 	$(PY) scripts/verify_shards.py $(DIR) $(if $(filter command line environment,$(origin WORKERS)),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 pretrain: setup  ## pre-training, the paper's recipe [SOURCES=webvid PRESET=tiny GPUS= CKPT= RUN= RESUME=1 ARGS='k=v ...']

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from preprocessing import remote
 from preprocessing.records import VideoRecord
 from preprocessing.slices import CsvSource
 from preprocessing.wds_input import (
@@ -33,6 +34,7 @@ from preprocessing.wds_input import (
 )
 from t2v2t.data.schema import safe_key
 from t2v2t.errors import UsageError
+from t2v2t.storage import Location, is_url
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
 
@@ -53,6 +55,8 @@ OUTSIDE = "outside the data folder"
 
 def is_inside(path: Path, root: Path) -> bool:
     """Whether ``path`` stays under ``root`` once ``..`` is normalised (links are not followed)."""
+    if is_url(root):
+        return remote.is_inside(path, root)
     full = os.path.normpath(os.path.abspath(path))
     base = os.path.normpath(os.path.abspath(root))
     return full == base or full.startswith(base.rstrip(os.sep) + os.sep)
@@ -67,10 +71,14 @@ def _record(
     is_image: bool = False,
 ) -> VideoRecord:
     inside = is_inside(media, root)
+    if is_url(root):  # data in object storage (preprocessing/remote.py)
+        source = remote.relative(media, root)
+    else:
+        source = _rel(media, root) if inside else media.as_posix()
     return VideoRecord(
         key=safe_key(key),
         media=media,
-        source=_rel(media, root) if inside else media.as_posix(),
+        source=source,
         captions=[c.strip() for c in captions if c and c.strip()],
         timestamps=timestamps,
         is_image=is_image,
@@ -79,7 +87,7 @@ def _record(
 
 
 def _need(path: Path, what: str) -> Path:
-    if not path.is_file():
+    if not remote.is_file(path):
         raise FileNotFoundError(f"{path} not found ({what})")
     return path
 
@@ -106,7 +114,10 @@ def _read_csv(
 def _csv_rows(
     path: Path, required: tuple[str, ...], byte_range: tuple[int, int, int] | None = None
 ) -> list[tuple[int, dict[str, str]]]:
-    with open(_need(path, "annotation CSV"), newline="", encoding="utf-8") as f:
+    with (
+        remote.open_binary(_need(path, "annotation CSV")) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8", newline="") as f,
+    ):
         reader = csv.reader(f)
         header = next(reader, [])
         missing = [c for c in required if c not in header]
@@ -118,8 +129,8 @@ def _csv_rows(
         offset = 0
         if byte_range is not None:
             start, stop, first_line = byte_range
-            f.buffer.seek(start)  # type: ignore[attr-defined]
-            text = f.buffer.read(stop - start).decode("utf-8")  # type: ignore[attr-defined]
+            f.buffer.seek(start)
+            text = f.buffer.read(stop - start).decode("utf-8")
             reader = csv.reader(io.StringIO(text, newline=""))
             offset = first_line - 1
         rows = []
@@ -163,15 +174,15 @@ def _find_video(folder: Path, stem: str, original: str | None = None) -> Path:
 # --- WebVid ------------------------------------------------------------------------------------
 
 
-def webvid_csv(root: Path, split: str) -> Path | None:
+def webvid_csv(root: Location, split: str) -> Location | None:
     """WebVid's annotation CSV of ``split``: ``results_2M_<split>.csv``, ``results_10M_<split>.csv``
     or, failing both, the one ``results_*_<split>.csv``."""
     for name in (f"results_2M_{split}.csv", f"results_10M_{split}.csv"):
-        if (root / name).is_file():
-            return root / name
-    found = sorted(root.glob(f"results_*_{split}.csv"))
+        if remote.is_file(remote.join(root, name)):
+            return remote.join(root, name)
+    found = remote.glob(root, f"results_*_{split}.csv")
     if len(found) > 1:
-        names = ", ".join(p.name for p in found)
+        names = ", ".join(str(p).rsplit("/", 1)[-1] for p in found)
         raise UsageError(
             f"several WebVid CSVs for {split} in {root} ({names}): name one with ANNOTATIONS="
         )
@@ -181,26 +192,30 @@ def webvid_csv(root: Path, split: str) -> Path | None:
 WEBVID_COLUMNS = ("videoid", "page_dir", "name")
 
 
-def webvid_record(root: Path, path: Path, line: int, row: dict[str, str]) -> VideoRecord:
+def webvid_record(root: Location, path: Location, line: int, row: dict[str, str]) -> VideoRecord:
     """One WebVid CSV row -> its record (``videos/<page_dir>/<videoid>.mp4``)."""
     vid, page = row["videoid"].strip(), row["page_dir"].strip()
     if not vid or not page:
         raise AnnotationError(f"{path}:{line}: empty videoid or page_dir ({row})")
-    return _record(root, vid, root / "videos" / page / f"{vid}.mp4", [row["name"]])
+    media = remote.join(root, "videos", page, f"{vid}.mp4")
+    return _record(root, vid, media, [row["name"]])
 
 
-def webvid_path(root: Path, split: str, annotations: Path | None = None) -> Path:
+def webvid_path(root: Location, split: str, annotations: Location | None = None) -> Location:
     """The annotation CSV the ``webvid`` adapter reads for ``split``."""
-    return annotations or webvid_csv(root, split) or root / f"results_2M_{split}.csv"
+    default = remote.join(root, f"results_2M_{split}.csv")
+    return annotations or webvid_csv(root, split) or default
 
 
-def webvid(root: Path, split: str, annotations: Path | None = None) -> list[VideoRecord]:
+def webvid(root: Location, split: str, annotations: Location | None = None) -> list[VideoRecord]:
     """``results_{2M,10M}_<split>.csv`` (or ``annotations``) + ``videos/<page_dir>/<videoid>.mp4``."""
     path = webvid_path(root, split, annotations)
     return [webvid_record(root, path, ln, row) for ln, row in _read_csv(path, WEBVID_COLUMNS)]
 
 
-def webvid_slice(root: Path, path: Path, byte_range: tuple[int, int, int]) -> list[VideoRecord]:
+def webvid_slice(
+    root: Location, path: Location, byte_range: tuple[int, int, int]
+) -> list[VideoRecord]:
     """The records of one byte range of a WebVid CSV (a worker reads only its slice)."""
     rows = _read_csv(path, WEBVID_COLUMNS, byte_range)
     return [webvid_record(root, path, ln, row) for ln, row in rows]
@@ -496,12 +511,23 @@ LOOKED_FOR: dict[str, Callable[[str], list[str]]] = {
 }
 # Adapters that accept ANNOTATIONS=<file> in place of the default name.
 TAKES_ANNOTATIONS = ("webvid", "folder")
+# Adapters whose DATA= may be an fsspec URL (s3://, gs://, hf://, http(s)://).
+READS_URLS = ("webvid",)
+
+
+def check_url_data(dataset: str, data: str | Path) -> None:
+    """Refuse a URL ``DATA=`` for a dataset whose adapter reads local folders only."""
+    if is_url(data) and dataset not in READS_URLS:
+        raise UsageError(
+            f"{dataset} is read from a local folder (DATA={data}): URLs are read for "
+            f"{', '.join(READS_URLS)}; copy the data to a local folder"
+        )
 
 
 def has_annotations(dataset: str, root: Path, split: str) -> bool:
     """Whether ``root`` holds the annotation files of ``split`` (nothing is read or written)."""
-    if dataset in MEDIA and list_tars(tar_folder(root, split)):
-        return True
+    if dataset in MEDIA and not is_url(root) and list_tars(tar_folder(root, split)):
+        return True  # input tars: local folders only
     if dataset == "webvid":
         return webvid_csv(root, split) is not None
     if dataset == "cc3m":
@@ -522,18 +548,19 @@ def load_records(
         raise UsageError(
             f"unknown dataset (DATASET={dataset}): choose one of {', '.join(sorted(ADAPTERS))}"
         )
-    root = Path(data_root)
-    if not root.exists():
+    check_url_data(dataset, data_root)
+    root = remote.location(data_root)
+    if not is_url(root) and not Path(root).exists():  # a URL's files are looked for instead
         raise UsageError(f"data folder {root} does not exist (DATA=): check the path")
     if annotations is not None:
         if dataset not in TAKES_ANNOTATIONS:
             raise UsageError(
                 f"ANNOTATIONS= is read by {', '.join(TAKES_ANNOTATIONS)} only, not {dataset}"
             )
-        if not Path(annotations).is_file():
+        if not remote.is_file(remote.location(annotations)):
             raise UsageError(f"annotation file {annotations} does not exist (ANNOTATIONS=)")
-        return ADAPTERS[dataset](root, split, Path(annotations))  # type: ignore[call-arg]
-    source = tar_source(dataset, root, split)
+        return ADAPTERS[dataset](root, split, remote.location(annotations))
+    source = None if is_url(root) else tar_source(dataset, root, split)  # tars: local only
     if source is not None:
         return tar_records(source)
     return ADAPTERS[dataset](root, split)
@@ -544,13 +571,13 @@ def sliced_source(
 ) -> CsvSource | TarSource | None:
     """The inputs the builder's workers read in slices (README.md, "Shards at scale"): input
     tars (``webvid``, ``cc3m``, ``wds``) or WebVid's CSV; None: the adapter's list is read whole."""
-    if annotations is None:
+    if annotations is None and not is_url(root):  # input tars are read from local folders
         source = tar_source(dataset, root, split)
         if source is not None:
             return source
     if dataset == "webvid":
         path = webvid_path(root, split, annotations)
-        if path.is_file():
+        if remote.is_file(path):
             webvid_slice(root, path, (0, 0, 2))  # checks the header here, not in every worker
             return CsvSource("webvid", str(root), str(path))
     return None

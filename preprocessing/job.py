@@ -34,8 +34,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from preprocessing import publish
 from preprocessing.cluster import dask_client, windowed
 from preprocessing.records import VideoRecord
+from preprocessing.remote import size
 from preprocessing.slices import Slice, SlicedSource, absolute, plan_parts, slice_records
 from preprocessing.spec import ShardSpec
 from preprocessing.writer import ShardTask, failure, run_shard_task
@@ -51,6 +53,7 @@ from t2v2t.data.shards import (
     write_manifest,
 )
 from t2v2t.errors import UsageError, on_path
+from t2v2t.storage import check_writable, is_url
 
 DONE_DIR = ".done"
 LOCK = ".lock"
@@ -111,7 +114,7 @@ def fingerprint(task: ShardTask, early: list[dict[str, str]] | None = None) -> s
             r.captions,
             r.timestamps,
             r.is_image,
-            r.media.stat().st_size if r.media.is_file() else -1,
+            size(r.media),
         ]
         for r in task.records
     ]
@@ -122,8 +125,10 @@ def _marker_path(out_dir: Path, name: str) -> Path:
     return out_dir / DONE_DIR / f"{name}.json"
 
 
-def _reusable(out_dir: Path, task: ShardTask, digest: str) -> dict[str, Any] | None:
+def _reusable(out_dir: Path | str, task: ShardTask, digest: str) -> dict[str, Any] | None:
     """The recorded result of a finished shard if its file and inputs are unchanged."""
+    if is_url(out_dir):  # published to object storage (preprocessing/publish.py)
+        return publish.reusable(str(out_dir), Path(task.path).name, digest, task.index)
     marker = _marker_path(out_dir, Path(task.path).name)
     try:
         done = json.loads(marker.read_text())
@@ -187,7 +192,8 @@ def screen(records: Iterable[VideoRecord]) -> tuple[list[VideoRecord], list[dict
             early.append(failure(rec, f"duplicate key {rec.key!r}"))
         else:
             seen.add(rec.key)
-            unique.append(replace(rec, media=Path(os.path.abspath(rec.media))))
+            media = rec.media if is_url(rec.media) else Path(os.path.abspath(rec.media))
+            unique.append(replace(rec, media=media))
     return unique, early
 
 
@@ -202,18 +208,22 @@ def run_work(work: Work) -> dict[str, Any]:
         rows = len(records)
         unique, early = screen(records)
         task = replace(task, records=unique)
+    url = work.out if is_url(work.out) else None
+    if url:  # written in this machine's staging folder, then uploaded
+        task = replace(task, path=str(publish.staging_dir(url) / Path(task.path).name))
     digest = fingerprint(task, early)
-    out = Path(work.out)
-    result = _reusable(out, task, digest)
+    result = _reusable(url or Path(work.out), task, digest)
     reused = result is not None
     if result is None:
         result = run_shard_task(task)
         result["failures"] = early + result["failures"]
         # The marker goes after the shard file: a shard without one is rebuilt next time.
         marker = {"fingerprint": digest, **result}
-        atomic_write_bytes(
-            _marker_path(out, result["info"]["name"]), json.dumps(marker, sort_keys=True).encode()
-        )
+        if url:
+            publish.publish(Path(task.path), url, marker)
+        else:
+            data = json.dumps(marker, sort_keys=True).encode()
+            atomic_write_bytes(_marker_path(Path(work.out), result["info"]["name"]), data)
     return {
         "index": task.index,
         "info": result["info"],
@@ -329,8 +339,13 @@ def _write_failures(out: Path, early: list[dict[str, str]], names: list[str]) ->
                 f.write(json.dumps(item, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def finish(out: Path, spec: ShardSpec, p: Plan, tally: Tally, progress: bool) -> dict[str, Any]:
-    """Check every input is a sample or a failure, drop stale files, write failures, manifest."""
+def finish(
+    out: Path, spec: ShardSpec, p: Plan, tally: Tally, progress: bool, url: str | None = None
+) -> dict[str, Any]:
+    """Check every input is a sample or a failure, drop stale files, write failures, manifest.
+
+    ``url``: the shards were published there; failures and manifest follow, the manifest last.
+    """
     results, n = tally.results, len(tally.results)
     if sorted(results) != list(range(n)):
         raise RuntimeError(f"{out}: shard results missing ({n} of {tally.stats['tasks']} tasks)")
@@ -349,6 +364,8 @@ def finish(out: Path, spec: ShardSpec, p: Plan, tally: Tally, progress: bool) ->
         raise RuntimeError(
             f"{out}: {num_samples} samples + {num_failed} failures != {num_records} records"
         )
+    if url:
+        publish.collect(url, names, out)  # stale objects go, markers come to ``out``
     _write_failures(out, p.early, names)
     manifest = {
         "format": FORMAT,
@@ -362,6 +379,8 @@ def finish(out: Path, spec: ShardSpec, p: Plan, tally: Tally, progress: bool) ->
     if ShardSpec.from_manifest(manifest) != spec:  # readers rebuild the spec from these keys
         raise RuntimeError(f"{out}: the manifest does not read back as {spec}")
     write_manifest(out, manifest)
+    if url:
+        publish.publish_finish(out, url)
     return manifest
 
 
@@ -389,7 +408,11 @@ def build_shards(
     tally = Tally(time.perf_counter(), {} if stats is None else stats)
     if workers < 0:
         raise UsageError(f"workers must be >= 0 (WORKERS={workers}): 0 builds in this process")
-    out = Path(os.path.abspath(out_dir))
+    # OUT= a URL: shards are staged in a local folder and published (preprocessing/publish.py).
+    url = str(out_dir) if is_url(out_dir) else None
+    if url:
+        check_writable(url)  # http(s):// and hf:// are read-only: refused before any work
+    out = publish.staging_dir(url) if url else Path(os.path.abspath(out_dir))
     with on_path(out):
         out.mkdir(parents=True, exist_ok=True)
     with build_lock(out):
@@ -397,5 +420,8 @@ def build_shards(
         todo = plan(records, out, spec)
         _clean(out, None)  # temp files of a killed build; stale shards go once the count is known
         (out / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest
+        if url:
+            publish.unpublish_manifest(url)
+            todo.works = (replace(w, out=url) for w in todo.works)  # tasks publish there
         run(todo, tally, workers=workers, scheduler=scheduler, window=window, progress=progress)
-        return finish(out, spec, todo, tally, progress)
+        return finish(out, spec, todo, tally, progress, url)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from preprocessing.records import VideoRecord
+from preprocessing.remote import location, open_binary
 from preprocessing.wds_input import TarSlice, TarSource, plan_tar_slices, tar_slice_records
+from t2v2t.storage import is_url
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ def plan_slices(path: str | Path, rows: int) -> Iterator[CsvSlice]:
     """Byte ranges of ``rows`` rows each (the last may hold fewer), after the header line."""
     if rows < 1:
         raise ValueError(f"rows per slice must be >= 1, got {rows}")
-    with open(path, "rb") as f:
+    with open_binary(location(path)) as f:  # a local file or a URL (preprocessing/remote.py)
         offset, line, quotes = 0, 0, 0
         start, first, count = -1, 0, 0
         header_done = False
@@ -76,7 +78,11 @@ def absolute(source: SlicedSource) -> SlicedSource:
         return replace(
             source, root=os.path.abspath(source.root), folder=os.path.abspath(source.folder)
         )
-    return replace(source, root=os.path.abspath(source.root), path=os.path.abspath(source.path))
+    return replace(source, root=_absolute(source.root), path=_absolute(source.path))
+
+
+def _absolute(path: str) -> str:
+    return path if is_url(path) else os.path.abspath(path)  # a URL is absolute already
 
 
 def plan_parts(source: SlicedSource, rows: int) -> Iterator[Slice]:
@@ -95,5 +101,5 @@ def slice_records(source: SlicedSource, part: Slice) -> list[VideoRecord]:
     if source.adapter != "webvid" or not isinstance(part, CsvSlice):
         raise ValueError(f"no sliced reader for {source.adapter}")
     return webvid_slice(
-        Path(source.root), Path(part.path), (part.start, part.stop, part.first_line)
+        location(source.root), location(part.path), (part.start, part.stop, part.first_line)
     )

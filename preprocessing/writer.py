@@ -14,6 +14,7 @@ from typing import Any
 
 from preprocessing.decode import decode_frames, encode_jpeg
 from preprocessing.records import VideoRecord
+from preprocessing.remote import local_copy
 from preprocessing.spec import ShardSpec
 from t2v2t.data.frames import frame_indices
 from t2v2t.data.schema import SampleMeta, encode_sample
@@ -61,7 +62,8 @@ def build_sample(
         )
         return [i for seg in segments for i in seg]
 
-    dec = decode_frames(rec.media, pick, spec.short_side, is_image=rec.is_image, member=rec.member)
+    with local_copy(rec.media) as media:  # media at a URL: a temporary local copy
+        dec = decode_frames(media, pick, spec.short_side, is_image=rec.is_image, member=rec.member)
     if dec.fps_from_packets and warnings is not None:
         warnings.append(rec.key)
     if rec.is_image:

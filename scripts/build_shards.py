@@ -15,6 +15,7 @@ from pathlib import Path
 from preprocessing.adapters import (
     LOOKED_FOR,
     TAKES_ANNOTATIONS,
+    check_url_data,
     has_annotations,
     load_records,
     sliced_source,
@@ -22,6 +23,7 @@ from preprocessing.adapters import (
 from preprocessing.job import build_shards
 from preprocessing.recipes import RECIPES, SPLITS, SplitRecipe, recipe
 from preprocessing.records import VideoRecord
+from preprocessing.remote import Location, is_file, join, location
 from preprocessing.slices import SlicedSource
 from preprocessing.spec import (
     DEFAULT_SAMPLES_PER_SHARD,
@@ -40,6 +42,7 @@ from preprocessing.synthetic import (
 from t2v2t.data.frames import FRAME_RULES
 from t2v2t.data.shards import shard_dir
 from t2v2t.errors import UsageError, cli
+from t2v2t.storage import check_writable, is_url
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -145,14 +148,17 @@ def prepare_synthetic(args: argparse.Namespace, data: Path) -> None:
     )
 
 
-def check_annotations(args: argparse.Namespace, data: Path, splits: list[str]) -> None:
+def check_annotations(args: argparse.Namespace, data: Location, splits: list[str]) -> None:
     """One error naming the files looked for, before anything is written anywhere."""
-    if not data.is_dir() and not (args.dataset == "vindlu" and data.is_file()):
+    check_url_data(args.dataset, data)
+    # A URL prefix need not exist as a folder (object stores, http): its files are looked for.
+    local = not is_url(data)
+    if local and not Path(data).is_dir() and not (args.dataset == "vindlu" and is_file(data)):
         raise UsageError(
             f"data folder {data} does not exist (DATA=): check the path, or "
             f"{_synthetic_hint(args.dataset)}"
         )
-    if not is_complete(data):
+    if local and not is_complete(Path(data)):
         raise UsageError(
             f"{data} is a synthetic corpus whose generation was interrupted (DATA={data}): "
             "re-run with SYNTHETIC=1 (--synthetic) to finish it"
@@ -174,11 +180,13 @@ def check_annotations(args: argparse.Namespace, data: Path, splits: list[str]) -
             )
 
 
-def inputs(args: argparse.Namespace, data: Path, split: str) -> list[VideoRecord] | SlicedSource:
+def inputs(
+    args: argparse.Namespace, data: Location, split: str
+) -> list[VideoRecord] | SlicedSource:
     """The build's inputs: WebVid's CSV or webdataset tars as a sliced source (workers read their
     own rows), other datasets (small fine-tuning sets, image folders) as a list (README.md,
     "Shards at scale")."""
-    annotations = Path(args.annotations) if args.annotations else None
+    annotations = location(args.annotations) if args.annotations else None
     source = sliced_source(args.dataset, data, split, annotations)
     return source if source is not None else load_records(args.dataset, data, split, annotations)
 
@@ -221,10 +229,7 @@ def spec_for(args: argparse.Namespace, r: SplitRecipe, synthetic: bool) -> Shard
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.synthetic:
-        data = Path(args.data or f"runs/synthetic/{args.dataset}")
-    else:
-        data = Path(args.data or f"data/{args.dataset}")
+    data = location(args.data or f"{'runs/synthetic' if args.synthetic else 'data'}/{args.dataset}")
     recipes = recipe(args.dataset, args.split, args.frames)  # refuses bad values first
     if args.samples_per_shard is not None and args.samples_per_shard < 1:
         raise UsageError(f"samples per shard must be >= 1 (SHARD_SIZE={args.samples_per_shard})")
@@ -232,11 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         parse_bytes(args.shard_bytes)
     if args.workers < 0:
         raise UsageError(f"workers must be >= 0 (WORKERS={args.workers}): 0 builds in this process")
+    if is_url(args.out):
+        check_writable(args.out)  # before anything is read or built
     if args.synthetic:
-        prepare_synthetic(args, data)
+        if is_url(data):
+            raise UsageError(f"--synthetic generates into a local folder, not DATA={data}")
+        prepare_synthetic(args, Path(data))
     check_annotations(args, data, [r.split for r in recipes])
     # A corpus this project generated stays marked as such in its shards' manifest.
-    synthetic = args.synthetic or (data / ATTRIBUTES_FILE).exists()
+    synthetic = args.synthetic or is_file(join(data, ATTRIBUTES_FILE))
     for r in recipes:
         records = inputs(args, data, r.split)
         out = shard_dir(args.out, args.dataset, r.split, r.num_frames)

@@ -35,6 +35,9 @@ class ShardError(RuntimeError):
 
 
 def shard_dir(root: str | Path, dataset: str, split: str, num_frames: int) -> Path:
+    """``<root>/<dataset>/<split>_<N>f``; a URL root (``s3://...``) gives a URL string."""
+    if "://" in str(root):
+        return f"{str(root).rstrip('/')}/{dataset}/{split}_{num_frames}f"  # type: ignore[return-value]
     return Path(root) / dataset / f"{split}_{num_frames}f"
 
 
