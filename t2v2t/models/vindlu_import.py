@@ -76,52 +76,60 @@ def _layer_ids(state: Mapping[str, Any], pattern: str) -> list[int]:
     return sorted({int(m.group(1)) for k in state if (m := rx.match(k))})
 
 
-def model_config_for(
-    state: Mapping[str, torch.Tensor], cfg: Mapping[str, Any], where: str
-) -> ModelConfig:
-    """The project ModelConfig of VindLU's architecture as saved (sizes from the tensors)."""
-    bad = check_settings(cfg)
-    if bad:
-        raise VindluImportError(
-            f"{where}: VindLU settings T2V2T does not implement: {'; '.join(bad)}"
-        )
-    bert = (
-        "text_encoder.bert."
-        if any(k.startswith("text_encoder.bert.") for k in state)
-        else ("text_encoder.")
-    )
+def _text_prefix(state: Mapping[str, Any]) -> str:
+    # Pre-trained checkpoints nest BERT under text_encoder.bert. (beside the MLM head's .cls.).
+    if any(k.startswith("text_encoder.bert.") for k in state):
+        return "text_encoder.bert."
+    return "text_encoder."
+
+
+def _sizes(state: Mapping[str, torch.Tensor], bert: str, where: str) -> dict[str, Any]:
+    """The architecture's sizes, read off the tensors."""
     try:
-        width = state[VISION + "embeddings.cls_token"].shape[-1]
-        patch_w = state[VISION + "embeddings.patch_embeddings.projection.weight"]
-        depth = len(_layer_ids(state, r"vision_encoder\.encoder\.layer\.(\d+)\."))
-        table = state[
-            VISION + "encoder.layer.0.attention.attention.relative_position_bias."
-            "relative_position_bias_table"
-        ]
-        mlp = state[VISION + "encoder.layer.0.intermediate.dense.weight"].shape[0]
-        words = state[bert + "embeddings.word_embeddings.weight"]
-        positions = state[bert + "embeddings.position_embeddings.weight"].shape[0]
-        types = state[bert + "embeddings.token_type_embeddings.weight"].shape[0]
-        text_layers = len(_layer_ids(state, re.escape(bert) + r"encoder\.layer\.(\d+)\."))
-        text_mlp = state[bert + "encoder.layer.0.intermediate.dense.weight"].shape[0]
-        embed_dim = state["vision_proj.weight"].shape[0]
-        temp = float(state["temp"])
+        return dict(
+            width=state[VISION + "embeddings.cls_token"].shape[-1],
+            patch=state[VISION + "embeddings.patch_embeddings.projection.weight"].shape[-1],
+            depth=len(_layer_ids(state, r"vision_encoder\.encoder\.layer\.(\d+)\.")),
+            table=state[
+                VISION + "encoder.layer.0.attention.attention.relative_position_bias."
+                "relative_position_bias_table"
+            ].shape[0],
+            mlp=state[VISION + "encoder.layer.0.intermediate.dense.weight"].shape[0],
+            words=tuple(state[bert + "embeddings.word_embeddings.weight"].shape),
+            positions=state[bert + "embeddings.position_embeddings.weight"].shape[0],
+            types=state[bert + "embeddings.token_type_embeddings.weight"].shape[0],
+            text_layers=len(_layer_ids(state, re.escape(bert) + r"encoder\.layer\.(\d+)\.")),
+            text_mlp=state[bert + "encoder.layer.0.intermediate.dense.weight"].shape[0],
+            embed_dim=state["vision_proj.weight"].shape[0],
+            temp=float(state["temp"]),
+        )
     except KeyError as e:
         raise VindluImportError(f"{where}: not a complete VindLU model, key {e} missing") from None
-    cross = _layer_ids(state, re.escape(bert) + r"encoder\.layer\.(\d+)\.crossattention\.")
+
+
+def _check_architecture(z: dict[str, Any], where: str) -> None:
     problems = []
-    if patch_w.shape[-1] != PATCH:
-        problems.append(f"patch size {patch_w.shape[-1]} (only {PATCH})")
-    if mlp != 4 * width:
-        problems.append(f"BEiT MLP width {mlp} (only 4 x {width})")
-    if width % 64 or words.shape[1] % 64:
-        problems.append(f"widths {width}/{words.shape[1]} (head width 64 assumed)")
+    if z["patch"] != PATCH:
+        problems.append(f"patch size {z['patch']} (only {PATCH})")
+    if z["mlp"] != 4 * z["width"]:
+        problems.append(f"BEiT MLP width {z['mlp']} (only 4 x {z['width']})")
+    if z["width"] % 64 or z["words"][1] % 64:
+        problems.append(f"widths {z['width']}/{z['words'][1]} (head width 64 assumed)")
     if problems:
         raise VindluImportError(f"{where}: architecture T2V2T does not implement: {problems}")
 
-    window = int(round(((table.shape[0] - 3) ** 0.5 + 1) / 2))
+
+def _settings(
+    state: Mapping[str, torch.Tensor], cfg: Mapping[str, Any], bert: str, z: dict[str, Any],
+    where: str,
+) -> dict[str, int]:  # fmt: skip
+    """Image size, fusion layer and frames from the config, checked against the tensors."""
+    cross = _layer_ids(state, re.escape(bert) + r"encoder\.layer\.(\d+)\.crossattention\.")
+    window = int(round(((z["table"] - 3) ** 0.5 + 1) / 2))
     image_size = int(_get(cfg, "inputs.image_res", window * PATCH))
-    fusion = int(_get(cfg, "model.text_encoder.fusion_layer", cross[0] if cross else text_layers))
+    fusion = int(
+        _get(cfg, "model.text_encoder.fusion_layer", cross[0] if cross else z["text_layers"])
+    )
     tpe = state.get(VISION + "embeddings.temporal_position_embeddings")
     frames = _get(cfg, "model.temporal_modeling.num_frames", _get(cfg, "num_frames"))
     frames = int(frames if frames is not None else (tpe.shape[1] if tpe is not None else 4))
@@ -137,31 +145,48 @@ def model_config_for(
     max_len = _get(cfg, "max_txt_l", 32)
     if isinstance(max_len, Mapping):
         max_len = max_len.get("video", 32)
+    return dict(image_size=image_size, fusion=fusion, frames=frames, max_len=int(max_len))
+
+
+def model_config_for(
+    state: Mapping[str, torch.Tensor], cfg: Mapping[str, Any], where: str
+) -> ModelConfig:
+    """The project ModelConfig of VindLU's architecture as saved (sizes from the tensors)."""
+    bad = check_settings(cfg)
+    if bad:
+        raise VindluImportError(
+            f"{where}: VindLU settings T2V2T does not implement: {'; '.join(bad)}"
+        )
+    bert = _text_prefix(state)
+    z = _sizes(state, bert, where)
+    _check_architecture(z, where)
+    c = _settings(state, cfg, bert, z, where)
+    vocab, hidden = z["words"]
     overrides: dict[str, Any] = dict(
         vision_model=BEIT_NAME,
-        vision_depth=depth,
-        vision_width=width,
-        vision_heads=width // 64,
-        image_size=image_size,
-        num_frames=frames,
+        vision_depth=z["depth"],
+        vision_width=z["width"],
+        vision_heads=z["width"] // 64,
+        image_size=c["image_size"],
+        num_frames=c["frames"],
         mean=(0.5, 0.5, 0.5),  # VindLU normalises BEiT input to [-1, 1]
         std=(0.5, 0.5, 0.5),
         text_model="bert-base-uncased",
         text_config=dict(
-            hidden_size=words.shape[1],
-            num_hidden_layers=text_layers,
-            num_attention_heads=words.shape[1] // 64,
-            intermediate_size=text_mlp,
-            max_position_embeddings=positions,
-            type_vocab_size=types,
-            vocab_size=words.shape[0],
+            hidden_size=hidden,
+            num_hidden_layers=z["text_layers"],
+            num_attention_heads=hidden // 64,
+            intermediate_size=z["text_mlp"],
+            max_position_embeddings=z["positions"],
+            type_vocab_size=z["types"],
+            vocab_size=vocab,
         ),
-        fusion_layer=fusion,
+        fusion_layer=c["fusion"],
         text_pool="cls",
-        embed_dim=embed_dim,
-        max_text_len=int(max_len),
-        temp_init=temp,
-        vocab_size=words.shape[0],
+        embed_dim=z["embed_dim"],
+        max_text_len=c["max_len"],
+        temp_init=z["temp"],
+        vocab_size=vocab,
     )
     return preset_config("base", overrides)
 
