@@ -1,6 +1,6 @@
 """Benchmark bookkeeping: merge figures into ``bench/results.json`` and redraw ``bench/README.md``.
 
-Each benchmark script calls :func:`record` with its flat headline keys (the ones the issues name,
+Each benchmark script calls :func:`record` with its flat headline keys (README.md, "Benchmarks";
 e.g. ``loader_frames_per_s``) and a details dict; earlier values of the same keys move to
 ``previous`` so the next run can be compared with the last.
 """
