@@ -16,20 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from t2v2t.errors import cli
-from t2v2t.recipes import PAPER_EVAL, eval_recipe
+from t2v2t.recipes import PAPER_EVAL
+from t2v2t.retrieval.evaluate import load_scores, write_eval_outputs
 from t2v2t.retrieval.fusion import FUSIONS
+from t2v2t.retrieval.metrics import best_ranks
 from t2v2t.retrieval.report import ablation_markdown
 from t2v2t.retrieval.run import (
     DATASETS,
-    EvalOptions,
+    ConfigError,
+    EvalConfig,
     UsageError,
     check_inputs,
+    command_settings,
     default_checkpoint,
-    eval_shard_dir,
     evaluate_dataset,
+    for_dataset,
     output_dir,
-    parse_options,
 )
+from t2v2t.retrieval.stats import statistics_from_scores
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def reusable(path: Path, ckpt: Path, opts: EvalOptions) -> dict[str, Any] | None:
+def reusable(path: Path, ckpt: Path, opts: EvalConfig) -> dict[str, Any] | None:
     """The JSON at ``path`` when it is this checkpoint's, no older than it, with the same settings."""
     if not path.is_file() or path.stat().st_mtime < ckpt.stat().st_mtime:
         return None
@@ -86,10 +90,6 @@ def reusable(path: Path, ckpt: Path, opts: EvalOptions) -> dict[str, Any] | None
 def load_ranks(results: dict[str, dict[str, Any]], paths: dict[str, Path]):
     """Per-query text->video ranks from each JSON's scores ``.npz`` (for Total Avg's interval);
     fills ``statistics`` into JSONs written before they carried it. None when an npz is missing."""
-    from t2v2t.retrieval.evaluate import load_scores
-    from t2v2t.retrieval.metrics import best_ranks
-    from t2v2t.retrieval.stats import statistics_from_scores
-
     ranks = {}
     for d, res in results.items():
         npz = paths[d].with_name(paths[d].name.removesuffix(".json") + "_scores.npz")
@@ -105,12 +105,12 @@ def load_ranks(results: dict[str, dict[str, Any]], paths: dict[str, Path]):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        opts = parse_options(args.options)
+        opts = command_settings(args.options)
         datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
         unknown = [d for d in datasets if d not in DATASETS]
         if unknown:
             raise UsageError(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
-    except UsageError as e:
+    except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     results: dict[str, dict[str, Any]] = {}
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     for d in datasets:
         given = getattr(args, f"ckpt_{d}")
         ckpt = Path(given) if given else default_checkpoint(d)
-        shards = eval_shard_dir(d, args.shards)
+        settings = for_dataset(opts, d, args.shards)
+        shards = Path(str(settings.shards))
         try:
             check_inputs(d, ckpt, shards, ckpt_given=given is not None)
         except UsageError as e:
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[ablation] {d}: skipped: {e}")
             continue
         out = output_dir(ckpt, args.run)
-        name = f"{d}_{eval_recipe(d).split}.json"
+        name = f"{d}_{settings.split}.json"
         # The run's own folder first, then where `make eval-<dataset>` writes by default.
         for candidate in dict.fromkeys([out / name, output_dir(ckpt, None) / name]):
             found = None if args.force else reusable(candidate, ckpt, opts)
@@ -137,11 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[ablation] {d}: reused {candidate}")
                 break
         else:
-            from t2v2t.retrieval.evaluate import write_eval_outputs
-
             try:
-                res = evaluate_dataset(d, preset=args.preset, ckpt=ckpt, shards=shards, opts=opts)
-            except UsageError as e:
+                res = evaluate_dataset(settings, preset=args.preset, ckpt=ckpt)
+            except (UsageError, ConfigError) as e:
                 missing[d] = str(e)
                 print(f"[ablation] {d}: failed: {e}")
                 continue

@@ -307,6 +307,7 @@ def jpeg_rates(shards: Path, *, videos: int, frames: int, size: int, rounds: int
 def eval_phase(shards: Path, preset: str, device: torch.device, k: int) -> dict[str, Any]:
     from t2v2t.models import build_model, build_tokenizer
     from t2v2t.retrieval.evaluate import evaluate_retrieval
+    from t2v2t.training.config import EvalConfig
 
     torch.manual_seed(0)
     frames = json.loads((shards / "manifest.json").read_text())["num_frames"]
@@ -316,8 +317,9 @@ def eval_phase(shards: Path, preset: str, device: torch.device, k: int) -> dict[
     for pairing in ("shared", "two_pass"):
         _peak_reset(device)
         t0 = time.perf_counter()
-        res = evaluate_retrieval(model, tokenizer, shards, dataset="msrvtt", split="test", k=k,
-                                 batch_size=32, device=device, pairing=pairing)  # fmt: skip
+        settings = EvalConfig(dataset="msrvtt", split="test", shards=str(shards), k=k,
+                              batch_size=32, pairing=pairing)  # fmt: skip
+        res = evaluate_retrieval(model, tokenizer, settings, device=device)
         _sync(device)
         sec = time.perf_counter() - t0
         out[pairing] = {"seconds": round(sec, 2), "pairs": res["pair_evaluations"],

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,15 @@ from t2v2t.errors import cli
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
+from preprocessing.adapters import load_records  # noqa: E402
+from preprocessing.job import build_shards  # noqa: E402
+from preprocessing.spec import ShardSpec  # noqa: E402
+from preprocessing.synthetic import generate  # noqa: E402
+from t2v2t.models import build_model, build_tokenizer, load_weights  # noqa: E402
+from t2v2t.recipes import eval_shard_dir  # noqa: E402
 from t2v2t.retrieval.evaluate import evaluate_retrieval  # noqa: E402
-from t2v2t.retrieval.run import eval_shard_dir  # noqa: E402
 from t2v2t.tools.benchlog import BENCH_DIR, machine, record  # noqa: E402
+from t2v2t.training.config import EvalConfig  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,11 +61,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def quick_shards(tmp: Path) -> Path:
     """Six synthetic MSR-VTT test videos, built by the real generator and shard job."""
-    from preprocessing.adapters import load_records
-    from preprocessing.job import build_shards
-    from preprocessing.spec import ShardSpec
-    from preprocessing.synthetic import generate
-
     data = tmp / "data" / "msrvtt"
     generate("msrvtt", data, size=4, test_size=6, duration=2.0)
     out = eval_shard_dir("msrvtt", tmp / "shards")
@@ -80,8 +82,6 @@ def full_shards(path: Path, given: bool) -> Path:
 
 
 def tiny_model(ckpt: Path):
-    from t2v2t.models import build_model, build_tokenizer, load_weights
-
     state = None
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer, weights = tiny_model(Path(args.ckpt))
     model.to(device)
     repeats = 1 if args.quick else args.repeats
-    opts = dict(dataset="msrvtt", split="test", k=args.k, batch_size=args.batch_size,
-                pair_batch=args.pair_batch, device=device)  # fmt: skip
-    evaluate_retrieval(model, tokenizer, shards, **opts)  # warm-up: caches, allocator, lazy init
+    base = EvalConfig(dataset="msrvtt", split="test", shards=str(shards), k=args.k,
+                      batch_size=args.batch_size, pair_batch=args.pair_batch)  # fmt: skip
+    evaluate_retrieval(model, tokenizer, base, device=device)  # warm-up: caches, allocator, ...
     # shared_repeat: shared pairs but each pair with its own copy of the video (no K/V reuse),
     # to show how much of the time comes from fewer pairs and how much from grouping by video.
     variants = {
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(repeats):
         for name, kw in variants.items():  # alternating: drifting machine load hits all alike
             t0 = time.perf_counter()
-            res = evaluate_retrieval(model, tokenizer, shards, **kw, **opts)
+            res = evaluate_retrieval(model, tokenizer, replace(base, **kw), device=device)
             runs[name].append((time.perf_counter() - t0, res))
     shared, two = runs["shared"][-1][1], runs["two_pass"][-1][1]
     sec = {p: statistics.median(s for s, _ in r) for p, r in runs.items()}

@@ -14,18 +14,23 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch.distributed as dist
+
 from t2v2t.data.shards import warn_if_synthetic
+from t2v2t.dist import init_distributed, is_main
 from t2v2t.errors import cli
+from t2v2t.retrieval.evaluate import write_eval_outputs
 from t2v2t.retrieval.fusion import FUSIONS
+from t2v2t.retrieval.report import eval_summary
 from t2v2t.retrieval.run import (
     DATASETS,
+    ConfigError,
     UsageError,
     check_inputs,
+    command_settings,
     default_checkpoint,
-    eval_shard_dir,
     evaluate_dataset,
     output_dir,
-    parse_options,
 )
 
 
@@ -60,36 +65,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from t2v2t.dist import init_distributed, is_main
-
     try:
         extra = [f"eval.k={args.k}"] if args.k is not None else []
         extra += [f"eval.rerank={args.rerank}"] if args.rerank else []
-        opts = parse_options([*args.options, *extra])
+        settings = command_settings([*args.options, *extra], args.dataset, args.shards)
         ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint(args.dataset)
-        shards = eval_shard_dir(args.dataset, args.shards)
+        shards = Path(str(settings.shards))
         check_inputs(args.dataset, ckpt, shards, ckpt_given=args.ckpt is not None)
         warn_if_synthetic([shards], "evaluation")
         init_distributed()
         main_rank = is_main()
         say = print if main_rank else (lambda _m: None)
-        result = evaluate_dataset(
-            args.dataset, preset=args.preset, ckpt=ckpt, shards=shards, opts=opts, say=say
-        )
-    except UsageError as e:
+        result = evaluate_dataset(settings, preset=args.preset, ckpt=ckpt, say=say)
+    except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if main_rank:
-        from t2v2t.retrieval.evaluate import write_eval_outputs
-        from t2v2t.retrieval.report import eval_summary
-
         json_path, npz_path = write_eval_outputs(result, None, output_dir(ckpt, args.run))
         print()
         print(eval_summary(result, args.fusion))
         html_path = json_path.with_suffix(".html")
         print(f"\nwrote {json_path}, {npz_path} and the visual report {html_path}")
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.barrier()  # rank 0 has written before anyone exits
         dist.destroy_process_group()

@@ -17,6 +17,7 @@ folder's, or ``captions.csv``/sidecar ``.txt`` files beside the videos) and any 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -28,10 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
+from preprocessing.decode import decode_frames
+from t2v2t.data.augment import normalize, squash_bicubic
+from t2v2t.data.captions import tokenize
+from t2v2t.data.frames import frame_indices
+from t2v2t.models.loading import load_any_checkpoint, tokenizer_for
+from t2v2t.retrieval.evaluate import encode_videos
 from t2v2t.retrieval.fusion import FUSIONS, candidate_masks, fuse_all
 from t2v2t.retrieval.preprocess import (
-    amp_dtype,
     autocast_for,
     clean_texts,
     default_preprocess,
@@ -67,8 +74,6 @@ def resize_frames(frames: torch.Tensor, size: int, preprocess: str) -> torch.Ten
     """uint8 ``[T, H, W, 3]`` -> ``[T, size, size, 3]`` by the evaluation's rule: VindLU's
     bicubic squash, or the project's centred square resized bilinearly (no copy when the frames
     already have the size)."""
-    from t2v2t.data.augment import squash_bicubic
-
     if tuple(frames.shape[1:3]) == (size, size):
         return frames
     if preprocess == "vindlu":
@@ -114,8 +119,6 @@ class Retriever:
         """A project ``.pt``, an exported folder or a VindLU ``.pth`` (recognised by content).
         ``preset=`` (for project files that record none), ``preprocess=`` (default: the
         checkpoint's evaluation) and ``say=`` (report lines; default silent) are optional."""
-        from t2v2t.models.loading import load_any_checkpoint, tokenizer_for
-
         say = kwargs.pop("say", lambda _m: None)
         loaded = load_any_checkpoint(path, kwargs.pop("preset", None), say=say)
         preprocess = kwargs.pop("preprocess", None) or default_preprocess(
@@ -140,8 +143,6 @@ class Retriever:
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(text_embeds [Nt, L, D], attention_mask [Nt, L], text_feat [Nt, E]) on the device."""
-        from t2v2t.data.captions import tokenize
-
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise TypeError("texts must be a list of strings")
         cleaned = clean_texts(list(texts), self.preprocess)
@@ -172,9 +173,6 @@ class Retriever:
     def _decode(self, path: Path) -> torch.Tensor:
         """Frames of one video as evaluation shards store them: the middle frame of each of
         ``num_frames`` segments (VindLU's rule for a VindLU checkpoint), short side 224."""
-        from preprocessing.decode import decode_frames
-        from t2v2t.data.frames import frame_indices
-
         mode = "vindlu_middle" if self.preprocess == "vindlu" else "middle"
 
         def pick(vlen: int) -> list[int]:
@@ -189,8 +187,6 @@ class Retriever:
         self, frames: torch.Tensor | Sequence[str | Path]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(video_embeds [Nv, T*(N+1), D], video_feat [Nv, T, E]) on the CPU, float32."""
-        from t2v2t.data.augment import normalize
-
         if not isinstance(frames, torch.Tensor):
             frames = list(frames)
         embeds, feats = [], []
@@ -229,7 +225,7 @@ class Retriever:
             text_mask,
             video_embeds,
             device=self.device,
-            amp_dtype=amp_dtype(self.preprocess),
+            preprocess=self.preprocess,
         )
 
     def match_logits(
@@ -256,8 +252,6 @@ class Retriever:
         """Encode every video of a folder of video files (or a shard folder, recognised by its
         ``manifest.json``) once; cached under ``cache_dir`` and reused while the videos (name,
         size, modification time), the checkpoint and the preprocessing are unchanged."""
-        from safetensors.torch import load_file, save_file
-
         src = Path(videos_or_shard_dir)
         if not src.is_dir():
             raise FileNotFoundError(f"{src}: not a folder of videos or shards")
@@ -308,16 +302,14 @@ class Retriever:
 
     @torch.inference_mode()
     def _encode_shards(self, src: Path) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor]:
-        from t2v2t.data.eval_loader import eval_texts
-        from t2v2t.retrieval.evaluate import encode_videos
-
-        texts = eval_texts(src)
-        embeds, rows, feat = encode_videos(
-            self.model, src, len(texts.video_keys), num_frames=self.num_frames,
-            batch_size=self.batch_size, device=self.device, preprocess=self.preprocess,
+        # One pass over the shards: the frames and, with them, the captions.
+        videos = encode_videos(
+            self.model, src, num_frames=self.num_frames, batch_size=self.batch_size,
+            device=self.device, preprocess=self.preprocess,
         )  # fmt: skip
-        order = rows.clamp_min(0)
-        return list(texts.video_keys), list(texts.texts), embeds[order].float(), feat
+        order = videos.rows.clamp_min(0)
+        keys, captions = videos.texts.video_keys, videos.texts.texts
+        return list(keys), list(captions), videos.embeds[order].float(), videos.feat
 
     def search(
         self,
@@ -358,8 +350,6 @@ class Retriever:
 def _folder_captions(folder: Path, keys: list[str]) -> list[str]:
     """Captions beside the videos: ``<key>.txt`` (one per line) or ``captions.csv`` with
     ``key,caption`` rows (the folder recipe's file). Empty when there are none."""
-    import csv
-
     out: list[str] = []
     for key in keys:
         txt = folder / f"{key}.txt"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -36,6 +37,20 @@ def init_distributed(backend: str | None = None) -> tuple[int, int, int]:
         dist.init_process_group(backend=backend, init_method="env://")
         rank, world, local_rank = world_info()
     return rank, world, local_rank
+
+
+def group_rank_world() -> tuple[int, int]:
+    """(rank, world_size) of the process group; (0, 1) in a process outside one."""
+    return (dist.get_rank(), dist.get_world_size()) if _active() else (0, 1)
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` outside a process group)."""
+    if not _active() or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier() -> None:

@@ -152,6 +152,7 @@ def test_search_help_ends_with_an_example(capsys):
 
 def test_index_of_a_shard_folder_matches_the_evaluator(vindlu_pth, tmp_path):
     from t2v2t.retrieval.evaluate import evaluate_retrieval
+    from t2v2t.training.config import EvalConfig
     from tests.test_evaluate import NUM_VIDEOS, write_eval_shards
 
     path, _ = vindlu_pth
@@ -160,8 +161,9 @@ def test_index_of_a_shard_folder_matches_the_evaluator(vindlu_pth, tmp_path):
     idx = r.index(directory, tmp_path / "cache")
     assert not idx.reused and len(idx.keys) == NUM_VIDEOS and len(idx.captions) == NUM_VIDEOS + 1
     assert r.index(directory, tmp_path / "cache").reused
-    res = evaluate_retrieval(r.model, r.tokenizer, directory, dataset="msrvtt", split="test",
-                             k=NUM_VIDEOS, num_frames=4, rerank=False, preprocess="vindlu")  # fmt: skip
+    settings = EvalConfig(dataset="msrvtt", split="test", shards=str(directory), k=NUM_VIDEOS,
+                          num_frames=4, rerank=False, preprocess="vindlu")  # fmt: skip
+    res = evaluate_retrieval(r.model, r.tokenizer, settings)
     _, _, text_feat = r.encode_texts(idx.captions)
     ours = r._stage1(text_feat, idx.video_feat).numpy()
     assert abs(ours - res.scores["stage1"]).max() < 1e-5

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
+import os
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,20 +82,27 @@ def flat(results):
     }
 
 
-def _eval(tiny, directory, **kw):
-    from t2v2t.retrieval.evaluate import evaluate_retrieval
+def _settings(directory, **kw):
+    from t2v2t.training.config import EvalConfig
 
-    model, tok = tiny
     opts = dict(
         dataset="msrvtt",
         split="test",
+        shards=str(directory),
         k=4,
         num_frames=4,
         batch_size=4,
         pair_batch=7,
         max_text_len=16,
     )
-    return evaluate_retrieval(model, tok, directory, **{**opts, **kw})
+    return EvalConfig(**{**opts, **kw})
+
+
+def _eval(tiny, directory, **kw):
+    from t2v2t.retrieval.evaluate import evaluate_retrieval
+
+    model, tok = tiny
+    return evaluate_retrieval(model, tok, _settings(directory, **kw))
 
 
 def test_shared_pairs_match_two_pass_on_tiny_model(tiny, shards, tmp_path):
@@ -200,9 +211,41 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     assert "reused" in capsys.readouterr().out
 
 
-def _dist_eval(rank, world, port, directory, state, out):
-    import os
+def count_opens(directory, patch) -> Counter:
+    """Count every open of a file in ``directory`` (by name), calling the real ``open`` through:
+    ``builtins.open`` and ``io.open`` (``Path.read_text``), whoever the reader is."""
+    folder, counts, real = Path(directory).resolve(), Counter(), builtins.open
 
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file).resolve().parent == folder:
+            counts[Path(file).name] += 1
+        return real(file, *args, **kwargs)
+
+    patch(builtins, "open", counting_open)
+    patch(io, "open", counting_open)
+    return counts
+
+
+def shard_names(directory) -> list[str]:
+    return [
+        s["name"] for s in json.loads((Path(directory) / "manifest.json").read_text())["shards"]
+    ]
+
+
+def test_one_evaluation_reads_the_manifest_once_and_each_shard_once(tiny, shards, monkeypatch):
+    """Captions come with the frames: one manifest read, one pass over each shard's bytes."""
+    _, directory = shards
+    names = shard_names(directory)
+    counts = count_opens(directory, monkeypatch.setattr)
+    res = _eval(tiny, directory)
+    monkeypatch.undo()
+    assert counts == Counter({"manifest.json": 1, **{name: 1 for name in names}})
+    assert (res["num_texts"], res["num_videos"]) == (NUM_VIDEOS + 1, NUM_VIDEOS)
+    assert len(res.texts) == NUM_VIDEOS + 1 and res.texts[4] == "a white square that falls"
+    assert list(res.scores["video_keys"]) == [f"video{v}" for v in range(NUM_VIDEOS)]
+
+
+def _dist_eval(rank, world, port, directory, state, out):
     import torch.distributed as dist
 
     from t2v2t.models import build_model, build_tokenizer
@@ -213,12 +256,12 @@ def _dist_eval(rank, world, port, directory, state, out):
     try:
         model = build_model("tiny", "random", overrides={"image_size": SIZE})
         model.load_state_dict(torch.load(state, weights_only=True))
-        res = evaluate_retrieval(
-            model.eval(), build_tokenizer("tiny"), directory, dataset="msrvtt", split="test",
-            k=4, num_frames=4, batch_size=2, pair_batch=5, max_text_len=16,
-        )  # fmt: skip
+        settings = _settings(directory, batch_size=2, pair_batch=5)
+        counts = count_opens(directory, setattr)  # this rank's opens (a spawned process)
+        res = evaluate_retrieval(model.eval(), build_tokenizer("tiny"), settings)
         scores = torch.from_numpy(res.scores["t2v_t2v2t"])
-        torch.save({"result": json.dumps(res), "t2v2t": scores}, f"{out}.{rank}")
+        got = {"result": json.dumps(res), "t2v2t": scores, "opens": json.dumps(counts)}
+        torch.save(got, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -239,13 +282,19 @@ def test_distributed_evaluation_matches_one_process(tiny, shards, tmp_path):
         port = s.getsockname()[1]
     out = str(tmp_path / "res")
     mp.spawn(_dist_eval, args=(2, port, directory, str(state), out), nprocs=2, join=True)
+    opened = Counter()
     for rank in range(2):
         got = torch.load(f"{out}.{rank}", weights_only=True)
         res = json.loads(got["result"])
+        # One manifest read per rank; each shard of the rank's slice opened once.
+        opens = json.loads(got["opens"])
+        assert opens.pop("manifest.json") == 1 and set(opens.values()) == {1}, opens
+        opened.update(opens)
         assert res["world_size"] == 2
         assert res["pair_evaluations"] == single["pair_evaluations"]
         assert flat(res["results"]) == pytest.approx(flat(single["results"]))
         np.testing.assert_allclose(got["t2v2t"].numpy(), single.scores["t2v_t2v2t"], atol=1e-4)
+    assert set(opened) == set(shard_names(directory))  # the ranks together read every shard
 
 
 def test_evaluation_shows_progress_on_stderr(tiny, shards, capsys, monkeypatch):

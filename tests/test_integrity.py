@@ -126,13 +126,13 @@ def test_evaluation_stops_on_a_changed_shard_with_one_line(tmp_path: Path) -> No
 
     from t2v2t.models import build_model, build_tokenizer
     from t2v2t.retrieval.evaluate import evaluate_retrieval
+    from t2v2t.training.config import EvalConfig
 
     model = build_model("tiny", "random", overrides={"image_size": 32}).eval()
+    settings = EvalConfig(dataset="msrvtt", split="test", shards=str(directory), k=4,
+                          num_frames=4, batch_size=4, max_text_len=16)  # fmt: skip
     with pytest.raises(ShardError) as err:
-        evaluate_retrieval(
-            model, build_tokenizer("tiny"), directory, dataset="msrvtt", split="test", k=4,
-            num_frames=4, batch_size=4, max_text_len=16, device="cpu",
-        )  # fmt: skip
+        evaluate_retrieval(model, build_tokenizer("tiny"), settings, device="cpu")
     _one_line_naming(err.value, victim.name)
 
 

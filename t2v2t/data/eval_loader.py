@@ -1,7 +1,9 @@
-"""Evaluation reading: every video once across ranks, in manifest order, and the captions.
+"""Evaluation reading: every video once across ranks, in manifest order, with its captions.
 
 Built on the training loader's machinery (:mod:`t2v2t.data.loader`): the same shard checks,
 stream and frame preparation, with an unpadded contiguous plan (:func:`t2v2t.data.plan.eval_plan`).
+An evaluation opens its shard folder once (:func:`open_eval_shards`: one manifest read) and
+reads each shard's bytes once: the batches carry the captions beside the frames.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -16,14 +19,52 @@ from t2v2t import storage
 from t2v2t.data.loader import PlannedLoader, _check_shards, _PlannedBatches, _Source
 from t2v2t.data.plan import eval_plan
 from t2v2t.data.schema import META_EXT, SampleMeta
-from t2v2t.data.shards import ShardError, corrupt_message, open_shard, read_manifest, shard_infos
+from t2v2t.data.shards import (
+    ShardError,
+    ShardInfo,
+    corrupt_message,
+    open_shard,
+    read_manifest,
+    shard_infos,
+)
 from t2v2t.data.tarstream import iter_tar
 
-__all__ = ["EvalTexts", "eval_texts", "make_eval_loader"]
+__all__ = ["EvalShards", "EvalTexts", "eval_texts", "make_eval_loader", "open_eval_shards"]
+
+
+@dataclass(frozen=True)
+class EvalShards:
+    """An evaluation shard folder, opened: its manifest (read once) and its checked shards."""
+
+    directory: storage.Location  # a local folder or a shard URL
+    manifest: dict[str, Any]
+    infos: list[ShardInfo]
+
+    @property
+    def num_videos(self) -> int:
+        return sum(info.samples for info in self.infos)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.manifest["num_frames"])
+
+
+def open_eval_shards(
+    shard_dir: str | Path | EvalShards, *, verify_hash: bool = False
+) -> EvalShards:
+    """Read the manifest and check every shard's size (a stat); an :class:`EvalShards` as is."""
+    if isinstance(shard_dir, EvalShards):
+        return shard_dir
+    directory = storage.location(shard_dir)  # a URL stays a string
+    manifest = read_manifest(directory)
+    infos, _ = _check_shards(
+        directory, shard_infos(manifest), skip_bad=False, verify_hash=verify_hash
+    )
+    return EvalShards(directory=directory, manifest=manifest, infos=infos)
 
 
 def make_eval_loader(
-    shard_dir: str | Path,
+    shard_dir: str | Path | EvalShards,
     *,
     batch_size: int,
     num_frames: int,
@@ -38,18 +79,16 @@ def make_eval_loader(
 ) -> PlannedLoader:
     """Evaluation batches: rank ``r`` gets a contiguous slice of the manifest order, unpadded.
 
-    Every video appears exactly once across ranks; ``batch["index"]`` is its manifest position.
+    Every video appears exactly once across ranks; ``batch["index"]`` is its manifest position,
+    ``batch["keys"]`` its key and ``batch["captions"]`` its captions (a list per video).
     Frames: the stored middle frames (subsampled when fewer are asked), short side resized to
     ``image_size`` and centre-cropped; ``preprocess="vindlu"``: the whole frame squashed to
     ``image_size`` x ``image_size`` (bicubic). Ranks may yield different numbers of batches.
     """
     if preprocess not in ("project", "vindlu"):
         raise ValueError(f"preprocess must be project or vindlu, got {preprocess!r}")
-    directory = storage.location(shard_dir)
-    manifest = read_manifest(directory)
-    infos, _ = _check_shards(
-        directory, shard_infos(manifest), skip_bad=False, verify_hash=verify_hash
-    )
+    shards = open_eval_shards(shard_dir, verify_hash=verify_hash)
+    directory, manifest, infos = shards.directory, shards.manifest, shards.infos
     counts = [s.samples for s in infos]
     plan = eval_plan(counts, rank=rank, world_size=world_size, batch_size=batch_size)
     src = _Source(
@@ -93,12 +132,18 @@ class EvalTexts:
     text_video: list[int]  # index into video_keys
     video_keys: list[str]
 
+    @classmethod
+    def of_videos(cls, keys: list[str], captions: list[list[str]]) -> EvalTexts:
+        """From each video's key and captions, in manifest order."""
+        texts = [c for caps in captions for c in caps]
+        text_video = [v for v, caps in enumerate(captions) for _ in caps]
+        return cls(texts=texts, text_video=text_video, video_keys=list(keys))
 
-def eval_texts(shard_dir: str | Path) -> EvalTexts:
-    """Read captions from the ``.json`` members only (frames are streamed past, not decoded)."""
-    directory = storage.location(shard_dir)
-    manifest = read_manifest(directory)
-    infos, _ = _check_shards(directory, shard_infos(manifest), skip_bad=False, verify_hash=False)
+def eval_texts(shard_dir: str | Path | EvalShards) -> EvalTexts:
+    """Read captions from the ``.json`` members only (frames are streamed past, not decoded):
+    for callers that want the captions alone (an evaluation gets them with its frames)."""
+    shards = open_eval_shards(shard_dir)
+    directory, infos = shards.directory, shards.infos
     texts: list[str] = []
     text_video: list[int] = []
     keys: list[str] = []

@@ -383,6 +383,8 @@ class _PlannedBatches(IterableDataset):
             keys.append(meta.key)
             if self.train:
                 texts.append(choose_caption(meta.captions, seed, epoch, meta.key))
+            else:  # evaluation reads every caption in the same pass as the frames
+                texts.append(list(meta.captions))
         batch: dict[str, Any] = {
             "frames": frames.permute(0, 1, 4, 2, 3),
             "keys": keys,
@@ -397,6 +399,7 @@ class _PlannedBatches(IterableDataset):
                 batch["input_ids"], batch["attention_mask"] = ids, mask
         else:
             batch["index"] = torch.as_tensor(positions, dtype=torch.long)
+            batch["captions"] = texts
         if not self.decode:  # the frames are decoded on the training device (t2v2t.data.gpu_decode)
             from t2v2t.data.gpu_decode import pack_jpegs
 

@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from t2v2t.data.eval_loader import eval_texts
+from t2v2t.data.schema import decode_sample
+from t2v2t.data.shards import ShardError, read_manifest, read_shard, shard_infos
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.metrics import best_ranks
 from t2v2t.retrieval.plots import draw_recall_at_k
@@ -42,6 +46,14 @@ def _esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    # matplotlib loads only when a report is drawn; a bare Figure needs no pyplot backend.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -57,11 +69,6 @@ def load_strips(
 ) -> dict[int, tuple[bytes, int, int]]:
     """Manifest position -> (JPEG of ``frames`` evenly spaced stored frames side by side, width,
     height), read from the eval shards; only the wanted samples are decoded."""
-    from PIL import Image
-
-    from t2v2t.data.schema import decode_sample
-    from t2v2t.data.shards import read_manifest, read_shard, shard_infos
-
     directory = Path(shard_dir)
     wanted = set(int(v) for v in videos)
     out: dict[int, tuple[bytes, int, int]] = {}
@@ -93,30 +100,19 @@ def load_strips(
 
 
 def _recall_plot(ranks: Mapping[str, np.ndarray], num_videos: int) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    fig, ax = _figure((6.0, 3.6))
     draw_recall_at_k(ax, ranks, num_videos)
     ax.set_title("text→video recall@K (bands: 95% bootstrap)")
     fig.tight_layout()
     uri = _png(fig)
-    plt.close(fig)
     return uri
 
 
 def _rank_change_plot(before: np.ndarray, after: np.ndarray) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     change = before - after  # > 0: T2V2T ranks the ground truth higher than VindLU
     clip = 20
     shown = np.clip(change, -clip, clip)
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    fig, ax = _figure((6.0, 3.6))
     ax.hist(shown, bins=np.arange(-clip - 0.5, clip + 1.5, 1.0), color="tab:purple")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel(f"VindLU rank − T2V2T rank (clipped to ±{clip}; > 0: T2V2T better)")
@@ -128,7 +124,6 @@ def _rank_change_plot(before: np.ndarray, after: np.ndarray) -> str:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     uri = _png(fig)
-    plt.close(fig)
     return uri
 
 
@@ -294,22 +289,22 @@ def write_html_report(
     out_path: str | Path,
     *,
     shard_dir: str | Path | None = None,
+    texts: Sequence[str] | None = None,
 ) -> Path:
-    """Write the report; thumbnails and captions come from ``shard_dir`` (default the result's
-    ``shards``). Without readable shards it still writes, with "no frames" in place of strips."""
-    from t2v2t.data.shards import ShardError
-
+    """Write the report; thumbnails come from ``shard_dir`` (default the result's ``shards``),
+    captions from ``texts`` (an evaluation's, e.g. ``EvalResult.texts``) or else the shards.
+    Without readable shards it still writes, with "no frames" in place of strips."""
     gt: list[list[int]] = [[] for _ in range(arrays["t2v_none"].shape[0])]
     for t, v in np.asarray(arrays["gt"]).reshape(-1, 2).tolist():
         gt[t].append(v)
     listed, note = pick_queries(arrays)
     shard_dir = shard_dir or result.get("shards")
-    texts, strips = None, {}
+    texts = None if texts is None else list(texts)
+    strips: dict[int, tuple[bytes, int, int]] = {}
     if shard_dir:
-        from t2v2t.data.eval_loader import eval_texts
-
         try:
-            texts = eval_texts(shard_dir).texts
+            if texts is None:
+                texts = eval_texts(shard_dir).texts
             shown = {
                 int(v)
                 for t, _ in listed

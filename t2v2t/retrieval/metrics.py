@@ -9,14 +9,20 @@ truth (a video no text describes) are left out of the video->text figures.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
+
+if TYPE_CHECKING:  # only for the annotations: the metrics themselves run on numpy
+    import torch
+
+Scores = Union[np.ndarray, "torch.Tensor"]  # a [queries, items] score matrix
 
 RECALL_AT = (1, 5, 10)
 ROW_CHUNK = 1024  # rows ranked at a time: bounds the int64 rank buffer on large matrices
 
 
-def _as_numpy(scores) -> np.ndarray:
+def _as_numpy(scores: Scores) -> np.ndarray:
     if hasattr(scores, "detach"):  # a torch tensor, on any device
         scores = scores.detach().float().cpu().numpy()
     scores = np.asarray(scores)
@@ -27,7 +33,7 @@ def _as_numpy(scores) -> np.ndarray:
     return scores
 
 
-def best_ranks(scores, targets: Sequence[Sequence[int]]) -> np.ndarray:
+def best_ranks(scores: Scores, targets: Sequence[Sequence[int]]) -> np.ndarray:
     """1-based rank of each query's best-ranked target item (ties: lower index first).
 
     ``scores``: [num_queries, num_items]; ``targets[q]``: the item indices that are correct for
@@ -79,12 +85,12 @@ def video_targets(gt: Sequence[Sequence[int]], num_videos: int) -> list[list[int
     return out
 
 
-def t2v_metrics(scores, gt: Sequence[Sequence[int]]) -> dict[str, float]:
+def t2v_metrics(scores: Scores, gt: Sequence[Sequence[int]]) -> dict[str, float]:
     """Text->video metrics; ``scores`` [num_texts, num_videos], ``gt[t]`` = t's video indices."""
     return summarize(best_ranks(scores, gt))
 
 
-def v2t_metrics(scores, gt: Sequence[Sequence[int]]) -> dict[str, float]:
+def v2t_metrics(scores: Scores, gt: Sequence[Sequence[int]]) -> dict[str, float]:
     """Video->text metrics; ``scores`` [num_videos, num_texts], ``gt`` as for t2v (text->videos).
 
     A video's rank is that of its best-ranked text among those whose GT includes it; videos no
@@ -96,6 +102,8 @@ def v2t_metrics(scores, gt: Sequence[Sequence[int]]) -> dict[str, float]:
     return summarize(best_ranks(scores[keep], [per_video[v] for v in keep]))
 
 
-def retrieval_metrics(t2v, v2t, gt: Sequence[Sequence[int]]) -> dict[str, dict[str, float]]:
+def retrieval_metrics(
+    t2v: Scores, v2t: Scores, gt: Sequence[Sequence[int]]
+) -> dict[str, dict[str, float]]:
     """Both directions: ``{"t2v": {...}, "v2t": {...}}``."""
     return {"t2v": t2v_metrics(t2v, gt), "v2t": v2t_metrics(v2t, gt)}

@@ -10,6 +10,7 @@ the raw mean of per-frame cosines (no temperature), fp16 autocast on GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from contextlib import nullcontext
 from typing import Any
@@ -64,7 +65,9 @@ def raw_similarity(text_feat: torch.Tensor, video_feat: torch.Tensor) -> torch.T
         return text_feat.float() @ video_feat.float().mean(1).t()
 
 
-def autocast_for(device: torch.device, preprocess: str):
+def autocast_for(
+    device: torch.device, preprocess: str
+) -> torch.autocast | contextlib.AbstractContextManager[None]:
     """fp16 autocast on CUDA for VindLU (its evaluation's ``fp16``), bf16 for the project."""
     if device.type != "cuda":
         return nullcontext()

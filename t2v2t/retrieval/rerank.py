@@ -18,13 +18,13 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
+from t2v2t.dist import all_gather_objects, group_rank_world
 from t2v2t.progress import progress
+from t2v2t.retrieval.preprocess import autocast_for
 
 PairFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PAIR_BATCH = 128  # pairs per vtm_logits call: VindLU's k, and bounded activation memory
@@ -40,12 +40,6 @@ class RerankResult:
     cand_v2t: torch.Tensor
     pair_evaluations: int  # VTM pair evaluations, all ranks together
     seconds: float
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def shared_pairs(
@@ -78,11 +72,9 @@ def score_pairs(
 def _gather_pairs(
     parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    rank, world = _world()
-    if world == 1:
+    gathered = all_gather_objects(parts)
+    if len(gathered) == 1:
         return parts
-    gathered: list = [None] * world
-    dist.all_gather_object(gathered, parts)
     return tuple(torch.cat([g[i] for g in gathered]) for i in range(3))  # type: ignore[return-value]
 
 
@@ -103,7 +95,7 @@ def rerank_shared(
     start = time.perf_counter()
     nt, nv = cand_t2v.shape
     text_idx, video_idx = shared_pairs(cand_t2v, cand_v2t)
-    rank, world = _world()
+    rank, world = group_rank_world()
     if owned_videos is not None:
         keep = owned_videos.cpu()[video_idx]
         text_idx, video_idx = text_idx[keep], video_idx[keep]
@@ -131,7 +123,7 @@ def rerank_two_pass(
     pair_fn: PairFn, cand_t2v: torch.Tensor, cand_v2t: torch.Tensor
 ) -> RerankResult:
     """VindLU's two separate passes, one query per ``pair_fn`` call (single process only)."""
-    if _world()[1] > 1:
+    if group_rank_world()[1] > 1:
         raise RuntimeError("the two-pass baseline runs in one process; launch without torchrun")
     start = time.perf_counter()
     nt, nv = cand_t2v.shape
@@ -182,7 +174,7 @@ class ModelPairScorer:
         *,
         device: str | torch.device = "cpu",
         share_video_kv: bool = True,
-        amp_dtype: torch.dtype = torch.bfloat16,
+        preprocess: str = "project",
     ) -> None:
         self.model = model
         # Models whose vtm_logits takes video_index project each distinct video's cross-attention
@@ -196,7 +188,7 @@ class ModelPairScorer:
             torch.arange(len(video_embeds)) if video_rows is None else video_rows.cpu().long()
         )
         self.device = torch.device(device)
-        self.amp_dtype = amp_dtype  # CUDA autocast: bf16 (project) or fp16 (VindLU's eval)
+        self.preprocess = preprocess  # CUDA autocast: bf16 (project) or fp16 (VindLU's eval)
         self.calls = 0
         self.pairs = 0
 
@@ -211,8 +203,7 @@ class ModelPairScorer:
         t_idx = text_idx.to(self.text_embeds.device)
         texts = self.text_embeds[t_idx].to(dev, non_blocking=True)
         mask = self.text_mask[t_idx.to(self.text_mask.device)].to(dev, non_blocking=True)
-        amp = torch.autocast("cuda", dtype=self.amp_dtype) if dev.type == "cuda" else nullcontext()
-        with torch.inference_mode(), amp:
+        with torch.inference_mode(), autocast_for(dev, self.preprocess):
             if self.share_video_kv:
                 logits = self.model.vtm_logits(texts, mask, videos, video_index=inverse.to(dev))
             else:

@@ -24,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from t2v2t.retrieval.metrics import RECALL_AT, best_ranks, video_targets
+from t2v2t.retrieval.fusion import FUSIONS
+from t2v2t.retrieval.metrics import RECALL_AT, Scores, best_ranks, video_targets
 
 METRICS = ("R1", "R5", "R10", "Avg")
+# Per-query values of one fusion: one array, or one per dataset (strata).
+Values = np.ndarray | Sequence[np.ndarray]
 RESAMPLES = 2000
 SEED = 0
 LEVEL = 0.95
@@ -91,7 +94,7 @@ def bootstrap_interval(
     return _interval(bootstrap_means(values, resamples=resamples, seed=seed), level).T
 
 
-def _weighted_diffs(a, b) -> tuple[np.ndarray, np.ndarray]:
+def _weighted_diffs(a: Values, b: Values) -> tuple[np.ndarray, np.ndarray]:
     sa, sb = _strata(a), _strata(b)
     if [x.shape for x in sa] != [x.shape for x in sb]:
         raise ValueError("a paired test needs the same queries for both fusions")
@@ -101,7 +104,9 @@ def _weighted_diffs(a, b) -> tuple[np.ndarray, np.ndarray]:
     return d, w
 
 
-def sign_flip_p(a, b, *, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+def sign_flip_p(
+    a: Values, b: Values, *, resamples: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
     """[m] two-sided paired sign-flip permutation p-values of mean(b) - mean(a), per column."""
     d, w = _weighted_diffs(a, b)
     wd = d * w[:, None]
@@ -127,7 +132,7 @@ def sign_flip_p(a, b, *, resamples: int = RESAMPLES, seed: int = SEED) -> np.nda
 
 
 def paired_comparison(
-    a, b, *, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
+    a: Values, b: Values, *, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
 ) -> dict[str, dict[str, Any]]:
     """Per metric: ``diff`` = mean(b) - mean(a), its paired bootstrap ``ci``, and ``p``."""
     _weighted_diffs(a, b)  # the same queries on both sides, or a clear error
@@ -162,7 +167,7 @@ def fusion_statistics(
     """``{"intervals": {fusion: {metric: [lo, hi]}}, "paired": {fusion: {metric: {...}}}}`` from
     each fusion's per-query ranks (or a list of per-dataset rank arrays: strata)."""
 
-    def values(r):
+    def values(r: Values) -> Values:
         if isinstance(r, np.ndarray):
             return per_query_values(r)
         return [per_query_values(x) for x in r]
@@ -180,7 +185,7 @@ def fusion_statistics(
     return {"intervals": intervals, "paired": paired}
 
 
-def direction_ranks(t2v, v2t, gt: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+def direction_ranks(t2v: Scores, v2t: Scores, gt: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
     """Per-query best ranks in both directions, the queries ``retrieval_metrics`` counts."""
     v2t = np.asarray(v2t.detach().float().cpu().numpy() if hasattr(v2t, "detach") else v2t)
     per_video = video_targets(gt, v2t.shape[0])
@@ -211,10 +216,10 @@ def retrieval_statistics(
     return out
 
 
-def statistics_from_scores(arrays: Mapping[str, np.ndarray], gt: Sequence[Sequence[int]]):
+def statistics_from_scores(
+    arrays: Mapping[str, np.ndarray], gt: Sequence[Sequence[int]]
+) -> dict[str, Any]:
     """``statistics`` from a scores ``.npz`` (text->video only: the npz holds no v2t matrices)."""
-    from t2v2t.retrieval.fusion import FUSIONS
-
     ranks = {f: best_ranks(arrays[f"t2v_{f}"], gt) for f in FUSIONS if f"t2v_{f}" in arrays}
     return {"method": dict(METHOD), "t2v": fusion_statistics(ranks)}
 

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,19 +118,34 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
-    dataset: str | None = None  # msrvtt | didemo | anet
+    """Retrieval evaluation settings, one type for both uses: the ``eval:`` section of a training
+    config (per-epoch evaluation) and the ``eval.<key>=value`` options of ``scripts/evaluate.py``
+    and ``scripts/ablation.py`` (:func:`eval_settings`). Checked by :func:`check_eval`."""
+
+    dataset: str | None = None  # msrvtt | didemo | anet (t2v2t/recipes.py)
     split: str = "test"
     shards: str | None = None  # e.g. shards/msrvtt/test_12f
     num_frames: int | None = None  # None = the shards' frame count
-    max_text_len: int | None = None
+    max_text_len: int | None = None  # None = the recipe table's: 32 sentences, 64 paragraphs
     k: int = 128
     batch_size: int = 32
     fusion: str = "t2v2t"  # the fusion whose T2V Avg selects best.pt: none | naive | t2v2t
     tau: float = 1.0
     lam: float = 1.0
-    rerank: bool = True
+    rerank: bool = True  # also vtm (true) | none (false): stage 1 alone
+    pair_batch: int = 128  # candidate pairs per VTM call
+    pairing: str = "shared"  # or two_pass (VindLU's way; one process)
+    # None = True for shared pairs, False for VindLU's two passes (each pair repeats its video).
+    share_video_kv: bool | None = None
+    # auto = vindlu for a VindLU checkpoint (or a folder exported from one), else project.
+    preprocess: str = "auto"
+    device: str = "auto"  # the eval commands' device; auto = cuda when available
+
+
+# Words some boolean settings also accept (README.md, Evaluation: ``eval.rerank=none``).
+_BOOL_WORDS = {"eval.rerank": {"vtm": True, "none": False}}
 
 
 @dataclass
@@ -211,6 +227,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check/convert ``value`` to the annotated type ``tp``; ConfigError names ``key``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if isinstance(value, str) and key in _BOOL_WORDS:
+        value = _BOOL_WORDS[key].get(value.lower(), value)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -468,10 +486,56 @@ def check_values(cfg: Config) -> None:
         raise ConfigError(f"train.precision: {t.precision!r} is not one of auto, bf16, fp32")
     if cfg.model.init not in (None, "random", "pretrained"):
         raise ConfigError(f"model.init: {cfg.model.init!r} is not one of random, pretrained")
-    if cfg.eval.fusion not in ("none", "naive", "t2v2t"):
-        raise ConfigError(f"eval.fusion: {cfg.eval.fusion!r} is not one of none, naive, t2v2t")
+    check_eval(cfg.eval)
     if t.eval_every_epoch and not (cfg.eval.shards and cfg.eval.dataset):
         raise ConfigError("train.eval_every_epoch needs eval.dataset and eval.shards")
+
+
+def check_eval(e: EvalConfig) -> None:
+    """Value checks of the evaluation settings (training's ``eval:`` and the eval commands')."""
+    choices = {
+        "fusion": ("none", "naive", "t2v2t"),
+        "pairing": ("shared", "two_pass"),
+        "preprocess": ("auto", "project", "vindlu"),
+    }
+    for name, allowed in choices.items():
+        value = getattr(e, name)
+        if value not in allowed:
+            raise ConfigError(f"eval.{name}: {value!r} is not one of {', '.join(allowed)}")
+    if min(e.k, e.batch_size, e.pair_batch) < 1 or not e.tau > 0:
+        raise ConfigError(
+            f"eval.k, eval.batch_size and eval.pair_batch must be >= 1 and eval.tau > 0 "
+            f"(k={e.k}, batch_size={e.batch_size}, pair_batch={e.pair_batch}, tau={e.tau})"
+        )
+    for name in ("num_frames", "max_text_len"):
+        value = getattr(e, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"eval.{name} must be >= 1 or null (eval.{name}={value})")
+
+
+def eval_settings(
+    options: Sequence[str] = (), base: EvalConfig | None = None, **fixed: Any
+) -> EvalConfig:
+    """The eval commands' settings: ``eval.k=64 batch_size=16`` (the ``eval.`` prefix optional)
+    over ``base`` (default: the defaults) and the fields the command sets itself (``fixed``, e.g.
+    dataset, split, shards), coerced and checked as a training config's ``eval:`` section."""
+    tree: dict[str, Any] = dataclasses.asdict(base) if base is not None else {}
+    tree.update(fixed)
+    for item in options:
+        parts, value = parse_override(item)
+        parts = parts[1:] if parts[0] == "eval" else parts
+        if not parts:
+            raise ConfigError(f"option {item!r} names no setting (e.g. eval.k=64)")
+        _check_path(["eval", *parts], Config)
+        if parts[0] in fixed:
+            raise ConfigError(
+                f"eval.{parts[0]} is set by the command ({parts[0]}={fixed[parts[0]]!r}); "
+                f"drop the option"
+            )
+        tree[parts[0]] = value
+    settings = build_dataclass(EvalConfig, tree, "eval")
+    check_eval(settings)
+    return settings
 
 
 def _check_shard_dir(key: str, path: str, make_hint: str) -> None:

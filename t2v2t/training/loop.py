@@ -217,25 +217,10 @@ def evaluate_epoch(
     """Retrieval on the task's test/val shards through the evaluator (all ranks take part)."""
     from t2v2t.retrieval.evaluate import evaluate_retrieval
 
-    e = cfg.eval
     was_training = model.training
     model.eval()
     try:
-        result = evaluate_retrieval(
-            model,
-            tokenizer,
-            e.shards,
-            dataset=e.dataset,
-            split=e.split,
-            k=e.k,
-            num_frames=e.num_frames,
-            batch_size=e.batch_size,
-            max_text_len=e.max_text_len,
-            tau=e.tau,
-            lam=e.lam,
-            rerank=e.rerank,
-            device=str(device),
-        )
+        result = evaluate_retrieval(model, tokenizer, cfg.eval, device=device)
     finally:
         model.train(was_training)
     return result
