@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertForMaskedLM
 
+from t2v2t.data.augment import normalize
 from t2v2t.models.config import ModelConfig
 from t2v2t.models.text import FusionEncoder, TextEncoder
 from t2v2t.models.vision import VideoEncoder
@@ -63,10 +64,8 @@ class VindLU(nn.Module):
 
     # ---- encoders -------------------------------------------------------------------------
     def _float_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        if frames.dtype == torch.uint8:  # convenience: normalise raw frames here
-            mean = torch.tensor(self.config.mean, device=frames.device).view(1, 1, 3, 1, 1)
-            std = torch.tensor(self.config.std, device=frames.device).view(1, 1, 3, 1, 1)
-            return (frames.float() / 255.0 - mean) / std
+        if frames.dtype == torch.uint8:  # convenience: the loaders' own normalisation
+            return normalize(frames, self.config.mean, self.config.std)
         return frames
 
     def encode_video(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,13 +95,15 @@ class VindLU(nn.Module):
         with torch.autocast(text_feat.device.type, enabled=False):  # fp32 under bf16 autocast
             return text_feat.float() @ video_feat.float().mean(1).t() / self.temperature()
 
-    def fuse(
+    def cross_encode(
         self,
         text_embeds: torch.Tensor,
         text_mask: torch.Tensor,
         video_embeds: torch.Tensor,
         video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Text tokens [B, L, D] through the fusion layers, cross-attending to video i (or
+        video_index[i]) -> fused tokens [B, L, D]."""
         return self.fusion(text_embeds, text_mask, video_embeds, video_index)
 
     def itm_logits(
@@ -113,7 +114,7 @@ class VindLU(nn.Module):
         video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """[B, 2] match logits of the pairs (text i, video i), or (text i, video_index[i])."""
-        fused = self.fuse(text_embeds, text_mask, video_embeds, video_index)
+        fused = self.cross_encode(text_embeds, text_mask, video_embeds, video_index)
         return self.itm_head(fused[:, 0])
 
     def vtm_logits(
@@ -201,7 +202,7 @@ class VindLU(nn.Module):
             vocab_size=c.vocab_size,
             special_ids=c.special_token_ids,
         )
-        hidden = self.fuse(self.text(masked, attention_mask), attention_mask, video_embeds)
+        hidden = self.cross_encode(self.text(masked, attention_mask), attention_mask, video_embeds)
         picked = labels != -100
         if not picked.any():
             return hidden.sum() * 0.0  # keeps the graph (DDP) when nothing was masked

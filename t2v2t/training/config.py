@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class ModelConfig:
+class ModelSection:
     preset: str = "base"  # "base" (paper) or "tiny" (CPU); filled from --preset
     init: str | None = None  # "random" or None (pretrained weights); INIT env var overrides
     image_size: int | None = None  # None = the preset's (base 224); the loader resizes to it
@@ -151,7 +151,7 @@ _BOOL_WORDS = {"eval.rerank": {"vtm": True, "none": False}}
 @dataclass
 class Config:
     task: str = "pretrain"
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSection = field(default_factory=ModelSection)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -513,7 +513,7 @@ def forward_loss(
     """Move one loader batch to ``device``, normalise frames there, run the model's losses."""
     from t2v2t.data.loader import normalize
 
-    config = _unwrap(model).config
+    config = _dist().unwrap_model(model).config
     frames = normalize(batch["frames"].to(device, non_blocking=True), config.mean, config.std)
     input_ids = batch["input_ids"].to(device, non_blocking=True)
     attention_mask = batch["attention_mask"].to(device, non_blocking=True)
@@ -522,10 +522,6 @@ def forward_loss(
         device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None
     ):
         return model(frames, input_ids, attention_mask, video_ids, cfg.loss)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def _every(step: int, n: int) -> bool:
