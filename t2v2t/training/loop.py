@@ -1,8 +1,9 @@
 """The training loop for pre-training and fine-tuning (one loop, the config decides the task).
 
-Reads top to bottom like nanoGPT's: set up (distributed, seeds, model, data, optimiser, resume),
-then per epoch: for each batch -> lr -> forward (bf16 autocast on CUDA) -> backward -> clip ->
-step -> log -> maybe checkpoint; at epoch end evaluate (fine-tuning) and checkpoint.
+Reads top to bottom like nanoGPT's (:func:`train`): set up the device, the model, the data, the
+optimiser and schedule, the checkpointer (resume); then per epoch :func:`run_one_epoch` (for each
+batch: lr -> forward (bf16 autocast on CUDA) -> backward -> clip -> step -> log -> maybe
+checkpoint) and :func:`end_of_epoch` (evaluate when fine-tuning, keep best, checkpoint).
 
 Run directory: ``config.yaml`` (resolved), ``metrics.jsonl`` (one line per optimiser step, plus
 one per evaluation), ``last.pt`` and, when fine-tuning, ``best.pt`` and ``eval_epochN.json``.
@@ -21,8 +22,18 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as tdist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
+from t2v2t import dist
+from t2v2t.data.augment import normalize
+from t2v2t.data.loader import TrainSource, make_train_loader
+from t2v2t.models import build_model, build_tokenizer, load_weights
+from t2v2t.models.loading import CheckpointError, load_any_checkpoint
+from t2v2t.models.vision import fit_temporal_rows
+from t2v2t.retrieval.evaluate import evaluate_retrieval
 from t2v2t.training.checkpoint import (
     git_commit,
     load_checkpoint,
@@ -47,13 +58,158 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Small pieces of setup
+# The loop
 
 
-def _dist() -> Any:
-    from t2v2t import dist
+def train(
+    cfg: Config, run_dir: str | Path, *, resume_from: str | Path | None = None
+) -> TrainResult:
+    """Train as ``cfg`` says, writing into ``run_dir``; ``resume_from`` continues a checkpoint."""
+    run_dir = Path(run_dir)
+    setup_torch(cfg)
+    check_files(cfg, resume_from=resume_from)
+    dev = setup_device(cfg, run_dir)
 
-    return dist
+    # -- model: the same seed on every rank gives the same initial weights
+    seed_everything(cfg.data.seed)
+    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
+    model = model_to_train(cfg, ckpt, dev)
+    tokenizer = build_tokenizer(model.config.preset)
+
+    # -- data: batches per epoch are equal on every rank (the loader guarantees it)
+    first = epoch_loader(cfg, tokenizer, dev, model.config.image_size, TrainState())
+    steps_per_epoch = len(first)
+    if steps_per_epoch == 0:
+        raise ConfigError("the training shards hold fewer samples than one global batch")
+
+    # -- optimiser, schedule, checkpoints: resuming restores them and every RNG stream
+    optimizer, schedule = optimizer_and_schedule(cfg, model, steps_per_epoch)
+    checkpointer = Checkpointer(run_dir, cfg, model, optimizer, schedule, dev)
+    if ckpt is not None:
+        state = checkpointer.resume(ckpt, resume_from)
+        del ckpt
+    else:
+        state = TrainState()
+        # Different ranks draw different MLM masks / hard negatives from here on.
+        seed_everything(cfg.data.seed + 1000 * dev.rank + 1)
+
+    # -- the run directory (rank 0 writes; the others only compute)
+    log = open_run_dir(cfg, run_dir, dev, resume_step=None if resume_from is None else state.step)
+    run = Run(
+        cfg=cfg,
+        dev=dev,
+        run_dir=run_dir,
+        model=model,
+        step_module=wrap_for_ranks(model, cfg, dev),
+        tokenizer=tokenizer,
+        optimizer=optimizer,
+        schedule=schedule,
+        checkpointer=checkpointer,
+        log=log,
+        steps_per_epoch=steps_per_epoch,
+    )
+
+    # -- epochs: a resumed run starts inside the epoch its checkpoint stopped in
+    while state.epoch < cfg.optim.epochs and not run.max_steps_reached(state):
+        fresh = state.epoch == 0 and state.samples == 0
+        loader = first if fresh else run.loader(state)
+        if not run_one_epoch(run, loader, state):
+            break  # stopped mid-epoch by max_steps; last.pt holds the position
+        end_of_epoch(run, state)
+
+    if log is not None:
+        log.close()
+    dist.barrier()
+    return TrainResult(state.step, state.epoch, checkpointer.last, state.best)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: optimiser steps taken, the epoch under way, the samples this rank has
+    consumed of it (the loader's ``skip_samples`` on resume; equal on every rank) and the best
+    selection metric so far."""
+
+    step: int = 0
+    epoch: int = 0
+    samples: int = 0
+    best: float | None = None
+
+
+@dataclass(frozen=True)
+class Device:
+    """This process in the job: rank, world size, local rank, torch device, autocast dtype."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Run:
+    """What every step of one run uses; :func:`train` builds it once."""
+
+    cfg: Config
+    dev: Device
+    run_dir: Path
+    model: nn.Module  # the plain model: checkpoints and evaluation
+    step_module: nn.Module  # what a batch goes through (DDP-wrapped when world > 1)
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    schedule: CosineSchedule
+    checkpointer: Checkpointer
+    log: RunLoggers | None  # rank 0 only
+    steps_per_epoch: int
+
+    def max_steps_reached(self, state: TrainState) -> bool:
+        return bool(self.cfg.train.max_steps and state.step >= self.cfg.train.max_steps)
+
+    def loader(self, state: TrainState) -> Any:
+        return epoch_loader(self.cfg, self.tokenizer, self.dev, self.model.config.image_size, state)
+
+
+def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
+    """Optimiser steps over ``loader`` (the rest of ``state.epoch``), each logged, with a
+    mid-epoch ``last.pt`` every ``train.ckpt_every_steps``; False when ``train.max_steps``
+    stopped the epoch before its end."""
+    cfg, spe = run.cfg, run.steps_per_epoch
+    epoch_end = (state.epoch + 1) * spe
+    bar = progress_bar(
+        run.dev.main, state.epoch, cfg.optim.epochs, spe, state.step - state.epoch * spe
+    )
+    t_last = time.perf_counter()
+    for batch in loader:
+        lr = run.schedule.get_lr()
+        out = optimizer_step(run, batch)
+        state.step += 1
+        state.samples += int(batch["frames"].shape[0])
+        t_last = log_step(run, state, batch, out, lr, t_last, bar)
+        done = run.max_steps_reached(state)
+        if state.step < epoch_end and (done or _every(state.step, cfg.train.ckpt_every_steps)):
+            run.checkpointer.save(run.checkpointer.last, state)  # the position inside the epoch
+        if done:
+            break
+    bar.close()
+    return state.step >= epoch_end
+
+
+def end_of_epoch(run: Run, state: TrainState) -> None:
+    """Evaluate (fine-tuning), keep ``best.pt``, checkpoint the next epoch's start."""
+    state.epoch += 1
+    state.samples = 0
+    improved = run.cfg.train.eval_every_epoch and evaluate_and_log(run, state)
+    run.checkpointer.save(run.checkpointer.last, state)
+    if improved:
+        run.checkpointer.save(run.checkpointer.best, state)
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps of train()
 
 
 def setup_torch(cfg: Config) -> None:
@@ -63,6 +219,235 @@ def setup_torch(cfg: Config) -> None:
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def setup_device(cfg: Config, run_dir: Path) -> Device:
+    """Join the torchrun process group (a plain ``python`` run is world size 1), log to
+    ``train.log`` on rank 0, and take this local rank's GPU (TF32 matmuls) or the CPU."""
+    dist.init_distributed()
+    rank, world, local_rank = dist.world_info()
+    setup_logging(run_dir / "train.log" if rank == 0 else None, main=rank == 0)
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        device = torch.device("cpu")
+    return Device(rank, world, local_rank, device, autocast_dtype(cfg, device))
+
+
+def model_to_train(cfg: Config, ckpt: dict[str, Any] | None, dev: Device) -> nn.Module:
+    """The model on ``dev`` in training mode: a resumed checkpoint's weights, else
+    ``train.init_checkpoint``'s, else the preset's own (pretrained or random)."""
+    if ckpt is not None:
+        model = build_model_for(cfg, init="random")  # the checkpoint holds every weight
+        load_weights(model, ckpt)
+    elif cfg.train.init_checkpoint:
+        model = init_from_checkpoint(cfg, say=print if dev.main else _quiet)
+    else:
+        model = build_model_for(cfg)
+    model.to(dev.device)
+    model.train()
+    return model
+
+
+def optimizer_and_schedule(
+    cfg: Config, model: nn.Module, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, CosineSchedule]:
+    """AdamW over the model's parameter groups and its per-step cosine schedule."""
+    o = cfg.optim
+    optimizer = build_optimizer(
+        model,
+        o.lr,
+        o.weight_decay,
+        (o.betas[0], o.betas[1]),
+        o.eps,
+        o.text_lr_scale,
+        o.temporal_lr_scale,
+    )
+    schedule = CosineSchedule(
+        optimizer,
+        lr=o.lr,
+        min_lr=o.min_lr,
+        warmup_epochs=o.warmup_epochs,
+        epochs=o.epochs,
+        steps_per_epoch=steps_per_epoch,
+        max_steps=cfg.train.max_steps,
+    )
+    return optimizer, schedule
+
+
+def wrap_for_ranks(module: nn.Module, cfg: Config, dev: Device) -> nn.Module:
+    """DistributedDataParallel around ``module`` when there are several processes."""
+    if dev.world == 1:
+        return module
+    w = cfg.loss
+    return DistributedDataParallel(
+        module,
+        device_ids=[dev.local_rank] if dev.device.type == "cuda" else None,
+        # A zero-weight loss leaves its head without gradients (fine-tuning: MLM).
+        find_unused_parameters=not (w.vtc and w.vtm and w.mlm),
+    )
+
+
+def open_run_dir(
+    cfg: Config, run_dir: Path, dev: Device, *, resume_step: int | None
+) -> RunLoggers | None:
+    """Rank 0: the run directory with the resolved ``config.yaml`` and the loggers."""
+    if not dev.main:
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    return RunLoggers(
+        run_dir,
+        cfg.train.loggers,
+        resume_step=resume_step,
+        config=cfg.to_dict(),
+        wandb_project=cfg.train.wandb_project,
+    )
+
+
+class Checkpointer:
+    """``last.pt`` and ``best.pt`` of a run: the model, optimiser, schedule, every rank's RNG
+    state and the data position, so that :meth:`resume` continues exactly."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: Config,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: CosineSchedule,
+        dev: Device,
+    ) -> None:
+        self.last, self.best = run_dir / "last.pt", run_dir / "best.pt"
+        self.cfg, self.model, self.dev = cfg, model, dev
+        self.optimizer, self.schedule = optimizer, schedule
+        self.commit = git_commit()
+
+    def save(self, path: Path, state: TrainState) -> None:
+        """Collective: every rank calls it; rank 0 gathers the RNG states and writes ``path``."""
+        states = gather_rng_states(self.dev.world)
+        if not self.dev.main:
+            return
+        save_checkpoint(
+            path,
+            {
+                "model": self.model.state_dict(),
+                "preset": self.model.config.preset,
+                "model_config": self.model.config.to_dict(),
+                "config": self.cfg.to_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "rng": states,
+                # samples: what this rank consumed of the epoch (the loader's skip_samples)
+                "data_position": {
+                    "epoch": state.epoch,
+                    "samples": state.samples,
+                    "world_size": self.dev.world,
+                },
+                "step": state.step,
+                "best_metric": state.best,
+                "git_commit": self.commit,
+            },
+        )
+
+    def resume(self, ckpt: dict[str, Any], path: str | Path) -> TrainState:
+        """Restore the optimiser, the schedule and this rank's RNG streams from ``ckpt`` (the
+        model's weights are already in); the state to continue from."""
+        world = self.dev.world
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        position = ckpt["data_position"]
+        state = TrainState(
+            int(ckpt["step"]),
+            int(position["epoch"]),
+            int(position["samples"]),
+            ckpt.get("best_metric"),
+        )
+        if state.samples and int(position.get("world_size", world)) != world:
+            raise ConfigError(
+                f"{path} stopped mid-epoch with {position['world_size']} processes; "
+                f"resume it with the same number (now {world}) or from an epoch-end checkpoint"
+            )
+        changed = config_changes(ckpt.get("config", {}), self.cfg.to_dict())
+        if changed and self.dev.main:
+            print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")
+        states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
+        set_rng_state(states[self.dev.rank] if self.dev.rank < len(states) else states[0])
+        return state
+
+
+def optimizer_step(run: Run, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Forward, backward, gradient clipping, AdamW and schedule step on one batch."""
+    out = forward_loss(run.step_module, batch, run.cfg, run.dev.device, run.dev.amp_dtype)
+    run.optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if run.cfg.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.step_module.parameters(), run.cfg.optim.grad_clip)
+    run.optimizer.step()
+    run.schedule.step()
+    return out
+
+
+def log_step(
+    run: Run,
+    state: TrainState,
+    batch: dict[str, Any],
+    out: dict[str, torch.Tensor],
+    lr: float,
+    t_last: float,
+    bar: Any,
+) -> float:
+    """One metrics.jsonl line (loss terms averaged over ranks, throughput since ``t_last``)
+    and the progress bar; a non-finite loss stops the run. Returns the time now."""
+    terms = torch.stack([out[k].detach().float() for k in LOSS_TERMS])
+    terms = reduce_mean(terms, run.dev.world).tolist()  # one device sync per step
+    now = time.perf_counter()
+    rate = int(batch["frames"].shape[0]) * run.dev.world / max(now - t_last, 1e-9)
+    if run.log is not None:
+        record = {"step": state.step, "epoch": round(state.step / run.steps_per_epoch, 6)}
+        record.update(zip(LOSS_TERMS, terms, strict=True))
+        record.update(lr=lr, samples_per_s=rate, source=batch.get("source"))
+        if run.dev.device.type == "cuda":
+            record["gpu_mem_gb"] = torch.cuda.max_memory_allocated(run.dev.device) / 2**30
+        run.log.write(record)
+        bar.update(1)
+        if state.step % run.cfg.train.log_every == 0 or state.step == 1:
+            bar.set_postfix(loss=f"{terms[0]:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.1f}")
+    if not math.isfinite(terms[0]):
+        raise FloatingPointError(f"loss is {terms[0]} at step {state.step} (run {run.run_dir})")
+    return now
+
+
+def evaluate_and_log(run: Run, state: TrainState) -> bool:
+    """Retrieval after an epoch: ``eval_epochN.json``, a metrics line, ``state.best``
+    updated; True when this epoch is the best so far."""
+    cfg = run.cfg
+    result = evaluate_epoch(cfg, run.model, run.tokenizer, run.dev.device)
+    metric = t2v_avg(result, cfg.eval.fusion)
+    improved = state.best is None or metric > state.best
+    state.best = metric if improved else state.best
+    if run.log is not None:
+        (run.run_dir / f"eval_epoch{state.epoch}.json").write_text(json.dumps(result, indent=1))
+        run.log.write(
+            {
+                "step": state.step,
+                "epoch": state.epoch,
+                "eval_t2v_avg": metric,
+                "best": state.best,
+                "fusion": cfg.eval.fusion,
+                **eval_scalars(result),
+            }
+        )
+        note = " (best)" if improved else ""
+        print(f"[eval] epoch {state.epoch}: T2V Avg ({cfg.eval.fusion}) {metric:.2f}{note}")
+    return improved
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces
 
 
 def seed_everything(seed: int) -> None:
@@ -108,8 +493,6 @@ def training_frames(cfg: Config) -> int:
 def build_model_for(cfg: Config, init: str | None = None) -> nn.Module:
     """The model of the config's preset (the model package decides weights and sizes);
     ``init="random"`` when a checkpoint supplies every weight anyway."""
-    from t2v2t.models import build_model
-
     overrides: dict[str, Any] = {}
     if cfg.model.image_size is not None:
         overrides["image_size"] = cfg.model.image_size
@@ -130,10 +513,6 @@ def init_from_checkpoint(cfg: Config, say: Any = print) -> nn.Module:
     an exported folder). A project file fills the config's preset model; another source brings
     its own architecture. The temporal position embedding is fitted to the training frame count
     the way VindLU's loader does: extra rows are zeros, surplus rows are cut."""
-    from t2v2t.models import load_weights
-    from t2v2t.models.loading import CheckpointError, load_any_checkpoint
-    from t2v2t.models.vision import fit_temporal_rows
-
     path = cfg.train.init_checkpoint
     try:
         loaded = load_any_checkpoint(path, cfg.model.preset, say=say)
@@ -157,11 +536,24 @@ def init_from_checkpoint(cfg: Config, say: Any = print) -> nn.Module:
     return new
 
 
+def epoch_loader(
+    cfg: Config, tokenizer: Any, dev: Device, image_size: int, state: TrainState
+) -> Any:
+    """This rank's loader of ``state.epoch``, skipping the samples it already consumed of it."""
+    return make_loader(
+        cfg,
+        tokenizer,
+        epoch=state.epoch,
+        rank=dev.rank,
+        world=dev.world,
+        skip=state.samples,
+        image_size=image_size,
+    )
+
+
 def make_loader(
     cfg: Config, tokenizer: Any, *, epoch: int, rank: int, world: int, skip: int, image_size: int
 ) -> Any:
-    from t2v2t.data.loader import TrainSource, make_train_loader
-
     sources = [
         TrainSource(src.dir, cfg.source_batch_size(name), src.num_frames, src.max_text_len)
         for name, src in cfg.data.sources.items()
@@ -187,8 +579,6 @@ def make_loader(
 def reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
     """Mean over ranks of a small tensor of logged numbers (identity in one process)."""
     if world > 1:
-        import torch.distributed as tdist
-
         values = values.clone()
         tdist.all_reduce(values)
         values /= world
@@ -200,23 +590,15 @@ def gather_rng_states(world: int) -> list[dict[str, Any]]:
     state = rng_state()
     if world == 1:
         return [state]
-    import torch.distributed as tdist
-
     states: list[Any] = [None] * world
     tdist.all_gather_object(states, state)
     return states
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation (fine-tuning)
 
 
 def evaluate_epoch(
     cfg: Config, model: nn.Module, tokenizer: Any, device: torch.device
 ) -> dict[str, Any]:
     """Retrieval on the task's test/val shards through the evaluator (all ranks take part)."""
-    from t2v2t.retrieval.evaluate import evaluate_retrieval
-
     was_training = model.training
     model.eval()
     try:
@@ -229,247 +611,6 @@ def evaluate_epoch(
 def t2v_avg(result: dict[str, Any], fusion: str) -> float:
     """The selection metric: text-to-video (R1+R5+R10)/3 of ``fusion``."""
     return float(result["results"][fusion]["t2v"]["Avg"])
-
-
-# ---------------------------------------------------------------------------------------------
-# The loop
-
-
-def train(
-    cfg: Config, run_dir: str | Path, *, resume_from: str | Path | None = None
-) -> TrainResult:
-    """Train as ``cfg`` says, writing into ``run_dir``; ``resume_from`` continues a checkpoint."""
-    run_dir = Path(run_dir)
-    dist = _dist()
-    setup_torch(cfg)
-    check_files(cfg, resume_from=resume_from)
-
-    # -- distributed: torchrun sets the env; a plain `python` run is world size 1
-    dist.init_distributed()
-    rank, world, local_rank = dist.world_info()
-    main = rank == 0
-    setup_logging(run_dir / "train.log" if main else None, main=main)
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    else:
-        device = torch.device("cpu")
-    amp_dtype = autocast_dtype(cfg, device)
-
-    # -- model: the same seed on every rank gives the same initial weights
-    seed_everything(cfg.data.seed)
-    from t2v2t.models import build_tokenizer, load_weights
-
-    ckpt: dict[str, Any] | None = None
-    if resume_from is not None:
-        model = build_model_for(cfg, init="random")  # the checkpoint holds every weight
-        ckpt = load_checkpoint(resume_from)
-        load_weights(model, ckpt)
-    elif cfg.train.init_checkpoint:
-        model = init_from_checkpoint(cfg, say=print if main else (lambda _: None))
-    else:
-        model = build_model_for(cfg)
-    tokenizer = build_tokenizer(model.config.preset)
-    model.to(device)
-    model.train()
-    image_size = model.config.image_size
-
-    # -- data: batches per epoch are equal on every rank (the loader guarantees it)
-    first = make_loader(
-        cfg, tokenizer, epoch=0, rank=rank, world=world, skip=0, image_size=image_size
-    )
-    steps_per_epoch = len(first)
-    if steps_per_epoch == 0:
-        raise ConfigError("the training shards hold fewer samples than one global batch")
-
-    # -- optimiser and schedule
-    o = cfg.optim
-    optimizer = build_optimizer(
-        model,
-        o.lr,
-        o.weight_decay,
-        (o.betas[0], o.betas[1]),
-        o.eps,
-        o.text_lr_scale,
-        o.temporal_lr_scale,
-    )
-    schedule = CosineSchedule(
-        optimizer,
-        lr=o.lr,
-        min_lr=o.min_lr,
-        warmup_epochs=o.warmup_epochs,
-        epochs=o.epochs,
-        steps_per_epoch=steps_per_epoch,
-        max_steps=cfg.train.max_steps,
-    )
-
-    # -- resume: optimiser, schedule, position in the data, every RNG stream
-    step, start_epoch, skip, best = 0, 0, 0, None
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["scheduler"])
-        step = int(ckpt["step"])
-        position = ckpt["data_position"]
-        start_epoch, skip = int(position["epoch"]), int(position["samples"])
-        if skip and int(position.get("world_size", world)) != world:
-            raise ConfigError(
-                f"{resume_from} stopped mid-epoch with {position['world_size']} processes; "
-                f"resume it with the same number (now {world}) or from an epoch-end checkpoint"
-            )
-        best = ckpt.get("best_metric")
-        changed = config_changes(ckpt.get("config", {}), cfg.to_dict())
-        if changed and main:
-            print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")
-        states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
-        set_rng_state(states[rank] if rank < len(states) else states[0])
-        del ckpt
-    else:
-        # Different ranks draw different MLM masks / hard negatives from here on.
-        seed_everything(cfg.data.seed + 1000 * rank + 1)
-
-    raw_model = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        w = cfg.loss
-        model = DistributedDataParallel(
-            model,
-            device_ids=[local_rank] if device.type == "cuda" else None,
-            # A zero-weight loss leaves its head without gradients (fine-tuning: MLM).
-            find_unused_parameters=not (w.vtc and w.vtm and w.mlm),
-        )
-
-    # -- run directory (rank 0 writes; the others only compute)
-    log = None
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-        log = RunLoggers(
-            run_dir,
-            cfg.train.loggers,
-            resume_step=step if resume_from is not None else None,
-            config=cfg.to_dict(),
-            wandb_project=cfg.train.wandb_project,
-        )
-    commit = git_commit()
-
-    def save(path: Path, epoch: int, samples: int) -> None:
-        states = gather_rng_states(world)  # collective: every rank calls save()
-        if not main:
-            return
-        save_checkpoint(
-            path,
-            {
-                "model": raw_model.state_dict(),
-                "preset": raw_model.config.preset,
-                "model_config": raw_model.config.to_dict(),
-                "config": cfg.to_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict(),
-                "rng": states,
-                # samples: what this rank consumed of the epoch (the loader's skip_samples)
-                "data_position": {"epoch": epoch, "samples": samples, "world_size": world},
-                "step": step,
-                "best_metric": best,
-                "git_commit": commit,
-            },
-        )
-
-    max_steps = cfg.train.max_steps
-    last_path = run_dir / "last.pt"
-    done = bool(max_steps and step >= max_steps)
-    epoch = start_epoch
-    while epoch < o.epochs and not done:
-        loader = (
-            first
-            if epoch == 0 and skip == 0
-            else make_loader(
-                cfg,
-                tokenizer,
-                epoch=epoch,
-                rank=rank,
-                world=world,
-                skip=skip,
-                image_size=image_size,
-            )
-        )
-        samples, skip = skip, 0  # samples this rank consumed in the epoch (equal on all ranks)
-        bar = _progress(main, epoch, o.epochs, steps_per_epoch, step - epoch * steps_per_epoch)
-        t_last = time.perf_counter()
-        for batch in loader:
-            # -- one optimiser step
-            lr = schedule.get_lr()
-            out = forward_loss(model, batch, cfg, device, amp_dtype)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            optimizer.step()
-            schedule.step()
-            step += 1
-            samples += int(batch["frames"].shape[0])
-            global_batch = int(batch["frames"].shape[0]) * world
-
-            # -- log: loss terms averaged over ranks, throughput of this step
-            terms = torch.stack([out[k].detach().float() for k in LOSS_TERMS])
-            terms = reduce_mean(terms, world).tolist()  # one device sync per step
-            now = time.perf_counter()
-            rate, t_last = global_batch / max(now - t_last, 1e-9), now
-            if main:
-                record = {"step": step, "epoch": round(step / steps_per_epoch, 6)}
-                record.update(zip(LOSS_TERMS, terms, strict=True))
-                record.update(lr=lr, samples_per_s=rate, source=batch.get("source"))
-                if device.type == "cuda":
-                    record["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-                log.write(record)
-                bar.update(1)
-                if step % cfg.train.log_every == 0 or step == 1:
-                    bar.set_postfix(loss=f"{terms[0]:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.1f}")
-            if not math.isfinite(terms[0]):
-                raise FloatingPointError(f"loss is {terms[0]} at step {step} (run {run_dir})")
-
-            done = bool(max_steps and step >= max_steps)
-            epoch_over = step >= (epoch + 1) * steps_per_epoch
-            if not epoch_over and (done or _every(step, cfg.train.ckpt_every_steps)):
-                save(last_path, epoch, samples)  # mid-epoch: the position inside the epoch
-            if done:
-                break
-        bar.close()
-        if step < (epoch + 1) * steps_per_epoch:
-            break  # stopped mid-epoch by max_steps; last.pt holds the position
-
-        # -- epoch end: evaluate (fine-tuning), keep best.pt, checkpoint the next epoch's start
-        epoch += 1
-        improved = False
-        if cfg.train.eval_every_epoch:
-            result = evaluate_epoch(cfg, raw_model, tokenizer, device)
-            metric = t2v_avg(result, cfg.eval.fusion)
-            improved = best is None or metric > best
-            best = metric if improved else best
-            if main:
-                (run_dir / f"eval_epoch{epoch}.json").write_text(json.dumps(result, indent=1))
-                log.write(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "eval_t2v_avg": metric,
-                        "best": best,
-                        "fusion": cfg.eval.fusion,
-                        **eval_scalars(result),
-                    }
-                )
-                note = " (best)" if improved else ""
-                print(f"[eval] epoch {epoch}: T2V Avg ({cfg.eval.fusion}) {metric:.2f}{note}")
-        save(last_path, epoch, 0)
-        if improved:
-            save(run_dir / "best.pt", epoch, 0)
-
-    if log is not None:
-        log.close()
-    dist.barrier()
-    return TrainResult(step=step, epoch=epoch, last_checkpoint=last_path, best_metric=best)
 
 
 # Settings that may change on resume without changing what is computed.
@@ -510,10 +651,9 @@ def forward_loss(
     device: torch.device,
     amp_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
-    """Move one loader batch to ``device``, normalise frames there, run the model's losses."""
-    from t2v2t.data.loader import normalize
-
-    config = _dist().unwrap_model(model).config
+    """Move one loader batch to ``device``, normalise frames there, run the model's losses
+    under ``amp_dtype`` autocast (:func:`autocast_dtype`; the benchmarks use this too)."""
+    config = dist.unwrap_model(model).config
     frames = normalize(batch["frames"].to(device, non_blocking=True), config.mean, config.std)
     input_ids = batch["input_ids"].to(device, non_blocking=True)
     attention_mask = batch["attention_mask"].to(device, non_blocking=True)
@@ -524,12 +664,14 @@ def forward_loss(
         return model(frames, input_ids, attention_mask, video_ids, cfg.loss)
 
 
+def _quiet(_: str) -> None:
+    """``say`` for the ranks that print nothing."""
+
+
 def _every(step: int, n: int) -> bool:
     return n > 0 and step % n == 0
 
 
-def _progress(main: bool, epoch: int, epochs: int, total: int, initial: int) -> Any:
-    from tqdm import tqdm
-
+def progress_bar(main: bool, epoch: int, epochs: int, total: int, initial: int) -> Any:
     desc = f"epoch {epoch + 1}/{epochs}"
     return tqdm(total=total, initial=initial, desc=desc, disable=not main, dynamic_ncols=True)
