@@ -142,13 +142,15 @@ class Trainer:
     def __init__(self, task: str, preset: str, device: torch.device, extra: list[str]) -> None:
         from t2v2t.training.config import load_config
         from t2v2t.training.loop import autocast_dtype, build_model_for, seed_everything
+        from t2v2t.training.objective import Objective
         from t2v2t.training.optim import build_optimizer
 
         over = ["model.init=random", "train.init_checkpoint=null", *extra]
         self.cfg = load_config(task, preset, over)
         seed_everything(0)
         self.model = build_model_for(self.cfg).to(device).train()
-        self.step_model: torch.nn.Module = self.model
+        self.objective = Objective.from_config(self.model, self.cfg.loss)
+        self.step_module: torch.nn.Module = self.objective
         o = self.cfg.optim
         self.opt = build_optimizer(
             self.model, o.lr, o.weight_decay, (o.betas[0], o.betas[1]), o.eps
@@ -161,7 +163,7 @@ class Trainer:
         into ~10 graphs); encoders: the vision, text and fusion encoders, which hold nearly all
         of the compute and compile as single graphs, in place."""
         if scope == "model":
-            self.step_model = torch.compile(self.model, backend=backend)
+            self.step_module = torch.compile(self.objective, backend=backend)
         else:
             for name in ("vision", "text", "fusion"):
                 getattr(self.model, name).compile(backend=backend)
@@ -169,7 +171,7 @@ class Trainer:
     def step(self, batch: dict[str, Any]) -> float:
         from t2v2t.training.loop import forward_loss
 
-        out = forward_loss(self.step_model, batch, self.cfg, self.device, self.amp)
+        out = forward_loss(self.step_module, batch, self.device, self.amp)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         self.opt.step()

@@ -25,6 +25,7 @@ from t2v2t.errors import cli
 from t2v2t.tools.benchlog import BENCH_DIR, record
 from t2v2t.training.config import load_config
 from t2v2t.training.loop import autocast_dtype, build_model_for, forward_loss, seed_everything
+from t2v2t.training.objective import Objective
 from t2v2t.training.optim import build_optimizer
 
 VINDLU_V100_SAMPLES_PER_S = 5.5e6 * 10 / (15 * 86400)
@@ -64,9 +65,10 @@ def measure(
     opt = build_optimizer(model, o.lr, o.weight_decay, (o.betas[0], o.betas[1]), o.eps)
     amp = autocast_dtype(cfg, device)
     data = synthetic_batch(model, batch, frames, 32)
+    objective = Objective.from_config(model, cfg.loss)
 
     def one_step() -> float:
-        out = forward_loss(model, data, cfg, device, amp)
+        out = forward_loss(objective, data, device, amp)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()

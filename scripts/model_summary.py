@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from t2v2t.models import WeightsUnavailableError, build_model, build_tokenizer  # noqa: E402
+from t2v2t.training.objective import Objective  # noqa: E402
 
 CAPTIONS = [
     "a small red circle moves slowly to the left on a blue background",
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     video_ids = torch.arange(b)
     model.train()
     t0 = time.perf_counter()
-    out = model(frames, enc["input_ids"], enc["attention_mask"], video_ids)
+    out = Objective(model)(frames, enc["input_ids"], enc["attention_mask"], video_ids)
     fwd = time.perf_counter() - t0
     losses = ", ".join(f"{k} {out[k].item():.4f}" for k in ("loss", "vtc", "vtm", "mlm"))
     print(f"forward on {b} videos x {t} frames ({fwd:.1f}s): {losses}")

@@ -34,11 +34,13 @@ def reference_losses(cfg, steps: int) -> list[dict[str, float]]:  # noqa: ANN001
         seed_everything,
         setup_torch,
     )
+    from t2v2t.training.objective import Objective
     from t2v2t.training.optim import CosineSchedule, build_optimizer
 
     setup_torch(cfg)
     seed_everything(cfg.data.seed)  # what train() does before building the model
     model = build_model_for(cfg).train()
+    objective = Objective.from_config(model, cfg.loss)
     tok = build_tokenizer(cfg.model.preset)
     size = model.config.image_size
     loaders = [
@@ -59,7 +61,7 @@ def reference_losses(cfg, steps: int) -> list[dict[str, float]]:  # noqa: ANN001
     out = []
     for _ in range(steps):
         batch = _concat(next(loaders[0]), next(loaders[1]))
-        res = forward_loss(model, batch, cfg, torch.device("cpu"), None)
+        res = forward_loss(objective, batch, torch.device("cpu"), None)
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
         opt.step()

@@ -77,15 +77,6 @@ def test_vtc_reversed_negatives_are_extra_text_to_video_columns():
     )
 
 
-def test_reversed_count():
-    w = LossWeights(reverse=0.25)
-    assert w.reversed_count(16, 4) == 4
-    assert w.reversed_count(2, 4) == 1  # any share > 0 reverses at least one video
-    assert w.reversed_count(16, 1) == 0  # still images have no order
-    assert LossWeights().reversed_count(16, 4) == 0
-    assert LossWeights(reverse=1.0).reversed_count(5, 12) == 5
-
-
 def test_hard_negatives_never_pick_a_positive():
     g = torch.Generator().manual_seed(1)
     picked_any = 0
@@ -169,7 +160,9 @@ def test_loss_weights_from_mapping_and_objects():
     assert LossWeights.from_any(Cfg()) == LossWeights(1, 2, 0)
     with pytest.raises(ValueError, match="itc"):
         LossWeights.from_any({"itc": 1})
-    assert LossWeights.from_any({"reverse": 0.5}).reverse == 0.5
+    # The reversed-negatives share is the objective's setting (tests/test_objective.py).
+    with pytest.raises(ValueError, match="reverse"):
+        LossWeights.from_any({"reverse": 0.5})
 
 
 def test_single_process_helpers():

@@ -15,6 +15,7 @@ from t2v2t.models import (
     build_tokenizer,
     load_weights,
 )
+from t2v2t.training.objective import Objective
 
 # Tiny images keep the vision side cheap on a busy 2-core machine (2x2 patches at 32 px).
 SMALL = {"image_size": 32}
@@ -166,8 +167,10 @@ def test_forward_losses_and_disabled_weights(model, tokenizer):
     ids, mask = _text(tokenizer, CAPTIONS)
     vids = torch.tensor([0, 0, 1, 2])  # a video with two captions
     with torch.no_grad():
-        out = model(frames, ids, mask, vids)
-        only_vtc = model(frames, ids, mask, vids, weights={"vtc": 1.0, "vtm": 0, "mlm": 0})
+        out = Objective(model)(frames, ids, mask, vids)
+        only_vtc = Objective.from_config(model, {"vtc": 1.0, "vtm": 0, "mlm": 0})(
+            frames, ids, mask, vids
+        )
     for k in ("vtc", "vtm", "mlm"):
         assert out[k].item() > 0 and torch.isfinite(out[k])
     torch.testing.assert_close(out["loss"], out["vtc"] + out["vtm"] + out["mlm"])
@@ -189,6 +192,7 @@ def test_a_few_adamw_steps_lower_every_loss(tokenizer):
     frames = torch.randn(4, 4, 3, s, s) + tint.view(4, 1, 3, 1, 1)
     ids, mask = _text(tokenizer, CAPTIONS)
     vids = torch.tensor([0, 1, 2, 3])
+    objective = Objective(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(
         params, lr=2e-5, weight_decay=0.0
@@ -196,7 +200,7 @@ def test_a_few_adamw_steps_lower_every_loss(tokenizer):
 
     def losses() -> dict[str, torch.Tensor]:
         torch.manual_seed(123)  # same masks, hard negatives and dropout every time
-        return model(frames, ids, mask, vids)
+        return objective(frames, ids, mask, vids)
 
     def grads() -> list[torch.Tensor]:
         blocks = (model.vision.backbone.blocks[0].attn.qkv, model.fusion.layers[0].crossattention)
@@ -322,7 +326,7 @@ def test_bf16_autocast_forward_keeps_losses_fp32(model, tokenizer):
     s = model.config.image_size
     ids, mask = _text(tokenizer, CAPTIONS)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(torch.randn(4, 2, 3, s, s), ids, mask, torch.tensor([0, 0, 1, 2]))
+        out = Objective(model)(torch.randn(4, 2, 3, s, s), ids, mask, torch.tensor([0, 0, 1, 2]))
     for k in ("loss", "vtc", "vtm", "mlm"):
         assert out[k].dtype == torch.float32 and torch.isfinite(out[k]), k
 
@@ -381,10 +385,12 @@ def _train_with_reversal(tokenizer, reverse: float, steps: int = 120) -> tuple[t
     # The tiny presets' temporal lr multiplier: at 1x the zero-initialised temporal modules
     # barely leave zero in this many steps.
     opt = build_optimizer(model, 1e-4, 0.0, (0.9, 0.999), temporal_lr_scale=30.0)
-    weights = {"vtc": 1.0, "vtm": 1.0, "mlm": 0.0, "reverse": reverse}
+    objective = Objective.from_config(
+        model, {"vtc": 1.0, "vtm": 1.0, "mlm": 0.0, "reverse": reverse}
+    )
     for _ in range(steps):
         model.train()
-        out = model(frames, ids, mask, torch.arange(4), weights=weights)
+        out = objective(frames, ids, mask, torch.arange(4))
         opt.zero_grad()
         out["loss"].backward()
         opt.step()

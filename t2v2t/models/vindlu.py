@@ -1,8 +1,11 @@
-"""The VindLU model: video encoder, text encoder, fusion encoder and the heads."""
+"""The VindLU model: video encoder, text encoder, fusion encoder and the heads.
+
+The model computes features and head outputs only; the training losses, their weights and the
+sampling they need (hard negatives, MLM masks, reversed videos) belong to
+:class:`t2v2t.training.objective.Objective`, which calls the methods below.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +16,6 @@ from t2v2t.data.augment import normalize
 from t2v2t.models.config import ModelConfig
 from t2v2t.models.text import FusionEncoder, TextEncoder
 from t2v2t.models.vision import VideoEncoder
-from t2v2t.training import losses
 
 
 def is_pretrained_text(name: str) -> bool:
@@ -62,6 +64,12 @@ class VindLU(nn.Module):
     def temperature(self) -> torch.Tensor:
         return self.temp.clamp(self.config.temp_min, self.config.temp_max)
 
+    @torch.no_grad()
+    def clamp_temperature_(self) -> None:
+        """Clamp the parameter itself before a training step, as VindLU does, so that it
+        cannot drift beyond the range where :meth:`temperature` stops passing gradients."""
+        self.temp.clamp_(self.config.temp_min, self.config.temp_max)
+
     # ---- encoders -------------------------------------------------------------------------
     def _float_frames(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.dtype == torch.uint8:  # convenience: the loaders' own normalisation
@@ -80,7 +88,7 @@ class VindLU(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (text_embeds [B, L, D] from the text-only layers, text_feat [B, E] from CLS or the
         mean of real tokens, per ``config.text_pool``)."""
-        text_embeds = self.text(input_ids, attention_mask)
+        text_embeds = self.text_tokens(input_ids, attention_mask)
         if self.config.text_pool == "mean":
             mask = attention_mask.unsqueeze(-1).to(text_embeds.dtype)
             pooled = (text_embeds * mask).sum(1) / mask.sum(1).clamp_min(1.0)
@@ -88,6 +96,10 @@ class VindLU(nn.Module):
             pooled = text_embeds[:, 0]
         text_feat = F.normalize(self.text_proj(pooled), dim=-1)
         return text_embeds, text_feat
+
+    def text_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, L, D]: the text-only layers' token states (what the fusion layers read)."""
+        return self.text(input_ids, attention_mask)
 
     def similarity(self, text_feat: torch.Tensor, video_feat: torch.Tensor) -> torch.Tensor:
         """[Nt, Nv]: mean over frames of the cosine similarities, divided by the temperature.
@@ -129,85 +141,9 @@ class VindLU(nn.Module):
         with video video_index[i] (each video's keys/values are then projected only once)."""
         return self.itm_logits(text_embeds, text_mask, video_embeds, video_index)[:, 1]
 
-    # ---- training forward -----------------------------------------------------------------
-    def forward(
-        self,
-        frames: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        video_ids: torch.Tensor,
-        weights: Any = None,
-    ) -> dict[str, torch.Tensor]:
-        """All enabled losses for one batch: {"loss", "vtc", "vtm", "mlm"} (parts detached)."""
-        w = losses.LossWeights.from_any(weights)
-        if self.training:
-            with torch.no_grad():  # VindLU clamps the parameter itself so it cannot drift away
-                self.temp.clamp_(self.config.temp_min, self.config.temp_max)
-        b = frames.shape[0]
-        n_rev = w.reversed_count(b, frames.shape[1]) if (w.vtc or w.vtm) else 0
-        if n_rev:
-            # The first n_rev videos again with their frames in reverse order, in the same
-            # encoder batch: order-blind features score a video and its reversal equally.
-            frames = torch.cat([frames, frames[:n_rev].flip(1)])
-        video_embeds, video_feat = self.encode_video(frames)
-        text_embeds, text_feat = self.encode_text(input_ids, attention_mask)
-        temp = self.temperature()
-        zero = video_feat.new_zeros((), dtype=torch.float32)
-        parts = {"vtc": zero, "vtm": zero, "mlm": zero}
-        video_mean = video_feat.mean(1)
-        reversed_mean = video_mean[b:] if n_rev else None
-        if w.vtc:
-            parts["vtc"] = losses.vtc_loss(
-                text_feat, video_mean[:b], video_ids, temp, negative_videos=reversed_mean
-            )
-        if w.vtm:
-            parts["vtm"] = self._vtm(
-                text_embeds, attention_mask, video_embeds, text_feat, video_mean, video_ids, temp
-            )
-        video_embeds = video_embeds[:b]
-        if w.mlm:
-            parts["mlm"] = self._mlm(input_ids, attention_mask, video_embeds)
-        total = w.vtc * parts["vtc"] + w.vtm * parts["vtm"] + w.mlm * parts["mlm"]
-        return {"loss": total, **{k: v.detach() for k, v in parts.items()}}
-
-    def _vtm(self, text_embeds, text_mask, video_embeds, text_feat, video_mean, ids, temp):
-        """Positives + one hard negative video per text and one hard negative text per video
-        (local batch, sampled from the VTC softmax, same-video entries excluded). Videos past
-        the batch size are time reversals of the first ones: each is one more negative of its
-        original's caption."""
-        b = text_embeds.shape[0]
-        with torch.no_grad(), torch.autocast(text_feat.device.type, enabled=False):
-            sim = text_feat.float() @ video_mean[:b].float().t() / temp
-            pos = losses.positive_mask(ids, ids)
-            neg_video, ok_t = losses.sample_hard_negatives(sim, pos)
-            neg_text, ok_v = losses.sample_hard_negatives(sim.t(), pos)
-        rows = torch.arange(b, device=text_embeds.device)
-        t_rows, v_rows = rows[ok_t], rows[ok_v]
-        n_rev = video_embeds.shape[0] - b
-        t_idx = torch.cat([rows, t_rows, neg_text[ok_v], rows[:n_rev]])
-        v_idx = torch.cat([rows, neg_video[ok_t], v_rows, b + rows[:n_rev]])
-        logits = self.itm_logits(text_embeds[t_idx], text_mask[t_idx], video_embeds, v_idx)
-        labels = torch.zeros(len(t_idx), dtype=torch.long, device=logits.device)
-        labels[:b] = 1
-        return losses.vtm_loss(logits, labels)
-
-    def _mlm(self, input_ids, attention_mask, video_embeds):
-        """Masked tokens predicted through the text and fusion encoders with the video."""
-        c = self.config
-        masked, labels = losses.mask_tokens(
-            input_ids,
-            attention_mask,
-            mask_prob=c.mlm_prob,
-            mask_token_id=c.mask_token_id,
-            vocab_size=c.vocab_size,
-            special_ids=c.special_token_ids,
-        )
-        hidden = self.cross_encode(self.text(masked, attention_mask), attention_mask, video_embeds)
-        picked = labels != -100
-        if not picked.any():
-            return hidden.sum() * 0.0  # keeps the graph (DDP) when nothing was masked
-        # The vocabulary projection only for the picked positions (about half at p=0.5).
-        return losses.mlm_loss(self.mlm_head(hidden[picked]), labels[picked])
+    def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., V] vocabulary logits of fused token states (the MLM head, tied embeddings)."""
+        return self.mlm_head(hidden)
 
     # ---- reporting ------------------------------------------------------------------------
     def param_counts(self) -> dict[str, int]:

@@ -2,8 +2,8 @@
 
 Reads top to bottom like nanoGPT's (:func:`train`): set up the device, the model, the data, the
 optimiser and schedule, the checkpointer (resume); then per epoch :func:`run_one_epoch` (for each
-batch: lr -> forward (bf16 autocast on CUDA) -> backward -> clip -> step -> log -> maybe
-checkpoint) and :func:`end_of_epoch` (evaluate when fine-tuning, keep best, checkpoint).
+batch: lr -> the objective's losses (bf16 autocast on CUDA) -> backward -> clip -> step -> log
+-> maybe checkpoint) and :func:`end_of_epoch` (evaluate when fine-tuning, keep best, checkpoint).
 
 Run directory: ``config.yaml`` (resolved), ``metrics.jsonl`` (one line per optimiser step, plus
 one per evaluation), ``last.pt`` and, when fine-tuning, ``best.pt`` and ``eval_epochN.json``.
@@ -44,6 +44,7 @@ from t2v2t.training.checkpoint import (
 from t2v2t.training.config import Config, ConfigError, check_files, dump_yaml
 from t2v2t.training.loggers import RunLoggers, eval_scalars
 from t2v2t.training.metrics_log import setup_logging
+from t2v2t.training.objective import Objective
 from t2v2t.training.optim import CosineSchedule, build_optimizer
 
 LOSS_TERMS = ("loss", "vtc", "vtm", "mlm")
@@ -100,7 +101,7 @@ def train(
         dev=dev,
         run_dir=run_dir,
         model=model,
-        step_module=wrap_for_ranks(model, cfg, dev),
+        objective=wrap_for_ranks(Objective.from_config(model, cfg.loss), dev),
         tokenizer=tokenizer,
         optimizer=optimizer,
         schedule=schedule,
@@ -158,7 +159,7 @@ class Run:
     dev: Device
     run_dir: Path
     model: nn.Module  # the plain model: checkpoints and evaluation
-    step_module: nn.Module  # what a batch goes through (DDP-wrapped when world > 1)
+    objective: nn.Module  # what a batch goes through: the Objective (DDP-wrapped if world > 1)
     tokenizer: Any
     optimizer: torch.optim.Optimizer
     schedule: CosineSchedule
@@ -278,13 +279,13 @@ def optimizer_and_schedule(
     return optimizer, schedule
 
 
-def wrap_for_ranks(module: nn.Module, cfg: Config, dev: Device) -> nn.Module:
-    """DistributedDataParallel around ``module`` when there are several processes."""
+def wrap_for_ranks(objective: Objective, dev: Device) -> nn.Module:
+    """DistributedDataParallel around the objective (and so the model) with several processes."""
     if dev.world == 1:
-        return module
-    w = cfg.loss
+        return objective
+    w = objective.weights
     return DistributedDataParallel(
-        module,
+        objective,
         device_ids=[dev.local_rank] if dev.device.type == "cuda" else None,
         # A zero-weight loss leaves its head without gradients (fine-tuning: MLM).
         find_unused_parameters=not (w.vtc and w.vtm and w.mlm),
@@ -381,11 +382,11 @@ class Checkpointer:
 
 def optimizer_step(run: Run, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Forward, backward, gradient clipping, AdamW and schedule step on one batch."""
-    out = forward_loss(run.step_module, batch, run.cfg, run.dev.device, run.dev.amp_dtype)
+    out = forward_loss(run.objective, batch, run.dev.device, run.dev.amp_dtype)
     run.optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     if run.cfg.optim.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(run.step_module.parameters(), run.cfg.optim.grad_clip)
+        torch.nn.utils.clip_grad_norm_(run.objective.parameters(), run.cfg.optim.grad_clip)
     run.optimizer.step()
     run.schedule.step()
     return out
@@ -645,15 +646,15 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def forward_loss(
-    model: nn.Module,
+    objective: nn.Module,
     batch: dict[str, Any],
-    cfg: Config,
     device: torch.device,
     amp_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
-    """Move one loader batch to ``device``, normalise frames there, run the model's losses
-    under ``amp_dtype`` autocast (:func:`autocast_dtype`; the benchmarks use this too)."""
-    config = dist.unwrap_model(model).config
+    """Move one loader batch to ``device``, normalise frames there, and run the
+    :class:`Objective` (or its DDP / ``torch.compile`` wrapper) under ``amp_dtype`` autocast
+    (:func:`autocast_dtype`); the benchmarks step through this too."""
+    config = dist.unwrap_model(objective).model.config
     frames = normalize(batch["frames"].to(device, non_blocking=True), config.mean, config.std)
     input_ids = batch["input_ids"].to(device, non_blocking=True)
     attention_mask = batch["attention_mask"].to(device, non_blocking=True)
@@ -661,7 +662,7 @@ def forward_loss(
     with torch.autocast(
         device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None
     ):
-        return model(frames, input_ids, attention_mask, video_ids, cfg.loss)
+        return objective(frames, input_ids, attention_mask, video_ids)
 
 
 def _quiet(_: str) -> None:

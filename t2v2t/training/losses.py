@@ -1,6 +1,6 @@
-"""VindLU's objectives, separate from the model: VTC, VTM hard negatives, MLM masking.
+"""VindLU's losses as plain functions of tensors: VTC, VTM and its hard negatives, MLM masking.
 
-The model's forward computes features and calls these; each is a plain function of tensors so it
+:class:`t2v2t.training.objective.Objective` runs a batch through the model and calls these; each
 can be checked against a hand-computed reference. Weights of 0 disable a loss (`LossWeights`).
 """
 
@@ -18,18 +18,17 @@ from t2v2t import dist
 
 @dataclass(frozen=True)
 class LossWeights:
+    """How much each loss counts in the total; 0 leaves a loss out (and its compute)."""
+
     vtc: float = 1.0
     vtm: float = 1.0
     mlm: float = 1.0
-    # Not a weight: the share of each batch's videos also encoded with their frames in reverse
-    # order, as negatives of their own captions in VTC (text->video) and VTM (0 = off, as VindLU).
-    reverse: float = 0.0
 
-    KEYS = ("vtc", "vtm", "mlm", "reverse")
+    KEYS = ("vtc", "vtm", "mlm")
 
     @classmethod
     def from_any(cls, w: Any) -> LossWeights:
-        """None (all 1, no reversal), a mapping, or any object with vtc/vtm/mlm attributes."""
+        """None (all 1), a mapping, or any object with vtc/vtm/mlm attributes."""
         if w is None:
             return cls()
         if isinstance(w, LossWeights):
@@ -40,12 +39,6 @@ class LossWeights:
                 raise ValueError(f"unknown loss weight keys {unknown}; use {', '.join(cls.KEYS)}")
             return cls(**{k: float(v) for k, v in w.items()})
         return cls(**{k: float(getattr(w, k, 0.0)) for k in cls.KEYS})
-
-    def reversed_count(self, batch: int, num_frames: int) -> int:
-        """How many of a batch's videos get a time-reversed negative (none for still images)."""
-        if num_frames < 2 or self.reverse <= 0:
-            return 0
-        return min(batch, max(1, round(self.reverse * batch)))
 
 
 def positive_mask(text_ids: torch.Tensor, video_ids: torch.Tensor) -> torch.Tensor:
