@@ -53,7 +53,7 @@ from t2v2t.data.shards import (
     write_manifest,
 )
 from t2v2t.errors import UsageError, on_path
-from t2v2t.storage import check_writable, is_url
+from t2v2t.storage import is_url
 
 DONE_DIR = ".done"
 LOCK = ".lock"
@@ -411,7 +411,7 @@ def build_shards(
     # OUT= a URL: shards are staged in a local folder and published (preprocessing/publish.py).
     url = str(out_dir) if is_url(out_dir) else None
     if url:
-        check_writable(url)  # http(s):// and hf:// are read-only: refused before any work
+        publish.check_target(url)  # a read-only scheme, a missing bucket: before any work
     out = publish.staging_dir(url) if url else Path(os.path.abspath(out_dir))
     with on_path(out):
         out.mkdir(parents=True, exist_ok=True)

@@ -15,19 +15,23 @@ no tag, the object is downloaded and its sha256 compared.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from t2v2t.atomic import atomic_write_bytes
 from t2v2t.data.shards import FAILURES, MANIFEST, SHARD_SUFFIX, ShardError, read_manifest
-from t2v2t.storage import is_url, join, put_file, url_fs
+from t2v2t.errors import UsageError
+from t2v2t.storage import check_writable, is_url, join, put_file, scheme, url_fs
 
-__all__ = ["is_url", "publish", "reusable", "staging_dir"]
+__all__ = ["check_target", "is_url", "publish", "reusable", "staging_dir"]
 
 DONE_DIR = ".done"
+BUCKET_SCHEMES = ("s3", "gs", "gcs")  # the first part of the path is a bucket that must exist
 # Metadata fields that change whenever an object's bytes do, by store (s3, gcs, local/memory).
 VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "mtime", "created")
 
@@ -35,6 +39,40 @@ VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "mtime", "created")
 def _sub(path: str, *parts: str) -> str:
     """A path inside a filesystem (no protocol) joined with ``parts``."""
     return "/".join([path.rstrip("/"), *parts])
+
+
+def check_target(url: str) -> None:
+    """Refuse, before any work, an ``OUT=`` URL that cannot be written: a read-only scheme
+    (http, https, hf) or a bucket that does not exist."""
+    check_writable(url)
+    if scheme(url) not in BUCKET_SCHEMES:
+        return
+    fs, path = url_fs(url)
+    bucket = path.split("/", 1)[0]
+    with _writing(url):
+        found = fs.exists(bucket)
+    if not found:
+        raise UsageError(
+            f"bucket {bucket} does not exist (OUT={url}): create it or check the URL "
+            "(and AWS_ENDPOINT_URL for a store other than AWS)"
+        )
+
+
+@contextlib.contextmanager
+def _writing(url: str) -> Iterator[None]:
+    """A store's refusal (no bucket, no permission, no connection) is one line naming ``url``.
+
+    Local errors name their file and pass through (README.md, "Errors and safety").
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise UsageError(
+            f"cannot write to {url} (OUT=): {type(err).__name__}: {err}; check that the bucket "
+            "exists, the endpoint answers and the credentials may write there"
+        ) from None
 
 
 def staging_dir(url: str) -> Path:
@@ -61,14 +99,19 @@ def publish(local: Path, url: str, marker: dict[str, Any]) -> None:
     """
     info = marker["info"]
     target = str(join(url, info["name"]))
-    put_file(local, target)
     fs, folder = url_fs(url)
-    meta = fs.info(_sub(folder, info["name"]))
+    with _writing(target):
+        put_file(local, target)
+        meta = fs.info(_sub(folder, info["name"]))
     if int(meta.get("size", -1)) != info["bytes"]:
-        raise OSError(f"{target}: {meta.get('size')} bytes after upload, expected {info['bytes']}")
+        raise UsageError(
+            f"{target}: {meta.get('size')} bytes after upload, expected {info['bytes']}: "
+            "re-run the build (finished shards are kept)"
+        )
     local.unlink()
     marker = {**marker, "version": _version(meta)}
-    fs.pipe_file(_marker(folder, info["name"]), json.dumps(marker, sort_keys=True).encode())
+    with _writing(target):
+        fs.pipe_file(_marker(folder, info["name"]), json.dumps(marker, sort_keys=True).encode())
 
 
 def _marker(path: str, name: str) -> str:
@@ -120,8 +163,9 @@ def reusable(url: str, name: str, digest: str, index: int) -> dict[str, Any] | N
 def unpublish_manifest(url: str) -> None:
     """Remove an older manifest first: the prefix is incomplete until the new one is uploaded."""
     fs, path = url_fs(str(join(url, MANIFEST)))
-    if fs.exists(path):
-        fs.rm_file(path)
+    with _writing(url):
+        if fs.exists(path):
+            fs.rm_file(path)
 
 
 def collect(url: str, names: list[str], staging: Path) -> None:
@@ -150,7 +194,8 @@ def publish_finish(staging: Path, url: str) -> None:
     only the lock.
     """
     for name in (FAILURES, MANIFEST):
-        put_file(staging / name, join(url, name))
+        with _writing(url):
+            put_file(staging / name, join(url, name))
         (staging / name).unlink()
     for left in [*(staging / DONE_DIR).glob("*.json"), *staging.glob(f"*{SHARD_SUFFIX}")]:
         left.unlink()

@@ -21,6 +21,7 @@ from preprocessing.adapters import (
     sliced_source,
 )
 from preprocessing.job import build_shards
+from preprocessing.publish import check_target
 from preprocessing.recipes import RECIPES, SPLITS, SplitRecipe, recipe
 from preprocessing.records import VideoRecord
 from preprocessing.remote import Location, is_file, join, location
@@ -42,7 +43,7 @@ from preprocessing.synthetic import (
 from t2v2t.data.frames import FRAME_RULES
 from t2v2t.data.shards import shard_dir
 from t2v2t.errors import UsageError, cli
-from t2v2t.storage import check_writable, is_url
+from t2v2t.storage import is_url
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 0:
         raise UsageError(f"workers must be >= 0 (WORKERS={args.workers}): 0 builds in this process")
     if is_url(args.out):
-        check_writable(args.out)  # before anything is read or built
+        check_target(args.out)  # read-only scheme, missing bucket: before anything is read
     if args.synthetic:
         if is_url(data):
             raise UsageError(f"--synthetic generates into a local folder, not DATA={data}")

@@ -222,3 +222,17 @@ def test_webvid_read_over_http_and_http_refused_as_out(
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write to {http_corpus}/shards: http://"), err
     assert "read-only" in err and err.count("\n") == 1
+
+
+def test_missing_bucket_is_one_line_before_any_work(
+    corpus: Path, s3_server: object, capsys: pytest.CaptureFixture
+) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import build_shards
+
+    out = "s3://no-such-bucket-t2v2t/shards"
+    args = [*BUILD, "--data", str(corpus), "--workers", "0", "--quiet", "--out", out]
+    assert cli(lambda: build_shards.main(args)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: bucket no-such-bucket-t2v2t does not exist (OUT={out})"), err
+    assert err.count("\n") == 1
