@@ -37,7 +37,7 @@ from typing import Any
 from preprocessing import publish
 from preprocessing.cluster import dask_client, windowed
 from preprocessing.records import VideoRecord
-from preprocessing.remote import size
+from preprocessing.remote import sizes
 from preprocessing.slices import Slice, SlicedSource, absolute, plan_parts, slice_records
 from preprocessing.spec import ShardSpec
 from preprocessing.writer import ShardTask, failure, run_shard_task
@@ -107,16 +107,10 @@ def fingerprint(task: ShardTask, early: list[dict[str, str]] | None = None) -> s
         spec["early"] = early
     spec["path"] = Path(task.path).name
     spec["builder"] = [task.spec.builder_version, created_with()]
+    media_bytes = sizes([r.media for r in task.records])  # concurrent for URLs
     spec["records"] = [
-        [
-            r.key,
-            r.source,
-            r.captions,
-            r.timestamps,
-            r.is_image,
-            size(r.media),
-        ]
-        for r in task.records
+        [r.key, r.source, r.captions, r.timestamps, r.is_image, nbytes]
+        for r, nbytes in zip(task.records, media_bytes, strict=True)
     ]
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 

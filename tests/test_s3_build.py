@@ -187,6 +187,11 @@ def test_webvid_csv_and_videos_read_from_s3(
     out = tmp_path / "out"
     _build(["--data", data, "--out", str(out), "--workers", "0"])
     assert _shard_sha256(read_manifest(out / SHARDS)) == _shard_sha256(read_manifest(local_build))
+    failures = (out / SHARDS / "failures.jsonl").read_text()
+    assert f"missing file {data}/videos/000001_000050/999.mp4" in failures
+    # The inputs' fingerprints (sizes asked from the store) are stable: a re-run keeps all.
+    again = _build(["--data", data, "--out", str(out), "--workers", "0"], quiet=False)
+    assert "[shards] 3 of 3 shards were already complete (kept)" in again
 
 
 @pytest.fixture
