@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    parser.add_argument("--shards", required=True, help="a shard folder (holds manifest.json)")
+    parser.add_argument(
+        "--shards", required=True, help="a shard folder or URL (holds manifest.json)"
+    )
     parser.add_argument("--epoch", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="loader worker processes")

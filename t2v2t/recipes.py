@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from t2v2t import storage
 from t2v2t.errors import UsageError
 
 SENTENCE_LEN = 32  # VindLU's max_txt_l for sentence datasets
@@ -112,10 +113,11 @@ def eval_recipe(dataset: str) -> SplitRecipe:
     return recipe(dataset, row.eval_split)[0]
 
 
-def eval_shard_dir(dataset: str, root: str | Path = "shards") -> Path:
-    """Where ``make shards DATASET=<dataset>`` puts the evaluation split: ``<root>/<ds>/<split>_<T>f``."""
+def eval_shard_dir(dataset: str, root: str | Path = "shards") -> Path | str:
+    """Where ``make shards DATASET=<dataset>`` puts the evaluation split: ``<root>/<ds>/<split>_<T>f``
+    (a URL string under a URL root, README.md "Object storage")."""
     r = eval_recipe(dataset)
-    return Path(root) / dataset / f"{r.split}_{r.num_frames}f"
+    return storage.join(root, dataset, f"{r.split}_{r.num_frames}f")
 
 
 def text_len(dataset: str) -> int:

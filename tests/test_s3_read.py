@@ -244,3 +244,42 @@ def test_training_config_accepts_a_shard_url(s3_server, remote_shards, s3_url):
     missing = [f"data.sources.webvid.dir={s3_url}/webvid/train_4f", "data.sources.cc3m=null"]
     with pytest.raises(ConfigError, match=r"train_4f has no manifest.json .*DATASET=webvid"):
         check_files(load_config("pretrain", "tiny", missing))
+
+
+def test_make_eval_over_a_shard_url_root_gives_the_local_results(
+    s3_server, s3_url, cache_dir, tmp_path, capsys
+):
+    """scripts/evaluate.py --shards s3://... (make eval SHARDS=...): the same figures and
+    report as over the local copy."""
+    import json
+    import shutil
+
+    import torch
+    from test_evaluate import _save_checkpoint, write_eval_shards
+
+    from t2v2t.models import build_model
+
+    local = write_eval_shards(tmp_path / "shards")
+    upload_folder(local, f"{s3_url}/msrvtt/{local.name}")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "ft" / "best.pt"
+    ckpt.parent.mkdir()
+    _save_checkpoint(build_model("tiny", "random", overrides={"image_size": 32}).eval(), ckpt)
+    spec = importlib.util.spec_from_file_location("_evaluate", ROOT / "scripts/evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    opts = ["eval.k=4", "eval.batch_size=4", "eval.num_frames=4", "eval.max_text_len=16"]
+    opts += ["eval.device=cpu", "--ckpt", str(ckpt), "--dataset", "msrvtt", "--preset", "base"]
+    results = {}
+    out = ckpt.parent / "eval"
+    for where in (tmp_path / "shards", s3_url):
+        shutil.rmtree(out, ignore_errors=True)  # nothing reused from the run before
+        assert evaluate.main(["--shards", str(where), *opts]) == 0
+        results[str(where)] = json.loads((out / "msrvtt_test.json").read_text())["results"]
+        page = (out / "msrvtt_test.html").read_text(encoding="utf-8")
+        assert "data:image/jpeg;base64," in page  # thumbnails read from the shards
+    assert results[s3_url] == results[str(tmp_path / "shards")]
+    capsys.readouterr()
+    assert evaluate.main(["--shards", f"{s3_url}/elsewhere", *opts]) == 2
+    err = capsys.readouterr().err
+    assert f"{s3_url}/elsewhere/msrvtt/test_12f does not exist" in err, err

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from t2v2t import storage
 from t2v2t.data.eval_loader import eval_texts
 from t2v2t.data.schema import decode_sample
 from t2v2t.data.shards import ShardError, read_manifest, read_shard, shard_infos
@@ -69,7 +70,7 @@ def load_strips(
 ) -> dict[int, tuple[bytes, int, int]]:
     """Manifest position -> (JPEG of ``frames`` evenly spaced stored frames side by side, width,
     height), read from the eval shards; only the wanted samples are decoded."""
-    directory = Path(shard_dir)
+    directory = storage.location(shard_dir)  # a URL stays one
     wanted = set(int(v) for v in videos)
     out: dict[int, tuple[bytes, int, int]] = {}
     offset = 0

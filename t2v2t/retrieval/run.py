@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from t2v2t import storage
 from t2v2t.dist import world_info
 from t2v2t.errors import UsageError  # scripts import it from here too
 from t2v2t.models.loading import CheckpointError, load_any_checkpoint, tokenizer_for
@@ -53,10 +54,13 @@ def default_checkpoint(dataset: str) -> Path:
     return Path("runs") / f"finetune-{dataset}" / "best.pt"
 
 
-def check_inputs(dataset: str, ckpt: Path, shards: Path, ckpt_given: bool) -> None:
+def check_inputs(dataset: str, ckpt: Path, shards: Path | str, ckpt_given: bool) -> None:
     """One clear line per missing input, naming the command that makes it."""
-    if not (shards / "manifest.json").is_file():
-        state = "has no manifest.json" if shards.is_dir() else "does not exist"
+    manifest = storage.join(shards, "manifest.json")
+    url = storage.is_url(shards)
+    if not (storage.exists(manifest) if url else Path(manifest).is_file()):
+        there = storage.exists(shards) if url else Path(shards).is_dir()
+        state = "has no manifest.json" if there else "does not exist"
         split = eval_recipe(dataset).split
         built = any(r.split == split for r in recipe(dataset))  # `folder`: SPLIT=test, own build
         raise UsageError(
