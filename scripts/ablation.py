@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from t2v2t import storage
 from t2v2t.errors import cli
 from t2v2t.recipes import PAPER_EVAL
 from t2v2t.retrieval.evaluate import load_scores, write_eval_outputs
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         given = getattr(args, f"ckpt_{d}")
         ckpt = Path(given) if given else default_checkpoint(d)
         settings = for_dataset(opts, d, args.shards)
-        shards = Path(str(settings.shards))
+        shards = storage.location(str(settings.shards))  # a URL stays one
         try:
             check_inputs(d, ckpt, shards, ckpt_given=given is not None)
         except UsageError as e:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from t2v2t import storage
 from t2v2t.data.shards import warn_if_synthetic
 from t2v2t.dist import init_distributed, is_main
 from t2v2t.errors import cli
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         extra += [f"eval.rerank={args.rerank}"] if args.rerank else []
         settings = command_settings([*args.options, *extra], args.dataset, args.shards)
         ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint(args.dataset)
-        shards = Path(str(settings.shards))
+        shards = storage.location(str(settings.shards))  # a URL stays one
         check_inputs(args.dataset, ckpt, shards, ckpt_given=args.ckpt is not None)
         warn_if_synthetic([shards], "evaluation")
         init_distributed()
