@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from t2v2t.atomic import atomic_write_bytes
-from t2v2t.data.shards import FAILURES, MANIFEST, SHARD_SUFFIX, ShardError, read_manifest
+from t2v2t.data.shards import FAILURES, MANIFEST, SHARD_SUFFIX
 from t2v2t.errors import UsageError
-from t2v2t.storage import check_writable, is_url, join, put_file, scheme, url_fs
+from t2v2t.storage import check_writable, join, put_file, scheme, url_fs
 
-__all__ = ["check_target", "is_url", "publish", "reusable", "staging_dir"]
+__all__ = ["check_target", "publish", "reusable", "staging_dir"]
 
 DONE_DIR = ".done"
 BUCKET_SCHEMES = ("s3", "gs", "gcs")  # the first part of the path is a bucket that must exist
@@ -199,22 +199,3 @@ def publish_finish(staging: Path, url: str) -> None:
         (staging / name).unlink()
     for left in [*(staging / DONE_DIR).glob("*.json"), *staging.glob(f"*{SHARD_SUFFIX}")]:
         left.unlink()
-
-
-def read_remote_manifest(url: str) -> dict[str, Any]:
-    """The manifest under ``url``, checked as :func:`t2v2t.data.shards.read_manifest` does."""
-    target = str(join(url, MANIFEST))
-    fs, path = url_fs(target)
-    try:
-        data = fs.cat_file(path)
-    except FileNotFoundError:
-        raise ShardError(
-            f"{target} not found: {url} is not a finished shard folder "
-            "(build it with `make shards DATASET=... OUT=...`)"
-        ) from None
-    with tempfile.TemporaryDirectory(prefix="t2v2t-manifest-") as tmp:
-        (Path(tmp) / MANIFEST).write_bytes(data)
-        try:
-            return read_manifest(tmp)
-        except ShardError as err:
-            raise ShardError(str(err).replace(tmp, url.rstrip("/"))) from None

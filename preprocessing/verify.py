@@ -15,7 +15,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from preprocessing.cluster import dask_client, windowed
-from preprocessing.publish import read_remote_manifest
 from t2v2t.data.schema import decode_sample
 from t2v2t.data.shards import (
     FAILURES,
@@ -119,10 +118,6 @@ def _count_failures(directory: str | Path) -> int:
         return sum(1 for _ in f)
 
 
-def _manifest(directory: str | Path) -> dict[str, Any]:
-    return read_remote_manifest(str(directory)) if is_url(directory) else read_manifest(directory)
-
-
 def verify_dir(
     directory: str | Path,
     *,
@@ -140,7 +135,7 @@ def verify_dir(
     by the worker that checks it (README.md, "Object storage").
     """
     try:
-        manifest = _manifest(directory)
+        manifest = read_manifest(directory)
     except ShardError as err:
         return [str(err)]
     entries = [asdict(i) for i in shard_infos(manifest)]
@@ -207,7 +202,7 @@ def verdict(directory: str | Path, **kw: Any) -> tuple[bool, str]:
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         return False, f"FAILED {directory}: {problems[0]}{more}"
-    m = _manifest(directory)
+    m = read_manifest(directory)
     return True, (
         f"OK {directory}: {len(m['shards'])} shards, {m['num_samples']} samples, "
         f"{m['num_failed']} failed inputs; sha256, counts, members and JPEGs check out"
