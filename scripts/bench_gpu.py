@@ -258,7 +258,7 @@ def loader_batches(
 def jpeg_rates(shards: Path, *, videos: int, frames: int, size: int, rounds: int,
                device: torch.device) -> dict[str, Any]:  # fmt: skip
     """Decode + crop + resize of the same videos' JPEGs: CPU path (one core) vs batched device."""
-    from t2v2t.data.augment import decode_frames, train_crop
+    from t2v2t.data.augment import decode_jpegs, train_crop
     from t2v2t.data.gpu_decode import decode_batch, pack_jpegs
     from t2v2t.data.schema import decode_sample
     from t2v2t.data.shards import iter_samples, read_manifest
@@ -278,7 +278,7 @@ def jpeg_rates(shards: Path, *, videos: int, frames: int, size: int, rounds: int
     for _ in range(rounds):
         t0 = time.perf_counter()
         for i, (jpegs, crop) in enumerate(todo):
-            decode_frames(jpegs, crop, size, buf[i])
+            decode_jpegs(jpegs, crop, size, buf[i])
         best_cpu = max(best_cpu, n / (time.perf_counter() - t0))
     data, offsets = pack_jpegs([j for j, _ in todo])
     crops = [c for _, c in todo]

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from t2v2t.data import augment
-from t2v2t.data.augment import Crop, decode_frames
+from t2v2t.data.augment import Crop, decode_jpegs
 from t2v2t.data.eval_loader import eval_texts, make_eval_loader
 from t2v2t.data.frames import frame_indices
 from t2v2t.data.loader import (
@@ -376,14 +376,14 @@ def test_decode_paths_agree_with_a_reference(monkeypatch, mode) -> None:
             monkeypatch.setattr(augment, "_DECODE_JPEG", None)
         for crop, tol in cases:
             out = np.empty((2, 16, 16, 3), dtype=np.uint8)
-            decode_frames([data, data], crop, 16, out, key="k")
+            decode_jpegs([data, data], crop, 16, out, key="k")
             ref = _reference(full, crop, 16).astype(float)
             assert np.array_equal(out[0], out[1])  # one geometry for all frames
             assert np.abs(out[0] - ref).mean() < tol, (crop, fallback)
             if mode == "L":
                 assert np.array_equal(out[..., 0], out[..., 2])
     with pytest.raises(ValueError, match="frame 1 is not a readable image"):
-        decode_frames([data, b"junk"], Crop(0, 0, 20, 30), 16, out, key="k")
+        decode_jpegs([data, b"junk"], Crop(0, 0, 20, 30), 16, out, key="k")
 
 
 def test_normalize() -> None:

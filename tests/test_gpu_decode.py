@@ -96,7 +96,7 @@ def test_batched_decode_gives_the_cpu_paths_batches(shards, workers) -> None:
 
 
 def test_crop_resize_matches_the_cpu_decoder_on_every_crop_kind() -> None:
-    from t2v2t.data.augment import decode_frames
+    from t2v2t.data.augment import decode_jpegs
 
     data = _jpeg(np.random.default_rng(1))
     from torchvision.io import decode_jpeg
@@ -104,7 +104,7 @@ def test_crop_resize_matches_the_cpu_decoder_on_every_crop_kind() -> None:
     chw = torch.stack([decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))] * 2)
     for crop in [Crop(4, 8, 30, 40), Crop(4, 8, 30, 40, flip=True), Crop(0, 0, SIZE, SIZE, True)]:
         out = np.empty((2, SIZE, SIZE, 3), dtype=np.uint8)
-        decode_frames([data, data], crop, SIZE, out)
+        decode_jpegs([data, data], crop, SIZE, out)
         mine = crop_resize(chw, crop, SIZE).permute(0, 2, 3, 1).numpy()
         assert np.abs(mine.astype(int) - out.astype(int)).max() <= 2, crop
     assert chw.shape[1:] == (3, H, W)

@@ -73,12 +73,12 @@ def _jpeg_frame(h, w, seed):
     return buf.getvalue()
 
 
-def test_decode_frames_bicubic_squash_of_wide_frames():
-    from t2v2t.data.augment import decode_frames, full_frame, squash_bicubic
+def test_decode_jpegs_bicubic_squash_of_wide_frames():
+    from t2v2t.data.augment import decode_jpegs, full_frame, squash_bicubic
 
     jpegs = [_jpeg_frame(24, 48, s) for s in range(3)]
     out = np.zeros((3, 16, 16, 3), dtype=np.uint8)
-    decode_frames(jpegs, full_frame(24, 48), 16, out, "k", interp="bicubic")
+    decode_jpegs(jpegs, full_frame(24, 48), 16, out, "k", interp="bicubic")
     decoded = torch.stack([torch.from_numpy(np.array(Image.open(io.BytesIO(j)))) for j in jpegs])
     expect = squash_bicubic(decoded, 16)
     # libjpeg-turbo vs PIL's libjpeg may differ by a level or so on some pixels.

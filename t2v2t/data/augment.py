@@ -169,7 +169,7 @@ def _decode_pil(
     return frames, full
 
 
-def decode_frames(
+def decode_jpegs(
     jpegs: Sequence[bytes],
     crop: Crop,
     size: int,

@@ -5,8 +5,8 @@ chosen frames' JPEG bytes (one flat uint8 tensor plus offsets, cheap to hand bet
 and each video's crop. :func:`decode_on_device` then decodes the whole batch in one
 ``torchvision.io.decode_jpeg`` call with a list input (nvJPEG's batched decode on CUDA) and
 applies the CPU path's geometry on the device: the same crop box, bilinear resize
-(``align_corners=False``, no antialias, as :func:`t2v2t.data.augment.decode_frames`) and the flip after
-the resize. The result is the same ``[B, T, 3, S, S]`` uint8 ``frames`` the CPU path yields, on
+(``align_corners=False``, no antialias, as :func:`t2v2t.data.augment.decode_jpegs`) and the flip
+after the resize. The result is the same ``[B, T, 3, S, S]`` uint8 ``frames`` the CPU path yields, on
 the device; pixel values differ from the CPU path only by decoder and rounding tolerance.
 
 The CPU path switches to PIL's reduced-size decoding when a crop is at least twice the output
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from t2v2t.data.augment import Crop
 
@@ -36,8 +37,6 @@ def pack_jpegs(jpegs: Sequence[Sequence[bytes]]) -> tuple[torch.Tensor, torch.Te
 
 
 def _decode_list(data: torch.Tensor, offsets: torch.Tensor, device: torch.device) -> list:
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     bounds = offsets.tolist()
     chunks = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     try:

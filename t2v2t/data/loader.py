@@ -59,13 +59,14 @@ from t2v2t.data.augment import (
     TRAIN_SCALE,
     Crop,
     center_crop,
-    decode_frames,
+    decode_jpegs,
     full_frame,
     normalize,
     train_crop,
 )
 from t2v2t.data.captions import SENTENCE_LEN, choose_caption, tokenize, video_id
 from t2v2t.data.frames import choose_candidates, subsample_segments
+from t2v2t.data.gpu_decode import decode_on_device, pack_jpegs
 from t2v2t.data.plan import RankPlan, interleave, train_plan
 from t2v2t.data.schema import META_EXT, SampleMeta, frame_ext
 from t2v2t.data.shards import (
@@ -401,8 +402,6 @@ class _PlannedBatches(IterableDataset):
             batch["index"] = torch.as_tensor(positions, dtype=torch.long)
             batch["captions"] = texts
         if not self.decode:  # the frames are decoded on the training device (t2v2t.data.gpu_decode)
-            from t2v2t.data.gpu_decode import pack_jpegs
-
             del batch["frames"]
             batch["jpeg_data"], batch["jpeg_offsets"] = pack_jpegs([j for j, _ in todo])
             batch.update(crops=[c for _, c in todo], frame_size=size, num_frames=t)
@@ -411,7 +410,7 @@ class _PlannedBatches(IterableDataset):
         interp = "bicubic" if squash else "bilinear"
         for i, (jpegs, crop) in enumerate(todo):  # fills batch["frames"]
             try:
-                decode_frames(jpegs, crop, size, buf[i], keys[i], interp)
+                decode_jpegs(jpegs, crop, size, buf[i], keys[i], interp)
             except ValueError as err:
                 raise self._error(src, positions[i], raws[i], err) from None
         return batch
@@ -494,8 +493,6 @@ class PlannedLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self.decode_device is not None:
-            from t2v2t.data.gpu_decode import decode_on_device
-
             return decode_on_device(self._iter_batches(), self.decode_device)
         return self._iter_batches()
 
