@@ -5,6 +5,9 @@ The loaders are re-exported lazily, so that the shard builder, which imports
 ``t2v2t.data.schema`` and ``t2v2t.data.frames``, does not pay for importing torch.
 """
 
+import importlib
+from typing import Any
+
 _LOADER_NAMES = {
     "TrainSource": "loader",
     "make_train_loader": "loader",
@@ -15,9 +18,7 @@ _LOADER_NAMES = {
 __all__ = list(_LOADER_NAMES)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LOADER_NAMES:
-        import importlib
-
         return getattr(importlib.import_module(f"t2v2t.data.{_LOADER_NAMES[name]}"), name)
     raise AttributeError(f"module 't2v2t.data' has no attribute {name!r}")

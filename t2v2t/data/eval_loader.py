@@ -115,7 +115,6 @@ def make_eval_loader(
     sizes = [len(plan.batch(b)) for b in range(plan.num_batches)]
     return PlannedLoader(
         dataset,
-        num_batches=len(steps),
         skip_batches=0,
         batch_sizes=sizes,
         num_workers=num_workers,

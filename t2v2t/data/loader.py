@@ -45,7 +45,7 @@ import logging
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -113,11 +113,17 @@ class TrainSource:
 
 # --------------------------------------------------------------------------- shard checks
 
-_HASHED: set[tuple[str, int, int | str]] = set()  # shards whose sha256 this process already verified
+# The shards whose sha256 this process already verified (see _hash_token).
+_HASHED: set[tuple[str, int, int | str]] = set()
 
 
 def _check_shards(
-    directory: Location, infos: list[ShardInfo], *, skip_bad: bool, verify_hash: bool, hint: str = ""
+    directory: Location,
+    infos: list[ShardInfo],
+    *,
+    skip_bad: bool,
+    verify_hash: bool,
+    hint: str = "",
 ) -> tuple[list[ShardInfo], list[str]]:
     """The shards that pass their manifest check, and one message per skipped shard."""
     good, bad = [], []
@@ -453,38 +459,31 @@ class _PlannedBatches(IterableDataset):
 _WORKER_ERROR = "__shard_error__"
 
 
+@dataclass(eq=False)
 class PlannedLoader:
     """An epoch's batches; ``len()`` is the epoch's batch count (the same on every rank).
 
-    Iterating yields the batches after ``skip_batches`` (resume). Attributes: ``num_batches``,
-    ``skip_batches``, ``batch_sizes`` (per global step), ``skipped_shards`` (messages).
+    Iterating yields the batches after ``skip_batches`` (resume). ``batch_sizes``: one per
+    batch of the epoch; ``skipped_shards``: one message per shard left out of the plan.
     """
 
-    def __init__(
-        self,
-        dataset: _PlannedBatches,
-        *,
-        num_batches: int,
-        skip_batches: int,
-        batch_sizes: list[int],
-        num_workers: int,
-        pin_memory: bool,
-        skipped_shards: list[str],
-        loader_seed: int = 0,
-        decode_device: str | None = None,
-    ) -> None:
-        self.dataset = dataset
-        self.decode_device = decode_device
-        self.loader_seed = loader_seed
-        self.num_batches = num_batches
-        self.skip_batches = skip_batches
-        self.batch_sizes = batch_sizes
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.skipped_shards = skipped_shards
+    dataset: _PlannedBatches
+    _: KW_ONLY
+    skip_batches: int
+    batch_sizes: list[int]
+    num_workers: int
+    pin_memory: bool
+    skipped_shards: list[str]
+    loader_seed: int = 0  # the DataLoader generator's seed (README.md, "Exact resume")
+    decode_device: str | None = None  # set: JPEGs decoded there (t2v2t.data.gpu_decode)
 
     def __len__(self) -> int:
         return self.num_batches
+
+    @property
+    def num_batches(self) -> int:
+        """Batches in the whole epoch on this rank (skipped ones included)."""
+        return len(self.batch_sizes)
 
     @property
     def num_samples(self) -> int:
@@ -574,51 +573,15 @@ def make_train_loader(
     process while its size and mtime stay), so a bad shard leaves this epoch's plan before any
     batch exists: the same decision on every rank and for any worker count.
     """
-    if not sources:
-        raise ValueError("make_train_loader needs at least one TrainSource")
-    scale = tuple(float(x) for x in crop_scale)
-    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-        raise ValueError(
-            f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(crop_scale)}"
-        )
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} outside world_size {world_size}")
-    resolved: list[_Source] = []
-    skipped: list[str] = []
-    verify_hash = verify_hash or skip_bad_shards
-    for i, spec in enumerate(sources):
-        directory = storage.location(spec.dir)
-        manifest = read_manifest(directory)
-        good, bad = _check_shards(
-            directory,
-            shard_infos(manifest),
-            skip_bad=skip_bad_shards,
-            verify_hash=verify_hash,
-            hint=" (or pass skip_bad_shards=True to train without it)",
-        )
-        skipped += bad
-        tag = f"{i}:{manifest.get('dataset')}/{manifest.get('split')}"
-        plan = train_plan(
-            [s.samples for s in good],
-            seed=seed,
-            epoch=epoch,
-            rank=rank,
-            world_size=world_size,
-            batch_size=spec.batch_size,
-            shuffle_buffer=shuffle_buffer,
-            tag=tag,
-        )
-        resolved.append(
-            _Source(
-                directory=directory,
-                name=str(manifest.get("dataset", storage.basename(directory))),
-                shard_names=[good[s].name for s in plan.shards],
-                shard_sha256=[good[s].sha256 for s in plan.shards],
-                plan=plan,
-                num_frames=spec.num_frames,
-                max_text_len=spec.max_text_len,
-            )
-        )
+    scale = _check_train_args(sources, crop_scale, rank, world_size)
+    where = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size)
+    verify = verify_hash or skip_bad_shards  # leaving a bad shard out needs its digest
+    picked = [
+        _train_source(i, spec, where, shuffle_buffer, skip_bad_shards, verify)
+        for i, spec in enumerate(sources)
+    ]
+    resolved = [src for src, _ in picked]
+    skipped = [msg for _, bad in picked for msg in bad]
     steps = interleave([s.plan.num_batches for s in resolved], seed, epoch)
     sizes = [len(resolved[s].plan.batch(b)) for s, b in steps]  # last batches may be short
     skip = _resolve_skip(skip_samples, sizes)
@@ -630,7 +593,7 @@ def make_train_loader(
         seed=seed,
         epoch=epoch,
         image_size=image_size,
-        crop_scale=(scale[0], scale[1]),
+        crop_scale=scale,
         hflip=hflip,
         verify_stream=verify_stream,
         hint=" (or set data.skip_bad_shards=true to train without it)",
@@ -638,7 +601,6 @@ def make_train_loader(
     )
     return PlannedLoader(
         dataset,
-        num_batches=len(steps),
         skip_batches=skip,
         batch_sizes=sizes,
         num_workers=num_workers,
@@ -647,6 +609,60 @@ def make_train_loader(
         loader_seed=_loader_seed(seed, epoch, rank, skip),
         decode_device=decode_device,
     )
+
+
+def _check_train_args(
+    sources: Sequence[TrainSource], crop_scale: Sequence[float], rank: int, world_size: int
+) -> tuple[float, float]:
+    """Refuse arguments no plan can be made from; the crop scale as a ``(min, max)`` pair."""
+    if not sources:
+        raise ValueError("make_train_loader needs at least one TrainSource")
+    scale = tuple(float(x) for x in crop_scale)
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(
+            f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(crop_scale)}"
+        )
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world_size {world_size}")
+    return scale[0], scale[1]
+
+
+def _train_source(
+    index: int,
+    spec: TrainSource,
+    where: dict[str, int],
+    shuffle_buffer: int,
+    skip_bad: bool,
+    verify_hash: bool,
+) -> tuple[_Source, list[str]]:
+    """One corpus's checked shards and this rank's plan over them; the skipped shards' messages.
+
+    ``where``: the epoch's ``seed``, ``epoch``, ``rank`` and ``world_size``.
+    """
+    directory = storage.location(spec.dir)
+    manifest = read_manifest(directory)
+    good, bad = _check_shards(
+        directory,
+        shard_infos(manifest),
+        skip_bad=skip_bad,
+        verify_hash=verify_hash,
+        hint=" (or pass skip_bad_shards=True to train without it)",
+    )
+    tag = f"{index}:{manifest.get('dataset')}/{manifest.get('split')}"
+    counts = [s.samples for s in good]
+    plan = train_plan(
+        counts, batch_size=spec.batch_size, shuffle_buffer=shuffle_buffer, tag=tag, **where
+    )
+    source = _Source(
+        directory=directory,
+        name=str(manifest.get("dataset", storage.basename(directory))),
+        shard_names=[good[s].name for s in plan.shards],
+        shard_sha256=[good[s].sha256 for s in plan.shards],
+        plan=plan,
+        num_frames=spec.num_frames,
+        max_text_len=spec.max_text_len,
+    )
+    return source, bad
 
 
 def _loader_seed(seed: int, epoch: int, rank: int, skip: int) -> int:
