@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,8 @@ def _writing(url: str) -> Iterator[None]:
 def staging_dir(url: str) -> Path:
     """This machine's local folder for shards on their way to ``url`` (under ``TMPDIR``)."""
     tag = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / "t2v2t-staging" / tag
+    # Per user: another user's staging folder in a shared /tmp is not writable.
+    path = Path(tempfile.gettempdir()) / f"t2v2t-staging-{os.getuid()}" / tag
     path.mkdir(parents=True, exist_ok=True)
     return path
 
