@@ -36,7 +36,8 @@ from t2v2t.data.augment import normalize, squash_bicubic
 from t2v2t.data.captions import tokenize
 from t2v2t.data.frames import frame_indices
 from t2v2t.models.loading import load_any_checkpoint, tokenizer_for
-from t2v2t.retrieval.evaluate import encode_videos
+from t2v2t.recipes import SENTENCE_LEN
+from t2v2t.retrieval.evaluate import TEXT_BATCH, encode_videos
 from t2v2t.retrieval.fusion import FUSIONS, candidate_masks, fuse_all
 from t2v2t.retrieval.preprocess import (
     autocast_for,
@@ -100,7 +101,7 @@ class Retriever:
         preprocess: str = "project",
         source: str = "project",
         checkpoint: Path | None = None,
-        max_text_len: int = 32,
+        max_text_len: int = SENTENCE_LEN,
     ) -> None:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
@@ -147,8 +148,9 @@ class Retriever:
             raise TypeError("texts must be a list of strings")
         cleaned = clean_texts(list(texts), self.preprocess)
         embeds, masks, feats = [], [], []
-        for start in range(0, len(cleaned), 64):
-            ids, mask = tokenize(self.tokenizer, cleaned[start : start + 64], self.max_text_len)
+        for start in range(0, len(cleaned), TEXT_BATCH):
+            chunk = cleaned[start : start + TEXT_BATCH]
+            ids, mask = tokenize(self.tokenizer, chunk, self.max_text_len)
             ids, mask = ids.to(self.device), mask.to(self.device)
             with self._amp():
                 e, f = self.model.encode_text(ids, mask)

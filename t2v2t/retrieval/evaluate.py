@@ -39,6 +39,7 @@ from t2v2t.retrieval.stats import retrieval_statistics
 from t2v2t.training.config import ConfigError, EvalConfig, check_eval
 
 PAIRINGS = ("shared", "two_pass")
+TEXT_BATCH = 64  # texts per text-encoder call, at least (they are short)
 
 
 class EvalResult(dict):
@@ -246,10 +247,14 @@ def encode(
         )
     with _timed(timings, "texts"):
         text_embeds, text_mask, text_feat = encode_texts(
-            model, tokenizer, clean_texts(videos.texts.texts, s.preprocess),
-            max_text_len=int(s.max_text_len or text_len(str(s.dataset))), batch_size=max(s.batch_size, 64),
-            device=device, preprocess=s.preprocess,
-        )  # fmt: skip
+            model,
+            tokenizer,
+            clean_texts(videos.texts.texts, s.preprocess),
+            max_text_len=int(s.max_text_len or text_len(str(s.dataset))),
+            batch_size=max(s.batch_size, TEXT_BATCH),
+            device=device,
+            preprocess=s.preprocess,
+        )
     return Encoded(videos, text_embeds, text_mask, text_feat)
 
 
