@@ -454,6 +454,42 @@ def test_inspect_stream_world_size_4_every_key_once_and_few_repeats(tmp_path, ca
 # ----------------------------------------------------------------------------- tar reader
 
 
+def test_an_epoch_opens_each_shard_once_and_only_through_open_shard(shards, monkeypatch) -> None:
+    """Shard bytes are opened in one place (:func:`t2v2t.data.shards.open_shard`, where a URL
+    goes through the node cache), and one worker's epoch opens each shard once."""
+    import builtins
+
+    from t2v2t.data import loader as loader_module
+    from t2v2t.data import shards as shards_module
+
+    real_open, real_open_shard = builtins.open, shards_module.open_shard
+    via_open_shard: list[str] = []
+    file_opens: list[tuple[str, bool]] = []  # (shard file, opened inside open_shard)
+    inside = [0]
+
+    def counting_open(file, *args, **kwargs):
+        if str(file).endswith(".tar.zst"):
+            file_opens.append((Path(file).name, inside[0] > 0))
+        return real_open(file, *args, **kwargs)
+
+    def counting_open_shard(directory, name, sha256=None):
+        via_open_shard.append(name)
+        inside[0] += 1
+        try:
+            return real_open_shard(directory, name, sha256)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(loader_module, "open_shard", counting_open_shard)
+    monkeypatch.setattr(shards_module, "open_shard", counting_open_shard)
+    keys = [k for k, _ in _run(_loader(shards))]
+    assert len(keys) == sum(SHARD_SIZES)
+    names = [shard_name("vid", "train", s) for s in range(len(SHARD_SIZES))]
+    assert sorted(via_open_shard) == names  # each shard once
+    assert sorted(file_opens) == [(n, True) for n in names]  # and only through open_shard
+
+
 def test_shard_samples_can_skip_the_bytes_of_unwanted_samples(shards) -> None:
     from t2v2t.data.shards import iter_samples, open_shard
     from t2v2t.data.tarstream import iter_shard_samples
