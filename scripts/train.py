@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             resume_from = ckpt or run_dir / "last.pt"
         check_files(cfg, resume_from=resume_from)  # before the slow imports: fail fast
         warn_if_synthetic([src.dir for src in cfg.data.sources.values()], "training")
-        from t2v2t.training.loop import train
+        from t2v2t.training.loop import train  # torch + transformers: only for a good config
 
         result = train(cfg, run_dir, resume_from=resume_from)
     except Exception as e:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; continue with --resume (make ... RESUME=1)", file=sys.stderr)
         return 130
-    from t2v2t.dist import is_main
+    from t2v2t.dist import is_main  # lazily like the loop above (already loaded by now)
 
     if is_main():
         best = f", best T2V Avg {result.best_metric:.2f}" if result.best_metric is not None else ""

@@ -11,8 +11,18 @@ import pytest
 import torch
 from train_shards import make_train_shards, tiny_overrides
 
+from t2v2t.models import build_tokenizer
 from t2v2t.training.config import load_config
+from t2v2t.training.loop import (
+    build_model_for,
+    forward_loss,
+    make_loader,
+    seed_everything,
+    setup_torch,
+)
 from t2v2t.training.metrics_log import read_metrics
+from t2v2t.training.objective import Objective
+from t2v2t.training.optim import CosineSchedule, build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -26,17 +36,6 @@ def _concat(a: dict, b: dict) -> dict:
 
 def reference_losses(cfg, steps: int) -> list[dict[str, float]]:  # noqa: ANN001
     """One process, global batch = rank 0's batch + rank 1's batch, the trainer's own pieces."""
-    from t2v2t.models import build_tokenizer
-    from t2v2t.training.loop import (
-        build_model_for,
-        forward_loss,
-        make_loader,
-        seed_everything,
-        setup_torch,
-    )
-    from t2v2t.training.objective import Objective
-    from t2v2t.training.optim import CosineSchedule, build_optimizer
-
     setup_torch(cfg)
     seed_everything(cfg.data.seed)  # what train() does before building the model
     model = build_model_for(cfg).train()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from safetensors.torch import load_file
+from transformers import BertModel
 
 from t2v2t.data.augment import normalize
 from t2v2t.models import (
@@ -15,7 +17,9 @@ from t2v2t.models import (
     build_tokenizer,
     load_weights,
 )
+from t2v2t.models.vision import VideoEncoder, create_backbone
 from t2v2t.training.objective import Objective
+from t2v2t.training.optim import build_optimizer
 
 # Tiny images keep the vision side cheap on a busy 2-core machine (2x2 patches at 32 px).
 SMALL = {"image_size": 32}
@@ -135,8 +139,6 @@ def test_fresh_video_encoder_equals_image_backbone(model):
 
 
 def test_text_layers_reproduce_minilm_hidden_states(model, tokenizer, minilm_dir):
-    from transformers import BertModel
-
     ref = BertModel.from_pretrained(str(minilm_dir)).eval()
     ids, mask = _text(tokenizer, CAPTIONS, length=20)
     with torch.no_grad():
@@ -304,16 +306,12 @@ def test_base_preset_loads_local_weight_files(tmp_path, monkeypatch, minilm_dir)
     model = build_model("base", overrides={**SMALL, **small})
     for k, v in vit.state_dict().items():
         assert torch.equal(model.vision.backbone.state_dict()[k], v), k
-    from safetensors.torch import load_file
-
     minilm = load_file(str(minilm_dir / "model.safetensors"))
     key = next(k for k in minilm if k.endswith("encoder.layer.2.attention.self.query.weight"))
     assert torch.equal(model.text.layers[2].attention.self.query.weight, minilm[key])
 
 
 def test_init_random_from_the_environment(monkeypatch, minilm_dir):
-    from safetensors.torch import load_file
-
     monkeypatch.setenv("INIT", "random")
     model = build_model("tiny", overrides=SMALL)
     minilm = load_file(str(minilm_dir / "model.safetensors"))
@@ -334,8 +332,6 @@ def test_bf16_autocast_forward_keeps_losses_fp32(model, tokenizer):
 def test_beit_video_encoder_equals_its_image_model():
     """The base preset's BEiT path (relative position bias, mean-pooled fc_norm) with small
     stand-in sizes: a fresh video encoder reproduces the timm image model frame by frame."""
-    from t2v2t.models.vision import VideoEncoder, create_backbone
-
     kw = {"image_size": 32, "depth": 2, "width": 64, "heads": 2}
     torch.manual_seed(0)
     encoder = VideoEncoder(create_backbone("beit_base_patch16_224", **kw), num_frames=4).eval()
@@ -371,8 +367,6 @@ def _order_margins(model, frames, ids, mask) -> torch.Tensor:
 
 
 def _train_with_reversal(tokenizer, reverse: float, steps: int = 120) -> tuple[torch.Tensor, ...]:
-    from t2v2t.training.optim import build_optimizer
-
     torch.manual_seed(0)
     model = build_model("tiny", init="pretrained", overrides={**SMALL, "vision_depth": 2})
     model.text.embeddings.word_embeddings.weight.requires_grad_(False)

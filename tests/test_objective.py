@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from t2v2t.models import build_model, build_tokenizer
+from t2v2t.models.vindlu import VindLU
 from t2v2t.training import losses
 from t2v2t.training.config import load_config
 from t2v2t.training.losses import LossWeights
@@ -133,8 +134,6 @@ def test_objective_equals_the_former_model_forward(batch, index: int) -> None:
 
 def test_the_model_computes_features_not_losses() -> None:
     """A batch goes model -> objective once: the model has no training forward of its own."""
-    from t2v2t.models.vindlu import VindLU
-
     assert "forward" not in VindLU.__dict__
     for name in ("encode_video", "encode_text", "cross_encode", "itm_logits", "mlm_logits"):
         assert callable(getattr(VindLU, name)), name

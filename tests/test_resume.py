@@ -19,6 +19,7 @@ from train_shards import make_train_shards, tiny_overrides
 
 from t2v2t.training.checkpoint import load_checkpoint
 from t2v2t.training.config import load_config
+from t2v2t.training.loop import train
 from t2v2t.training.metrics_log import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +48,6 @@ def _steps(run: Path) -> list[dict]:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, workers: int) -> None:
-    from t2v2t.training.loop import train
-
     # 32 videos, batch 8: 4 steps per epoch, 2 epochs; checkpoints every 3 steps and at epoch
     # ends (3 = mid-epoch: the resume must skip the 24 samples already seen in that epoch).
     shards = make_train_shards(tmp_path / "shards", num_samples=32, per_shard=8)

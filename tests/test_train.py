@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from train_shards import make_train_shards, tiny_overrides
 
+from t2v2t.models import build_model, load_weights
+from t2v2t.models.vindlu import is_pretrained_text, is_temporal
 from t2v2t.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from t2v2t.training.config import load_config
+from t2v2t.training.loop import train
 from t2v2t.training.metrics_log import MetricsLog, read_metrics
-from t2v2t.training.optim import CosineSchedule, cosine_lr, no_weight_decay, param_groups
+from t2v2t.training.optim import (
+    CosineSchedule,
+    build_optimizer,
+    cosine_lr,
+    lr_scale_for,
+    no_weight_decay,
+    param_groups,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,10 +81,6 @@ def test_no_weight_decay_on_biases_norms_temperature_positions() -> None:
 def test_lr_scale_groups_for_text_and_temporal_parameters() -> None:
     """Every parameter lands in the group of its own multiplier: pre-trained BERT weights,
     the temporal modules, the rest; the optimiser starts each group at lr x its scale."""
-    from t2v2t.models import build_model
-    from t2v2t.models.vindlu import is_pretrained_text, is_temporal
-    from t2v2t.training.optim import build_optimizer, lr_scale_for
-
     model = build_model("tiny", init="pretrained", overrides={"image_size": 32})
     opt = build_optimizer(model, 1e-4, 0.02, (0.9, 0.999), text_lr_scale=0.5, temporal_lr_scale=30)
     scale_of = {id(p): g["lr_scale"] for g in opt.param_groups for p in g["params"]}
@@ -93,12 +101,12 @@ def test_lr_scale_groups_for_text_and_temporal_parameters() -> None:
 def test_checkpoint_atomic_and_rng_roundtrip(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     state = rng_state()
-    expected = (torch.rand(3), __import__("numpy").random.rand(2), __import__("random").random())
+    expected = (torch.rand(3), np.random.rand(2), random.random())
     save_checkpoint(path, {"model": {}, "rng": [state], "step": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left
     loaded = load_checkpoint(path)  # weights_only=True
     set_rng_state(loaded["rng"][0])
-    again = (torch.rand(3), __import__("numpy").random.rand(2), __import__("random").random())
+    again = (torch.rand(3), np.random.rand(2), random.random())
     assert torch.equal(expected[0], again[0]) and (expected[1] == again[1]).all()
     assert expected[2] == again[2] and loaded["step"] == 3
 
@@ -119,8 +127,6 @@ def test_metrics_log_drops_steps_after_resume_point(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """32 optimiser steps of the tiny preset (VTC+VTM+MLM) on 128 toy videos, in-process."""
-    from t2v2t.training.loop import train
-
     root = tmp_path_factory.mktemp("train")
     shards = make_train_shards(root / "shards", num_samples=128, per_shard=32)
     cfg = load_config("pretrain", "tiny", tiny_overrides(shards, "optim.epochs=2"))
@@ -146,8 +152,6 @@ def test_tiny_cpu_run_lowers_every_loss(tiny_run: Path) -> None:
 
 
 def test_run_dir_contents(tiny_run: Path) -> None:
-    from t2v2t.models import build_model, load_weights
-
     cfg_text = (tiny_run / "config.yaml").read_text()
     assert "preset: tiny" in cfg_text and "max_text_len: 16" in cfg_text
     ckpt = load_checkpoint(tiny_run / "last.pt")
@@ -196,8 +200,6 @@ def test_plot_run(tiny_run: Path) -> None:
 
 def test_finetune_evaluates_each_epoch_and_keeps_best(tiny_run: Path, tmp_path: Path) -> None:
     """Fine-tuning from the pre-training checkpoint: eval JSON per epoch, best.pt by T2V Avg."""
-    from t2v2t.training.loop import train
-
     train_dir = make_train_shards(
         tmp_path / "shards", dataset="msrvtt", num_samples=16, per_shard=8
     )
