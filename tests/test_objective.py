@@ -80,7 +80,8 @@ def reference_forward(model, frames, input_ids, attention_mask, video_ids, weigh
         rows = torch.arange(b)
         t_idx = torch.cat([rows, rows[ok_t], neg_text[ok_v], rows[:n_rev]])
         v_idx = torch.cat([rows, neg_video[ok_t], rows[ok_v], b + rows[:n_rev]])
-        logits = model.itm_logits(text_embeds[t_idx], attention_mask[t_idx], video_embeds, v_idx)
+        fused = model.fusion(text_embeds[t_idx], attention_mask[t_idx], video_embeds, v_idx)
+        logits = model.itm_head(fused[:, 0])
         labels = torch.zeros(len(t_idx), dtype=torch.long)
         labels[:b] = 1
         parts["vtm"] = losses.vtm_loss(logits, labels)

@@ -109,24 +109,17 @@ class VindLU(nn.Module):
 
     def cross_encode(
         self,
-        text_embeds: torch.Tensor,
+        text_tokens: torch.Tensor,
         text_mask: torch.Tensor,
-        video_embeds: torch.Tensor,
+        video_tokens: torch.Tensor,
         video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Text tokens [B, L, D] through the fusion layers, cross-attending to video i (or
-        video_index[i]) -> fused tokens [B, L, D]."""
-        return self.fusion(text_embeds, text_mask, video_embeds, video_index)
+        """Text tokens [B, L, D] through the fusion layers, row i cross-attending to video i's
+        tokens (or video video_index[i]'s) -> fused tokens [B, L, D]."""
+        return self.fusion(text_tokens, text_mask, video_tokens, video_index)
 
-    def itm_logits(
-        self,
-        text_embeds: torch.Tensor,
-        text_mask: torch.Tensor,
-        video_embeds: torch.Tensor,
-        video_index: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """[B, 2] match logits of the pairs (text i, video i), or (text i, video_index[i])."""
-        fused = self.cross_encode(text_embeds, text_mask, video_embeds, video_index)
+    def itm_logits(self, fused: torch.Tensor) -> torch.Tensor:
+        """[B, 2] match logits of fused pairs: the ITM head on each pair's [CLS] token."""
         return self.itm_head(fused[:, 0])
 
     def vtm_logits(
@@ -139,7 +132,8 @@ class VindLU(nn.Module):
         """[B]: the class-1 ("match") logit, the re-ranking score. Row i pairs text i with
         video i; with video_index [B], video_embeds holds distinct videos and row i pairs text i
         with video video_index[i] (each video's keys/values are then projected only once)."""
-        return self.itm_logits(text_embeds, text_mask, video_embeds, video_index)[:, 1]
+        fused = self.cross_encode(text_embeds, text_mask, video_embeds, video_index)
+        return self.itm_logits(fused)[:, 1]
 
     def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., V] vocabulary logits of fused token states (the MLM head, tied embeddings)."""

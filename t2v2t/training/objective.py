@@ -118,7 +118,8 @@ class Objective(nn.Module):
         n_rev = video_embeds.shape[0] - b
         t_idx = torch.cat([rows, rows[ok_t], neg_text[ok_v], rows[:n_rev]])
         v_idx = torch.cat([rows, neg_video[ok_t], rows[ok_v], b + rows[:n_rev]])
-        logits = self.model.itm_logits(text_embeds[t_idx], text_mask[t_idx], video_embeds, v_idx)
+        fused = self.model.cross_encode(text_embeds[t_idx], text_mask[t_idx], video_embeds, v_idx)
+        logits = self.model.itm_logits(fused)
         labels = torch.zeros(len(t_idx), dtype=torch.long, device=logits.device)
         labels[:b] = 1
         return vtm_loss(logits, labels)
