@@ -126,8 +126,9 @@ def size(loc: Location) -> int:
 def list_sizes(loc: Location) -> dict[str, int]:
     """``{file name: bytes}`` of the files directly inside a folder or URL prefix.
 
-    One listing request for an object store (not one per file); a folder that does not exist
-    gives ``{}``. Stores that cannot list (plain http) raise :class:`UsageError`.
+    One listing request for an object store (not one per file); a folder that does not exist,
+    or a store that cannot list (plain http without an index page), gives ``{}``, and files
+    listed without a size are left out: callers ask :func:`size` for a name not found here.
     """
     if not is_url(loc):
         folder = Path(loc)
@@ -138,14 +139,12 @@ def list_sizes(loc: Location) -> dict[str, int]:
     fs.invalidate_cache(path)  # another process may have published since this one last looked
     try:
         entries = fs.ls(path, detail=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotImplementedError, ValueError):
         return {}
-    except (NotImplementedError, ValueError) as err:
-        raise UsageError(f"cannot list {loc}: {err}; this store cannot list folders") from None
     return {
-        posixpath.basename(e["name"].rstrip("/")): int(e.get("size") or 0)
+        posixpath.basename(e["name"].rstrip("/")): int(e["size"])
         for e in entries
-        if e.get("type") == "file"
+        if e.get("type") == "file" and e.get("size") is not None
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,10 +165,12 @@ def inspect_here(capsys):
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
 
-    def run(shards: str | Path, *args: str) -> str:
+    def run(shards: str | Path, *args: str, status: int = 0) -> str:
+        """Its stdout, or its stderr when it is to exit with ``status`` != 0."""
         capsys.readouterr()
-        assert tool.main(["--shards", str(shards), *ARGS, *args]) == 0
-        return capsys.readouterr().out
+        assert tool.main(["--shards", str(shards), *ARGS, *args]) == status
+        out = capsys.readouterr()
+        return out.out if status == 0 else out.err
 
     return run
 
@@ -283,3 +286,45 @@ def test_make_eval_over_a_shard_url_root_gives_the_local_results(
     assert evaluate.main(["--shards", f"{s3_url}/elsewhere", *opts]) == 2
     err = capsys.readouterr().err
     assert f"{s3_url}/elsewhere/msrvtt/test_12f does not exist" in err, err
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A read-only plain HTTP server on 127.0.0.1 over tmp_path/www, without directory pages."""
+    import functools
+    import http.server
+    import threading
+
+    class NoIndex(http.server.SimpleHTTPRequestHandler):
+        def list_directory(self, path):  # a store that cannot list
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    www = tmp_path / "www"
+    www.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(NoIndex, directory=str(www))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_shards_over_plain_http_read_like_the_local_copy(http_root, cache_dir, inspect_here):
+    """A store that cannot list (sizes asked shard by shard), read-only: same stream, cached."""
+    import shutil
+
+    www, base = http_root
+    local = make_train_shards(www / "shards", num_samples=12, per_shard=5, size=16)
+    url = f"{base}/shards/toy/train_4f"
+    assert storage.list_sizes(url) == {}
+    want = inspect_here(local, "--epoch", "1", "--workers", "2")
+    assert inspect_here(url, "--epoch", "1", "--workers", "2") == want
+    assert len(list(cache_dir.glob("*.tar.zst"))) == 3
+    shutil.copy(local / "toy-train-000001.tar.zst", local / "toy-train-000002.tar.zst")
+    err = inspect_here(url, "--epoch", "1", status=2)  # a replaced object, found by its size
+    assert re.match(rf"inspect_stream: {url}/toy-train-000002.tar.zst: \d+ bytes, manifest", err)

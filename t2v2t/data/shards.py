@@ -265,13 +265,17 @@ def check_shard_file(
     """Raise :class:`ShardError` naming the shard when its size or sha256 disagrees with the manifest.
 
     ``directory`` may be a URL; ``listing`` (:func:`t2v2t.storage.list_sizes` of it) saves one
-    request per shard when many are checked.
+    request per shard when many are checked (a shard it lacks is asked for by name).
     """
     path = storage.join(directory, info.name)
-    if listing is None and storage.is_url(directory):
-        listing = storage.list_sizes(directory)
-    if listing is not None:
-        size = listing.get(info.name)
+    if storage.is_url(directory):
+        sizes = storage.list_sizes(directory) if listing is None else listing
+        size = sizes.get(info.name)
+        if size is None:  # not listed (a store that cannot list): one request for it
+            try:
+                size = storage.size(path)
+            except FileNotFoundError:
+                size = None
     else:
         size = Path(path).stat().st_size if Path(path).is_file() else None
     if size is None:
