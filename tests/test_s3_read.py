@@ -105,7 +105,10 @@ def test_cache_evicts_least_recently_used_but_never_an_open_copy(s3_server, remo
     assert held.read() == (local / infos[0]["name"]).read_bytes()
     held.close()
     os.utime(cache._lock_path(objs[3][1], "use"), (1, 1))  # make 3 the oldest use
+    (cache.root / "notes.txt").write_bytes(b"x" * 10 * one)  # not a copy: never touched
     assert cache.evict(incoming=one) == infos[3]["bytes"]
+    assert cache.evict(incoming=10 * one) == infos[0]["bytes"]
+    assert (cache.root / "notes.txt").exists()
 
 
 @pytest.mark.parametrize("gb", ["0", "-1", "lots"])

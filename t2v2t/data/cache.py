@@ -30,6 +30,7 @@ import fcntl
 import io
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ CACHE_ENV = "T2V2T_CACHE"
 CACHE_GB_ENV = "T2V2T_CACHE_GB"
 DEFAULT_GB = 50.0
 _SEAL_NS = 0  # the mtime of a checked entry (see the module docstring)
+_ENTRY = re.compile(r"^[0-9a-f]{64}-")  # <sha256>-<shard name>
 
 
 def _default_root() -> Path:
@@ -180,7 +182,9 @@ class NodeCache:
     def _download(self, url: str, entry: Path, sha256: str, size: int | None) -> bool:
         """Fetch ``url`` into ``entry``; False (nothing kept) when its sha256 is not ``sha256``."""
         self.evict(incoming=size or 0)
-        tmp = self.root / ".tmp" / f"{entry.name}.{os.getpid()}.part"
+        # One name per entry: only the fill lock's holder writes it, and a killed download's
+        # leftover is overwritten by the next one instead of piling up.
+        tmp = self.root / ".tmp" / f"{entry.name}.part"
         try:
             storage.get_file(url, tmp)
             got = tmp.stat().st_size
@@ -200,8 +204,8 @@ class NodeCache:
         """(last use, path, bytes) of every cached copy, least recently used first."""
         out = []
         for e in os.scandir(self.root):
-            if e.name.startswith(".") or not e.is_file():
-                continue
+            if not _ENTRY.match(e.name) or not e.is_file():
+                continue  # only our own copies: other files in the folder are never removed
             use = self._lock_path(e.name[:64], "use")
             last = use.stat().st_mtime if use.exists() else 0.0
             out.append((last, Path(e.path), e.stat().st_size))
