@@ -69,10 +69,10 @@ def t2v2t_matrices(
     m_t2v: torch.Tensor,
     cand_t2v: torch.Tensor,
     cand_v2t: torch.Tensor,
-    m_v2t: torch.Tensor | None = None,
+    m_v2t: torch.Tensor | None,
     *,
-    tau: float = 1.0,
-    lam: float = 1.0,
+    tau: float,
+    lam: float,
 ) -> Fused:
     """The T2V2T fusion (and its video->text mirror) exactly as the module docstring defines it."""
     if tau <= 0:
@@ -120,16 +120,13 @@ def fuse(
 
 
 def fuse_all(
-    m_t2v: torch.Tensor,
-    cand_t2v: torch.Tensor,
-    cand_v2t: torch.Tensor,
-    m_v2t: torch.Tensor | None = None,
-    *,
-    tau: float = 1.0,
-    lam: float = 1.0,
+    *pair_logits: torch.Tensor | None, tau: float = 1.0, lam: float = 1.0
 ) -> dict[str, Fused]:
-    """All three fusions of the same pair logits, keyed by name."""
-    return {f: fuse(f, m_t2v, cand_t2v, cand_v2t, m_v2t, tau=tau, lam=lam) for f in FUSIONS}
+    """All three fusions of the same pair logits, keyed by name.
+
+    ``pair_logits`` are :func:`fuse`'s ``m_t2v, cand_t2v, cand_v2t[, m_v2t]``.
+    """
+    return {f: fuse(f, *pair_logits, tau=tau, lam=lam) for f in FUSIONS}
 
 
 def topk_mask(scores: torch.Tensor, k: int, dim: int) -> torch.Tensor:
