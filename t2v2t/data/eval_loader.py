@@ -138,6 +138,7 @@ class EvalTexts:
         text_video = [v for v, caps in enumerate(captions) for _ in caps]
         return cls(texts=texts, text_video=text_video, video_keys=list(keys))
 
+
 def eval_texts(shard_dir: str | Path | EvalShards) -> EvalTexts:
     """Read captions from the ``.json`` members only (frames are streamed past, not decoded):
     for callers that want the captions alone (an evaluation gets them with its frames)."""
