@@ -15,8 +15,6 @@ import tokenize
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("t2v2t", "preprocessing")
 MAX_FUNCTION_LINES = 80
@@ -62,9 +60,6 @@ def test_long_function_finder_counts_def_to_last_line(tmp_path: Path) -> None:
     assert long_functions([src], tmp_path, limit=81) == []
 
 
-# The long orchestrators (training loop, evaluation, shard job, train loader) are being split in
-# parallel changes; remove the mark once they have landed.
-@pytest.mark.xfail(strict=False, reason="long functions still being split elsewhere")
 def test_no_function_longer_than_80_lines() -> None:
     offenders = long_functions(_sources(ROOT, *PACKAGES))
     assert not offenders, (
@@ -231,7 +226,6 @@ def test_repeat_finder_ignores_comments_imports_and_whitespace(tmp_path: Path) -
     assert repeated_blocks([a, b], tmp_path, size=5) == ["a.py:2-6 = b.py:1-5"]
 
 
-@pytest.mark.xfail(strict=False, reason="repeated blocks still being removed elsewhere")
 def test_no_block_of_six_lines_repeated_in_the_library() -> None:
     offenders = repeated_blocks(_sources(ROOT, *PACKAGES))
     assert not offenders, (
