@@ -1,4 +1,4 @@
-# T2V2T — the commands users type (DESIGN.md section 8). `make help` lists them.
+# T2V2T — the commands users type (README.md, "Commands"). `make help` lists them.
 SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed

@@ -458,7 +458,7 @@ def _get(phases: dict, name: str, key: str) -> float | None:
 
 
 def headline(phases: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The issue's keys (None where a phase was skipped)."""
+    """The headline keys of bench/README.md's gpu section (None where a phase was skipped)."""
     ceil = _get(phases, "train-ceiling", "samples_per_s")
     comp = _get(phases, "train-ceiling-compiled", "samples_per_s")
     fed = _get(phases, "train-loader", "samples_per_s")

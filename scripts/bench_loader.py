@@ -5,7 +5,7 @@
   random resized crop + flip to 224, caption choice + tokenisation; uint8 ``[B, T, 3, 224, 224]``,
   normalisation left to the device), one process, ``num_workers=0``, pinned to one core.
 - ``loader_vs_jpeg_limit``: that rate over PIL decoding the same stored JPEG bytes and nothing else
-  (``Image.open(BytesIO(b)).load()``, the issue's limit). The loader itself decodes with
+  (``Image.open(BytesIO(b)).load()``, the limit). The loader itself decodes with
   libjpeg-turbo through torchvision's ``decode_jpeg`` op, which is faster than PIL on these
   frames; the details therefore also report that decoder alone on the same bytes and the
   loader's rate over it (``loader_vs_own_decoder``: what the rest of the pipeline costs).

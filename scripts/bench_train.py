@@ -8,7 +8,7 @@
 
 Batches are synthetic (random uint8 frames and token ids) so the figure is the model step alone;
 the loader has its own benchmark. ``--quick`` runs two tiny steps into a temporary folder (a smoke
-test of this script, not a measurement); the lead runs the real one on a quiet machine.
+test of this script, not a measurement); run the real one on a quiet machine.
 """
 
 from __future__ import annotations

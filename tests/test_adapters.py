@@ -246,7 +246,7 @@ def test_webvid_csv_found_by_pattern(tmp_path: Path) -> None:
 
 
 def test_make_shards_reads_the_10m_csv_or_annotations(tmp_path: Path) -> None:
-    """The issue's case: a folder with results_10M_train.csv and videos/ (no 2M file)."""
+    """A WebVid-10M download: a folder with results_10M_train.csv and videos/ (no 2M file)."""
     data = tmp_path / "webvid"
     generate("webvid", data, size=4, video_size=(48, 32), duration=1.0, workers=1)
     (data / "results_2M_train.csv").rename(data / "results_10M_train.csv")

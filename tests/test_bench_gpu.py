@@ -1,4 +1,4 @@
-"""The GPU benchmark's CPU dry run: every phase runs, the issue's keys come out, bench/ untouched."""
+"""The GPU benchmark's CPU dry run: every phase runs, the headline keys come out, bench/ untouched."""
 
 from __future__ import annotations
 

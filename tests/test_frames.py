@@ -1,4 +1,4 @@
-"""Property tests of the one frame-sampling function (DESIGN.md section 4)."""
+"""Property tests of the one frame-sampling function (docs/architecture.md, "Frame sampling")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Fusions on hand-made matrices against naive loops; the DESIGN.md sanity simulation."""
+"""Fusions on hand-made matrices against naive loops, and the sanity simulation
+(docs/architecture.md, "Retrieval and fusion")."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def log_softmax_at(values: dict, key) -> float:
 
 
 def loop_t2v2t(m1, m2, c_t, c_v, tau, lam):
-    """DESIGN.md's formula, one pair at a time; m1 from the t->v pass, m2 from the v->t pass."""
+    """The formula (docs/architecture.md, "Retrieval and fusion"), one pair at a time; m1 from the
+    t->v pass, m2 from the v->t pass."""
     out = {}
     for t in range(len(c_t)):
         for v in c_t[t]:
@@ -117,7 +119,8 @@ def test_fuse_rejects_bad_input():
 
 
 def test_sanity_simulation_t2v2t_not_worse():
-    """DESIGN.md section 7: 1,000 texts/videos, k=128, logit 3 for the true pair + N(0,1) noise."""
+    """The simulation of docs/architecture.md ("Retrieval and fusion"): 1,000 texts/videos,
+    k=128, logit 3 for the true pair + N(0,1) noise."""
     gen = torch.Generator().manual_seed(0)
     n = 1000
     m = 3.0 * torch.eye(n) + torch.randn(n, n, generator=gen)
