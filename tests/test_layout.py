@@ -232,3 +232,48 @@ def test_no_block_of_six_lines_repeated_in_the_library() -> None:
         f"{len(offenders)} block(s) of {MIN_REPEATED_LINES}+ identical lines stand in two places; "
         "keep one and call it:\n" + "\n".join(offenders)
     )
+
+
+# -- docs/architecture.md names real things -----------------------------------------------------------
+def _doc_references(text: str) -> tuple[set[str], list[tuple[str, str]]]:
+    """Source paths named in the page, and the (test file, test function) pairs it cites;
+    ``::name`` after ``test_x.py::other`` belongs to test_x.py."""
+    paths = set(re.findall(r"`((?:t2v2t|preprocessing|scripts)/[\w/]+\.py)`", text))
+    tests: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        current = None
+        for file, name in re.findall(r"`(test_\w+\.py)?(?:::(\w+))?`", line):
+            current = file or current
+            if name and current:
+                tests.append((current, name))
+    return paths, tests
+
+
+def test_doc_reference_reader() -> None:
+    paths, tests = _doc_references(
+        "| x | `t2v2t/a.py` `test_a.py::one`, `::two`; `test_b.py` (all), `test_c.py::three` |"
+    )
+    assert paths == {"t2v2t/a.py"}
+    assert tests == [("test_a.py", "one"), ("test_a.py", "two"), ("test_c.py", "three")]
+
+
+def test_architecture_page_names_real_modules_and_tests() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    paths, tests = _doc_references(text)
+    missing = sorted(p for p in paths if not (ROOT / p).is_file())
+    missing += [
+        f"tests/{file}::{name}"
+        for file, name in tests
+        if not (ROOT / "tests" / file).is_file()
+        or not re.search(rf"^def {name}\(", (ROOT / "tests" / file).read_text(), re.M)
+    ]
+    for file in set(re.findall(r"`(test_\w+\.py)", text)):
+        if not (ROOT / "tests" / file).is_file():
+            missing.append(f"tests/{file}")
+    assert len(tests) >= 30 and not missing, (
+        f"docs/architecture.md names what is not there: {missing}"
+    )
+    # Every library module has its line in the page's table of modules.
+    modules = {p.relative_to(ROOT).as_posix() for p in _sources(ROOT, *PACKAGES)}
+    unlisted = sorted(m for m in modules if m not in paths and not m.endswith("__init__.py"))
+    assert not unlisted, f"modules without a line in docs/architecture.md: {unlisted}"
