@@ -8,12 +8,9 @@ reads each shard's bytes once: the batches carry the captions beside the frames.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import zstandard
 
 from t2v2t import storage
 from t2v2t.data.loader import PlannedLoader, _check_shards, _PlannedBatches, _Source
@@ -22,12 +19,10 @@ from t2v2t.data.schema import META_EXT, SampleMeta
 from t2v2t.data.shards import (
     ShardError,
     ShardInfo,
-    corrupt_message,
-    open_shard,
     read_manifest,
+    read_shard,
     shard_infos,
 )
-from t2v2t.data.tarstream import iter_tar
 
 __all__ = ["EvalShards", "EvalTexts", "eval_texts", "make_eval_loader", "open_eval_shards"]
 
@@ -140,37 +135,24 @@ class EvalTexts:
 
 
 def eval_texts(shard_dir: str | Path | EvalShards) -> EvalTexts:
-    """Read captions from the ``.json`` members only (frames are streamed past, not decoded):
-    for callers that want the captions alone (an evaluation gets them with its frames)."""
+    """Every caption of a shard folder, for callers that want the captions alone (an evaluation
+    gets them with its frames)."""
     shards = open_eval_shards(shard_dir)
     directory, infos = shards.directory, shards.infos
     texts: list[str] = []
     text_video: list[int] = []
     keys: list[str] = []
-    suffix = f".{META_EXT}"
     for info in infos:
-        path = storage.join(directory, info.name)
         before = len(keys)
-        check = open_shard(directory, info.name, info.sha256)  # hashed on the way
-        try:
-            raw = zstandard.ZstdDecompressor().stream_reader(check, closefd=False)
-            with raw, io.BufferedReader(raw, buffer_size=1 << 20) as stream:
-                for _, data in iter_tar(stream, want=lambda name: name.endswith(suffix)):
-                    if data is None:
-                        continue  # a frame: streamed past, never copied or decoded
-                    meta = SampleMeta.from_json(data)
-                    for caption in meta.captions:
-                        texts.append(caption)
-                        text_video.append(len(keys))
-                    keys.append(meta.key)
-            check.verify()
-        except (ValueError, EOFError, OSError, zstandard.ZstdError) as err:
-            if not check.matches():
-                raise ShardError(corrupt_message(path)) from None
-            raise ShardError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
-        finally:
-            check.close()
+        # read_shard hashes on the way: a changed shard is the one-line digest error.
+        for sample in read_shard(directory, info.name, info.sha256):
+            meta = SampleMeta.from_json(sample[META_EXT])
+            for caption in meta.captions:
+                texts.append(caption)
+                text_video.append(len(keys))
+            keys.append(meta.key)
         if len(keys) - before != info.samples:
+            path = storage.join(directory, info.name)
             raise ShardError(
                 f"{path}: {len(keys) - before} samples, the manifest says {info.samples}"
             )
