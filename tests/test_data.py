@@ -22,17 +22,13 @@ import torch
 from PIL import Image
 
 from t2v2t.data import augment
-from t2v2t.data.augment import Crop, decode_jpegs
+from t2v2t.data.augment import Crop, decode_jpegs, normalize
 from t2v2t.data.eval_loader import eval_texts, make_eval_loader
 from t2v2t.data.frames import frame_indices
-from t2v2t.data.loader import (
-    ShardWarning,
-    TrainSource,
-    make_train_loader,
-    normalize,
-)
+from t2v2t.data.loader import TrainSource, make_train_loader
 from t2v2t.data.plan import buffer_shuffle, train_plans
 from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+from t2v2t.data.shard_checks import ShardWarning
 from t2v2t.data.shards import ShardError, info_dict, shard_name, write_manifest, write_shard
 from t2v2t.seeding import rng_for
 
@@ -459,8 +455,8 @@ def test_an_epoch_opens_each_shard_once_and_only_through_open_shard(shards, monk
     goes through the node cache), and one worker's epoch opens each shard once."""
     import builtins
 
-    from t2v2t.data import loader as loader_module
     from t2v2t.data import shards as shards_module
+    from t2v2t.data import stream as stream_module
 
     real_open, real_open_shard = builtins.open, shards_module.open_shard
     via_open_shard: list[str] = []
@@ -481,7 +477,7 @@ def test_an_epoch_opens_each_shard_once_and_only_through_open_shard(shards, monk
             inside[0] -= 1
 
     monkeypatch.setattr(builtins, "open", counting_open)
-    monkeypatch.setattr(loader_module, "open_shard", counting_open_shard)
+    monkeypatch.setattr(stream_module, "open_shard", counting_open_shard)
     monkeypatch.setattr(shards_module, "open_shard", counting_open_shard)
     keys = [k for k, _ in _run(_loader(shards))]
     assert len(keys) == sum(SHARD_SIZES)

@@ -20,11 +20,8 @@ from test_evaluate import write_eval_shards
 from train_shards import make_train_shards, tiny_overrides
 
 from t2v2t.data.eval_loader import eval_texts, make_eval_loader
-from t2v2t.data.loader import (
-    ShardWarning,
-    TrainSource,
-    make_train_loader,
-)
+from t2v2t.data.loader import TrainSource, make_train_loader
+from t2v2t.data.shard_checks import ShardWarning
 from t2v2t.data.shards import HashingReader, ShardError, read_manifest, sha256_file
 from t2v2t.training.metrics_log import read_metrics
 

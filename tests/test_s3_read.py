@@ -218,7 +218,8 @@ def test_a_tampered_object_is_refused_naming_it(s3_server, remote_shards, cache_
     assert f"{obj}: sha256 differs from the manifest" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     # data.skip_bad_shards=true: the object leaves the plan with one counted warning.
-    from t2v2t.data.loader import ShardWarning, TrainSource, make_train_loader
+    from t2v2t.data.loader import TrainSource, make_train_loader
+    from t2v2t.data.shard_checks import ShardWarning
 
     with pytest.warns(ShardWarning, match="skipped 1 of 5 shards"):
         loader = make_train_loader(

@@ -1,7 +1,8 @@
 """Evaluation reading: every video once across ranks, in manifest order, with its captions.
 
-Built on the training loader's machinery (:mod:`t2v2t.data.loader`): the same shard checks,
-stream and frame preparation, with an unpadded contiguous plan (:func:`t2v2t.data.plan.eval_plan`).
+Built on the training loader's parts: the same shard checks (:mod:`t2v2t.data.shard_checks`),
+stream (:mod:`t2v2t.data.stream`) and batch assembly (:mod:`t2v2t.data.batches`), with an
+unpadded contiguous plan (:func:`t2v2t.data.plan.eval_plan`).
 An evaluation opens its shard folder once (:func:`open_eval_shards`: one manifest read) and
 reads each shard's bytes once: the batches carry the captions beside the frames.
 """
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from t2v2t import storage
-from t2v2t.data.loader import PlannedLoader, _check_shards, _PlannedBatches, _Source
+from t2v2t.data.batches import BatchSource, PlannedBatches, PlannedLoader
 from t2v2t.data.plan import eval_plan
 from t2v2t.data.schema import META_EXT, SampleMeta
+from t2v2t.data.shard_checks import SHARD_CHECKS
 from t2v2t.data.shards import (
     ShardError,
     ShardInfo,
@@ -52,7 +54,7 @@ def open_eval_shards(
         return shard_dir
     directory = storage.location(shard_dir)  # a URL stays a string
     manifest = read_manifest(directory)
-    infos, _ = _check_shards(
+    infos, _ = SHARD_CHECKS.check(
         directory, shard_infos(manifest), skip_bad=False, verify_hash=verify_hash
     )
     return EvalShards(directory=directory, manifest=manifest, infos=infos)
@@ -86,7 +88,7 @@ def make_eval_loader(
     directory, manifest, infos = shards.directory, shards.manifest, shards.infos
     counts = [s.samples for s in infos]
     plan = eval_plan(counts, rank=rank, world_size=world_size, batch_size=batch_size)
-    src = _Source(
+    src = BatchSource(
         directory=directory,
         name=str(manifest.get("dataset", storage.basename(directory))),
         shard_names=[s.name for s in infos],
@@ -96,7 +98,7 @@ def make_eval_loader(
         max_text_len=0,
     )
     steps = [(0, b) for b in range(plan.num_batches)]
-    dataset = _PlannedBatches(
+    dataset = PlannedBatches(
         sources=[src],
         steps=steps,
         train=False,
