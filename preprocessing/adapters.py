@@ -8,7 +8,8 @@ still returned so the builder lists it in ``failures.jsonl`` instead of dropping
 Media paths are confined to the data root: one that leaves it once ``..`` is normalised (or is
 absolute elsewhere) is refused with the reason "outside the data folder" and never opened.
 Symbolic links inside the root are followed wherever they point (labs link video stores in);
-the check is on the path as written, not on where links lead (README.md, "Errors and safety").
+the check is on the path as written, not on where links lead (docs/reliability.md, "Errors and
+safety").
 """
 
 from __future__ import annotations
@@ -569,7 +570,7 @@ def load_records(
 def sliced_source(
     dataset: str, root: Path, split: str, annotations: Path | None = None
 ) -> CsvSource | TarSource | None:
-    """The inputs the builder's workers read in slices (README.md, "Shards at scale"): input
+    """The inputs the builder's workers read in slices (docs/data.md, "Shards at scale"): input
     tars (``webvid``, ``cc3m``, ``wds``) or WebVid's CSV; None: the adapter's list is read whole."""
     if annotations is None and not is_url(root):  # input tars are read from local folders
         source = tar_source(dataset, root, split)

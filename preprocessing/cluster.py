@@ -2,7 +2,7 @@
 
 ``windowed`` keeps at most ``window`` tasks in flight and submits the next one as each
 completes, so a driver planning millions of inputs never holds more than ``window`` futures
-(README.md, "Shards at scale"). Results come back in completion order; callers index them.
+(docs/data.md, "Shards at scale"). Results come back in completion order; callers index them.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ rows ``[i*n, (i+1)*n)``, ``n`` the spec's samples per shard), so the output does
 the number of workers or which worker ran what. A WebVid CSV is handed
 out as byte-range slices that the workers read, stat, fingerprint and hash themselves, and at
 most a window of tasks is in flight: the driver's memory does not grow with the corpus
-(README.md, "Shards at scale"). A finished shard gets a done-marker (``.done/<shard>.json``:
+(docs/data.md, "Shards at scale"). A finished shard gets a done-marker (``.done/<shard>.json``:
 its inputs' fingerprint, sha256 and failures); a re-run keeps shards whose file still matches
 their marker and rebuilds the rest. The failures list and then the manifest are written last,
 atomically: a folder with a manifest is complete.
@@ -16,7 +16,7 @@ atomically: a folder with a manifest is complete.
 Every path a task carries is absolute, so a Dask worker started in any folder (or on another
 machine with the same mounts) reads and writes the same files. A build holds an exclusive lock
 on ``<out>/.lock`` for its whole run: a second build into the same folder stops with one line
-naming the holder (README.md, "Errors and safety").
+naming the holder (docs/reliability.md, "Errors and safety").
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class Work:
     """One submitted task: a shard's parameters with either its records or its annotation slice.
 
     A sliced task carries no records: the worker reads its rows, stats and hashes them itself,
-    so the driver's memory does not grow with the corpus (README.md, "Shards at scale").
+    so the driver's memory does not grow with the corpus (docs/data.md, "Shards at scale").
     """
 
     task: ShardTask
@@ -392,8 +392,8 @@ def build_shards(
     """Build (or finish) a shard folder of ``spec`` from ``records``; returns the manifest.
 
     ``records``: a list, or a sliced source (a CSV, webdataset tars) cut into slices of
-    ``spec.samples_per_shard`` rows that the workers read themselves (README.md, "Shards at
-    scale"). ``workers`` processes of a local Dask cluster, or the cluster at ``scheduler``
+    ``spec.samples_per_shard`` rows that the workers read themselves (docs/data.md, "Shards
+    at scale"). ``workers`` processes of a local Dask cluster, or the cluster at ``scheduler``
     (``tcp://host:port``); ``workers=0`` without a scheduler runs in this process.
     ``window``: tasks in flight at once (0: four per worker). ``stats``, when given, receives
     ``first_submit_s`` (seconds from the call to the first submitted task), ``tasks`` and

@@ -6,7 +6,7 @@ under its final name once complete, and removed locally. Its done-marker
 (``.done/<shard>.json``) is uploaded after it, recording the object's size, sha256 and the
 store's own version tag (``ETag``...). ``failures.jsonl`` and then ``manifest.json`` go last,
 and a build deletes an older manifest before it starts: a prefix with a manifest is complete,
-and a killed build leaves none (README.md, "Object storage").
+and a killed build leaves none (docs/storage.md, "Object storage").
 
 A re-run keeps a published shard whose marker matches its inputs and whose object still has
 the recorded size and version tag (one metadata request, no download); where the store gives
@@ -63,7 +63,7 @@ def check_target(url: str) -> None:
 def _writing(url: str) -> Iterator[None]:
     """A store's refusal (no bucket, no permission, no connection) is one line naming ``url``.
 
-    Local errors name their file and pass through (README.md, "Errors and safety").
+    Local errors name their file and pass through (docs/reliability.md, "Errors and safety").
     """
     try:
         yield

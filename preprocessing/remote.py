@@ -4,7 +4,7 @@
 A location is a local :class:`~pathlib.Path` or a URL string (:mod:`t2v2t.storage`); each
 helper takes either, so an adapter joins, tests and opens its files the same way for both.
 Media at a URL are copied to a local temporary file before decoding (decord and ffmpeg read
-paths) and removed after (README.md, "Object storage").
+paths) and removed after (docs/storage.md, "Object storage").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The shard driver never holds the corpus's records: it streams the CSV once, counting rows (a
 row ends at a newline outside quotes; quoted fields may hold newlines and ``""``), and yields
 one :class:`CsvSlice` per ``rows`` rows. A worker reads, stats and hashes only its slice's
-records (README.md, "Shards at scale"). Memory in the driver is one line at a time.
+records (docs/data.md, "Shards at scale"). Memory in the driver is one line at a time.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The builder's signature, each shard task, the manifest (written and read back) a
 ``scripts/build_shards.py`` all take this one frozen object, so a setting is named and checked
 in one place. :meth:`ShardSpec.sized_by_bytes` turns a byte target (``SHARD_BYTES=``) into a
 samples-per-shard count from the settings alone, so every shard stays a pure function of its
-rows: byte-identical for any worker count and resumable (README.md, "Shards at scale").
+rows: byte-identical for any worker count and resumable (docs/data.md, "Shards at scale").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where the ffmpeg and ffprobe programs are.
 
 ``make setup`` uses a system ffmpeg when both programs are on the PATH, and otherwise links a
-static build from PyPI into the venv's ``bin`` (README.md, Setup). A script started as
+static build from PyPI into the venv's ``bin`` (README.md, "Setup"). A script started as
 ``.venv/bin/python script.py`` may not have that folder on its PATH, so the venv's ``bin`` beside
 the running interpreter is looked at first, then the PATH.
 """

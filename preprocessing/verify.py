@@ -132,7 +132,7 @@ def verify_dir(
     (in this process when both are unset), a bounded window at a time, with a progress bar.
     The driver keeps 8 bytes per key to find keys that occur in two shards. ``directory``
     may be an fsspec URL (``s3://bucket/prefix/webvid/train_4f``): each shard is then fetched
-    by the worker that checks it (README.md, "Object storage").
+    by the worker that checks it (docs/storage.md, "Object storage").
     """
     try:
         manifest = read_manifest(directory)

@@ -5,7 +5,7 @@ Both tools write ``NNNNN.tar`` files holding, per sample, ``<key>.mp4`` (video2d
 status, ...), the members of one sample next to each other, plus sidecars ``NNNNN_stats.json``
 and ``NNNNN.parquet`` beside each tar. The sidecars are not read: a tar's own member list is
 what gets built, so a stats file that disagrees with its tar (an interrupted download) cannot
-make samples disappear (README.md, "Real data").
+make samples disappear (docs/data.md, "webdataset tars (video2dataset, img2dataset)").
 
 Like a WebVid CSV (:mod:`preprocessing.slices`), the tars are planned without holding their
 records: the driver walks each tar's headers (seeking over the data) and yields one

@@ -12,8 +12,8 @@
   Every rate is also measured on the thread's CPU time (``cpu_time_frames_per_s``,
   ``loader_vs_jpeg_limit_cpu_time``): on a shared machine that ratio is the trustworthy one.
 - ``loader_hash_cost``: the share of the loader's CPU time that hashing costs (every shard's
-  sha256 computed as it streams and checked at its end, README.md "Integrity"): one minus the
-  loader's CPU-time rate with hashing over the same loader with ``verify_stream=False``,
+  sha256 computed as it streams and checked at its end, docs/reliability.md, "Shard integrity"): one
+  minus the loader's CPU-time rate with hashing over the same loader with ``verify_stream=False``,
   alternated in the same rounds (target <= 0.03).
 - ``loader_vs_decord``: that rate over VindLU's way, per video: ``decord.VideoReader`` (one
   thread), ``get_batch`` of the sampled indices, random resized crop to 224.

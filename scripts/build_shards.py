@@ -2,7 +2,8 @@
 
 Builds every split of the paper's recipe, or the one asked. A data folder without the dataset's
 annotation files is one error naming the files looked for: nothing is generated or written
-unless ``--synthetic`` (``make shards SYNTHETIC=1``) asks for a synthetic corpus (README.md).
+unless ``--synthetic`` (``make shards SYNTHETIC=1``) asks for a synthetic corpus
+(docs/data.md, "Synthetic corpora").
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="shard size target, e.g. 300MB: turned into samples per shard from the frames, "
         "candidates, short side and JPEG quality alone (default: "
-        f"{DEFAULT_SHARD_BYTES // 10**6}MB for real data; README.md, 'Shards at scale')",
+        f"{DEFAULT_SHARD_BYTES // 10**6}MB for real data; docs/data.md, 'Shards at scale')",
     )
     p.add_argument(
         "--window", type=int, default=0, help="tasks in flight at once (0: 4 per worker)"
@@ -185,7 +186,7 @@ def inputs(
     args: argparse.Namespace, data: Location, split: str
 ) -> list[VideoRecord] | SlicedSource:
     """The build's inputs: WebVid's CSV or webdataset tars as a sliced source (workers read their
-    own rows), other datasets (small fine-tuning sets, image folders) as a list (README.md,
+    own rows), other datasets (small fine-tuning sets, image folders) as a list (docs/data.md,
     "Shards at scale")."""
     annotations = location(args.annotations) if args.annotations else None
     source = sliced_source(args.dataset, data, split, annotations)
@@ -208,7 +209,7 @@ def _sizing(m: dict) -> str:
 def spec_for(args: argparse.Namespace, r: SplitRecipe, synthetic: bool) -> ShardSpec:
     """One split's settings. Shard size: ``--samples-per-shard`` when given, else the byte
     target when given, else the demo's small shards for a synthetic corpus, else the default
-    byte target (README.md, "Shards at scale")."""
+    byte target (docs/data.md, "Shards at scale")."""
     spec = ShardSpec(
         dataset=args.dataset,
         split=r.split,

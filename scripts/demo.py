@@ -3,7 +3,7 @@ with all three fusions -> ``runs/demo/report.md`` and ``runs/demo/metrics.json``
 
 ``--size quick`` is the small version the test suite runs end to end. ``--recipe``: ``auto``
 (default) runs the GPU recipe when CUDA is present (more steps, larger batches, 12-frame
-fine-tuning, time-reversed negatives; README.md) and the CPU recipe otherwise;
+fine-tuning, time-reversed negatives; docs/results.md) and the CPU recipe otherwise;
 ``--recipe gpu --size quick`` is the GPU recipe's dry run on a CPU. ``--stages`` runs a subset
 (e.g. ``shards`` on a machine with ffmpeg, then ``pretrain,finetune,evaluate`` on the GPU).
 A full GPU-recipe run on CUDA records ``gpu_demo_minutes``, ``gpu_demo_twin_preference`` and

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks in one go: `make bench-gpu` and the GPU recipe of `make demo` (README.md,
-# "Benchmarks" and "What `make demo` shows"). Three parts:
+# The GPU checks in one go: `make bench-gpu` and the GPU recipe of `make demo` (docs/results.md,
+# "One GPU: `make bench-gpu`" and "The GPU recipe (`make demo` with CUDA)"). Three parts:
 #
 #   scripts/device_check.sh prepare   on the development machine (the project's .venv, ffmpeg,
 #                                     network to PyPI): fills .device/ (git-ignored) with what the

@@ -1,6 +1,6 @@
 """Export a checkpoint (a project .pt, a VindLU .pth, or an exported folder) as a plain folder:
 model.safetensors, config.json and the tokenizer files. Every command that takes CKPT= accepts
-the folder, and loading it unpickles nothing (README.md, "Export")."""
+the folder, and loading it unpickles nothing (docs/evaluation.md, "Export")."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ chosen fusion over any checkpoint (project .pt, exported folder, VindLU .pth). T
 encoded once and cached (--cache, default <videos>/.t2v2t_index); the cache is reused while the
 videos and the checkpoint are unchanged. T2V2T's video->text direction runs over the queries
 plus a query bank: the folder's captions (shard captions, <video>.txt or captions.csv) and the
-lines of --bank FILE (README.md, "Python API")."""
+lines of --bank FILE (docs/evaluation.md, "Python API")."""
 
 from __future__ import annotations
 

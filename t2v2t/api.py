@@ -1,4 +1,4 @@
-"""A Python retrieval API over any checkpoint the project loads (README.md, "Python API").
+"""A Python retrieval API over any checkpoint the project loads (docs/evaluation.md, "Python API").
 
 >>> r = Retriever.from_checkpoint("vindlu_msrvtt.pth")          # or a project .pt / export folder
 >>> r.similarity(["a dog runs"], frames)                         # stage-1 scores [texts, videos]

@@ -1,4 +1,4 @@
-"""One place that turns the project's expected errors into one ``error:`` line (README.md,
+"""One place that turns the project's expected errors into one ``error:`` line (docs/reliability.md,
 "Errors and safety").
 
 Every script in ``scripts/`` runs its ``main`` through :func:`cli`: a problem the user fixes

@@ -1,4 +1,4 @@
-"""Progress bars for the stages that can run for minutes (README.md, "Progress").
+"""Progress bars for the stages that can run for minutes (docs/training.md, "Progress").
 
 Bars go to stderr and only on the main rank (torchrun's ``RANK``); stdout keeps the results.
 A bar appears only once its stage has run ``T2V2T_PROGRESS_DELAY`` seconds (default 2), so

@@ -57,7 +57,8 @@ RECIPES: dict[str, DatasetRecipe] = {
         text_len=PARAGRAPH_LEN,
     ),
     # Any corpus: fine-tuned from its train split and evaluated on its test split (a build
-    # makes train only: the test split is its own folder or ANNOTATIONS=, README.md "Real data").
+    # makes train only: the test split is its own folder or ANNOTATIONS=, docs/training.md,
+    # "Which corpora").
     "folder": DatasetRecipe((_TRAIN_12,), ("train", "val", "test"), eval_split="test"),
     "vindlu": DatasetRecipe(
         (_TRAIN_12, SplitRecipe("test", 12, "middle")), ("train", "val", "test"), eval_split="test"
@@ -104,7 +105,8 @@ def eval_datasets() -> tuple[str, ...]:
 
 
 def eval_recipe(dataset: str) -> SplitRecipe:
-    """The split evaluation reads for ``dataset``, with its frame count (README.md, Evaluation)."""
+    """The split evaluation reads for ``dataset``, with its frame count (docs/evaluation.md,
+    "Two-stage retrieval and the fusions")."""
     row = dataset_recipe(dataset)
     if row.eval_split is None:
         raise UsageError(
@@ -115,7 +117,7 @@ def eval_recipe(dataset: str) -> SplitRecipe:
 
 def eval_shard_dir(dataset: str, root: str | Path = "shards") -> Path | str:
     """Where ``make shards DATASET=<dataset>`` puts the evaluation split: ``<root>/<ds>/<split>_<T>f``
-    (a URL string under a URL root, README.md "Object storage")."""
+    (a URL string under a URL root, docs/storage.md, "Object storage")."""
     r = eval_recipe(dataset)
     return storage.join(root, dataset, f"{r.split}_{r.num_frames}f")
 

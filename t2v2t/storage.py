@@ -6,7 +6,7 @@ huggingface_hub for ``hf://``). Credentials and endpoints come only from those l
 environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_DEFAULT_REGION``, ``GOOGLE_APPLICATION_CREDENTIALS``, ``HF_TOKEN``...): nothing here adds a
 setting. ``http(s)://`` and ``hf://`` are read-only here: writing to them is one clear error.
-README.md, "Object storage".
+docs/storage.md, "Object storage".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A real S3 server on 127.0.0.1 for the object-storage tests: moto's standalone server
 (``moto_server`` from the venv), talked to over HTTP by s3fs/botocore exactly as a lab's S3 or
-MinIO would be. README.md, "Object storage".
+MinIO would be. docs/storage.md, "Object storage".
 
 The session fixture ``s3_server`` starts it on a free port, waits until it answers, points the
 libraries' usual environment at it (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,

@@ -1,6 +1,6 @@
 """Reading shards from object storage: the node cache (t2v2t.data.cache) and the readers that go
-through it, against a real S3 server on 127.0.0.1 (tests/s3_server.py). README.md, "Object
-storage". Fetches are counted from the server's own request log."""
+through it, against a real S3 server on 127.0.0.1 (tests/s3_server.py). docs/storage.md,
+"Object storage". Fetches are counted from the server's own request log."""
 
 from __future__ import annotations
 

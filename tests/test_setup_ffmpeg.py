@@ -4,7 +4,7 @@ project's commands (synthetic generator, shard build, verify-shards, ffprobe) wo
 The machine's own ffmpeg is hidden behind a PATH of symlinks to every program but ffmpeg and
 ffprobe. The project is a copy of this checkout with a throwaway venv (no pip, the shared
 packages through a .pth line) whose install stamp is fresh, so `make setup` only does its
-ffmpeg step; the full `make setup` in a fresh clone is in README.md, Setup.
+ffmpeg step; the full `make setup` in a fresh clone is in README.md, "Setup".
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Object storage through fsspec (t2v2t.storage) against a real S3 server on 127.0.0.1
-(tests/s3_server.py). README.md, "Object storage"."""
+(tests/s3_server.py). docs/storage.md, "Object storage"."""
 
 from __future__ import annotations
 

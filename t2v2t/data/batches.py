@@ -88,7 +88,8 @@ class PlannedBatches(IterableDataset):
     hint: str = ""  # appended to shard errors (what the user can set)
     decode: bool = True  # False: batches carry packed JPEGs, decoded later (t2v2t.data.gpu_decode)
     # Evaluation frames: "project" (short side + centre crop, bilinear) or "vindlu" (the whole
-    # frame squashed to a square, bicubic: README.md, "Reproduce the paper's tables ...").
+    # frame squashed to a square, bicubic: docs/evaluation.md, "What `eval.preprocess=vindlu`
+    # does").
     preprocess: str = "project"
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -242,7 +243,7 @@ class PlannedLoader:
     num_workers: int
     pin_memory: bool
     skipped_shards: list[str]
-    loader_seed: int = 0  # the DataLoader generator's seed (README.md, "Exact resume")
+    loader_seed: int = 0  # the DataLoader generator's seed (docs/reliability.md, "Exact resume")
     decode_device: str | None = None  # set: JPEGs decoded there (t2v2t.data.gpu_decode)
 
     def __len__(self) -> int:
@@ -274,7 +275,7 @@ class PlannedLoader:
             prefetch_factor=2 if self.num_workers else None,
             # Starting an iterator draws the workers' base seed from this generator; without
             # it the draw comes from torch's global stream, which a resumed run restores one
-            # draw earlier than the uninterrupted run had it (README.md, "Exact resume").
+            # draw earlier than the uninterrupted run had it (docs/reliability.md, "Exact resume").
             generator=torch.Generator().manual_seed(self.loader_seed),
         )
         return _raise_worker_errors(iter(loader))

@@ -3,7 +3,7 @@
 Every loader worker, evaluation pass and tool on one machine that reads a shard URL
 (``s3://bucket/prefix/webvid/train_4f/...``) goes through :meth:`NodeCache.open`, so a shard
 crosses the network at most once per node while it stays cached, however many processes read it
-(README.md, "Object storage"). Local shard folders never go through the cache.
+(docs/storage.md, "The node cache"). Local shard folders never go through the cache.
 
 How it stays correct with many processes (all locks are ``fcntl.flock`` on files under
 ``<root>/.locks``, so they also hold between unrelated processes):

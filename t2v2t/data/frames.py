@@ -17,7 +17,8 @@ Mode = Literal["middle", "rand", "vindlu_middle"]
 MODES: tuple[str, ...] = ("middle", "rand", "vindlu_middle")
 # Test-time middle modes (one candidate per segment). ``vindlu_middle`` is VindLU's rule: its
 # segments are ``[a, b-1]`` and it takes ``(a + b - 1) // 2``, one frame earlier than ``middle``
-# on even-width segments (README.md, "Reproduce the paper's tables from VindLU's checkpoints").
+# on even-width segments (docs/evaluation.md, "Reproduce the paper's tables from VindLU's
+# checkpoints").
 MIDDLE_MODES: tuple[str, ...] = ("middle", "vindlu_middle")
 FRAME_RULES = {"project": "middle", "vindlu": "vindlu_middle"}
 

@@ -120,10 +120,10 @@ def make_train_loader(
     ``decode_device`` (e.g. ``"cuda"``): decode the JPEGs there in batches instead of in the
     workers (:mod:`t2v2t.data.gpu_decode`); ``None`` = the workers decode on CPU.
 
-    Integrity (README.md): every shard is hashed as it streams and checked against the
-    manifest at its end. ``skip_bad_shards=True`` also hashes every shard up front (once per
-    process while its size and mtime stay), so a bad shard leaves this epoch's plan before any
-    batch exists: the same decision on every rank and for any worker count.
+    Integrity (docs/reliability.md, "Shard integrity"): every shard is hashed as it streams and
+    checked against the manifest at its end. ``skip_bad_shards=True`` also hashes every shard up
+    front (once per process while its size and mtime stay), so a bad shard leaves this epoch's plan
+    before any batch exists: the same decision on every rank and for any worker count.
     """
     scale = _check_train_args(sources, crop_scale, rank, world_size)
     where = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size)

@@ -1,4 +1,5 @@
-"""Shard checks against the manifest before an epoch is planned (README.md, "Integrity").
+"""Shard checks against the manifest before an epoch is planned (docs/reliability.md, "Shard
+integrity").
 
 Sizes are always checked (a stat, or one listing of a store); with ``verify_hash=True`` each
 shard's sha256 too, once per shard per :class:`ShardChecker`. The loaders share one checker per

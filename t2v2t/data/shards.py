@@ -79,7 +79,8 @@ def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) ->
     count = 0
     try:
         with open(tmp, "wb") as raw:
-            # The frame checksum lets zstd itself reject damaged bytes (README.md, "Integrity").
+            # The frame checksum lets zstd itself reject damaged bytes (docs/reliability.md,
+            # "Shard integrity").
             cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=True)
             with cctx.stream_writer(raw, closefd=False) as zout:
                 with tarfile.open(fileobj=zout, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
@@ -159,8 +160,8 @@ def open_shard(
 
     The one place shard bytes are opened (the loaders, evaluation, reports, the checks), so that
     where they come from is decided here. With ``sha256`` (the manifest's) the file is a
-    :class:`HashingReader`: what is read goes into a digest that ``verify()`` checks (README.md,
-    "Exact resume and shard integrity"). The caller closes it. A URL folder's shards come
+    :class:`HashingReader`: what is read goes into a digest that ``verify()`` checks
+    (docs/reliability.md, "Shard integrity"). The caller closes it. A URL folder's shards come
     through this node's cache (:func:`open_shard_url`).
     """
     if storage.is_url(directory):

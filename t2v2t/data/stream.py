@@ -2,7 +2,7 @@
 
 The plan and the worker split are described in :mod:`t2v2t.data.loader`. Samples a worker does
 not need are streamed past without copying their bytes; every opened shard is hashed as it
-streams and verified when it is left (README.md, "Integrity").
+streams and verified when it is left (docs/reliability.md, "Shard integrity").
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class ShardStream:
         nxt = int(self.wanted[i])
         self.shard = int(np.searchsorted(self.starts, nxt, side="right") - 1)
         start = self.pos = int(self.starts[self.shard])
-        # Every opened shard is hashed as it streams and verified when left (README.md,
-        # "Integrity"); the bytes of the samples other workers need still pass through.
+        # Every opened shard is hashed as it streams and verified when left (docs/reliability.md,
+        # "Shard integrity"); the bytes of the samples other workers need still pass through.
         sha256 = None if self.sha256s is None else self.sha256s[self.shard]
         self.file = open_shard(self.directory, self.names[self.shard], sha256)
         self.check = self.file if sha256 is not None else None  # type: ignore[assignment]

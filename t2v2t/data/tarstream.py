@@ -122,7 +122,7 @@ def group_members(members: Iterable[tuple[str, bytes | None]]) -> Iterator[dict[
     """Tar members in order -> WebDataset-style samples ``{"__key__", "json", "000.jpg", ...}``.
 
     A sample is the run of consecutive members whose names share the part before the first dot
-    (README.md, "Shards"). A member whose bytes are ``None`` (streamed past, see
+    (docs/data.md, "Shards"). A member whose bytes are ``None`` (streamed past, see
     :func:`iter_tar`) marks its sample ``"__skipped__": True`` instead of adding bytes.
     """
     current: dict[str, Any] | None = None

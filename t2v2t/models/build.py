@@ -272,8 +272,9 @@ def load_weights(model: torch.nn.Module, path_or_state: str | Path | Mapping[str
     if old_scales:
         raise WeightsMismatchError(
             f"{where} was saved before the temporal attention moved after each block with one "
-            "scalar scale (VindLU's architecture, see README.md); its temporal weights do not "
-            "fit. Retrain it, or import a VindLU checkpoint instead (scripts/convert_vindlu.py)."
+            "scalar scale (VindLU's architecture, see docs/evaluation.md); its temporal weights "
+            "do not fit. Retrain it, or import a VindLU checkpoint instead "
+            "(scripts/convert_vindlu.py)."
         )
     if missing or unexpected or shapes:
 

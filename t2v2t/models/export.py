@@ -1,5 +1,5 @@
-"""Export a checkpoint as a plain folder (README.md, "Export"): ``model.safetensors`` (weights,
-no pickle), ``config.json`` (the architecture, where it came from, its evaluation
+"""Export a checkpoint as a plain folder (docs/evaluation.md, "Export"): ``model.safetensors``
+(weights, no pickle), ``config.json`` (the architecture, where it came from, its evaluation
 preprocessing) and the tokenizer files. :func:`load_export` reads it back without unpickling.
 """
 

@@ -7,7 +7,7 @@
 - ``export``: a folder written by ``scripts/export.py``.
 
 Nothing that would run code from the file is ever called: a pickle that names any other global
-is refused with one line naming it (README.md, "Importing VindLU checkpoints").
+is refused with one line naming it (docs/evaluation.md, "Importing VindLU checkpoints").
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def sniff_checkpoint(path: str | Path) -> str:
 
 
 def _load_export(path: Path, preset: str | None, say: Callable[[str], None]) -> LoadedCheckpoint:
-    # model.safetensors + config.json + tokenizer files: no pickle anywhere (README.md, "Export").
+    # model.safetensors + config.json + tokenizer files: no pickle anywhere (docs/evaluation.md,
+    # "Export").
     from t2v2t.models.export import ExportError, load_export
 
     try:
@@ -179,7 +180,7 @@ def load_any_checkpoint(
 
 def tokenizer_for(loaded: LoadedCheckpoint) -> Any:
     """The tokenizer that goes with a loaded checkpoint: an exported folder's own files, else
-    the preset's (README.md, "Export")."""
+    the preset's (docs/evaluation.md, "Export")."""
     from t2v2t.models import build_tokenizer
 
     if loaded.source == "export":

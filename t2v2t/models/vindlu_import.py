@@ -5,7 +5,7 @@ The file is read with the allow-list unpickler of :mod:`t2v2t.models.safe_pickle
 from the tensors, frames / fusion layer / temporal settings from the checkpoint's config (checked
 against the tensors); settings the project does not implement are refused in one line naming
 them. Both layouts are read: fine-tuned (``text_encoder.*``, no MLM head: built fresh, unused by
-retrieval) and pre-trained (``text_encoder.bert.*`` and ``text_encoder.cls.*``). README.md,
+retrieval) and pre-trained (``text_encoder.bert.*`` and ``text_encoder.cls.*``). docs/evaluation.md,
 "Importing VindLU checkpoints", describes the mapping report.
 """
 

@@ -2,7 +2,7 @@
 
 The timm model is kept whole (its state_dict keys stay timm's, so pre-trained image weights load
 as they are); the temporal attention of each block and the temporal position embedding live
-beside it. As in VindLU's released models (README.md, "Importing VindLU checkpoints"), the
+beside it. As in VindLU's released models (docs/evaluation.md, "Importing VindLU checkpoints"), the
 temporal attention runs after each block, the last one included, as a residual
 ``x + scale * attn(LN(x))`` over the frames of every token, with one scalar ``scale`` per block.
 Both are zero-initialised, so a fresh model computes exactly the image backbone's features

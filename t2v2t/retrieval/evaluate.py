@@ -377,7 +377,8 @@ def build_result(
         preprocess=s.preprocess,
         world_size=group_rank_world()[1],
         results=results,
-        statistics=statistics,  # bootstrap intervals and paired tests (README.md, Evaluation)
+        # bootstrap intervals and paired tests (docs/evaluation.md, "Is a gain real?")
+        statistics=statistics,
         shards=str(s.shards),  # where the HTML report reads its thumbnails
     )
     gt_pairs = np.array([[t, v] for t, vids in enumerate(gt) for v in vids], dtype=np.int64)
@@ -403,7 +404,7 @@ def write_eval_outputs(
     html: bool = True,
 ) -> tuple[Path, Path]:
     """Write ``<dataset>_<split>.json`` and ``<dataset>_<split>_scores.npz`` into ``out_dir``,
-    and (``html``) the visual report ``<dataset>_<split>.html`` beside them (README.md, Evaluation,
+    and (``html``) the visual report ``<dataset>_<split>.html`` beside them (docs/evaluation.md,
     "Visual report"); returns the JSON and npz paths.
 
     ``scores`` None = ``result.scores``. The npz holds ``t2v_none``, ``t2v_naive``, ``t2v_t2v2t``

@@ -1,5 +1,5 @@
-"""Evaluation preprocessing: the project's own, or VindLU's (README.md, "Reproduce the paper's
-tables from VindLU's checkpoints").
+"""Evaluation preprocessing: the project's own, or VindLU's (docs/evaluation.md,
+"Reproduce the paper's tables from VindLU's checkpoints").
 
 ``project``: frames short side to the image size then centre crop (bilinear), captions as
 stored, stage-1 similarity divided by the learned temperature, bf16 autocast on GPUs.

@@ -1,8 +1,8 @@
 """Benchmark bookkeeping: merge figures into ``bench/results.json`` and redraw ``bench/README.md``.
 
-Each benchmark script calls :func:`record` with its flat headline keys (README.md, "Benchmarks";
-e.g. ``loader_frames_per_s``) and a details dict; earlier values of the same keys move to
-``previous`` so the next run can be compared with the last.
+Each benchmark script calls :func:`record` with its flat headline keys (docs/results.md,
+"Benchmarks"; e.g. ``loader_frames_per_s``) and a details dict; earlier values of the same keys move
+to ``previous`` so the next run can be compared with the last.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ on the encoders; JPEG decode frames/s on the GPU beside the CPU path; an MSR-VTT
 `runs/bench_gpu_quick.json`, never here). None of these figures has been measured yet: the tasks
 that built this were not lent a GPU."""
 
-# One-off experiments whose figures the README quotes; written under every `make bench` table.
+# One-off experiments whose figures docs/results.md quotes; written under every `make bench` table.
 EXPERIMENTS = """## experiments (one-off, not part of `make bench`)
 
 **Direction probe, NVIDIA H200, 2026-11-27** (raw curves: `experiments/direction_probe_h200.json`).
@@ -56,7 +56,7 @@ has since been removed, as nothing in the repository wrote its input. The same e
 the repository's own tools on a machine with CUDA (not re-run since: the task that removed the
 script had no GPU). The random draws differ, so expect the shape of the curves, not the same
 figures step for step; and the tiny encoder has changed since (VindLU's temporal attention after
-each block, README.md "What `make demo` shows"), so a re-run measures today's encoder:
+each block, docs/results.md, "Known gap: frame order"), so a re-run measures today's encoder:
 
 ```bash
 python scripts/demo.py --size full --recipe cpu --stages shards   # corpora + shards, runs/demo

@@ -81,11 +81,11 @@ SIZES = {
     ),
 }  # fmt: skip
 
-# The GPU recipe (`make demo` when CUDA is present; README.md, "What `make demo` shows"): the same
-# tiny model, ~7x the steps at 4x the batch of the CPU demo (~25x the samples) and time-reversed
-# negatives, sized from the direction probe on an H200 (direction learnt to 0.81 in ~3,000
-# supervised steps at batch 64), aiming at <= 10 minutes; corpora small enough that their shards
-# travel to a GPU box built elsewhere (scripts/device_check.sh).
+# The GPU recipe (`make demo` when CUDA is present; docs/results.md, "The GPU recipe (`make demo`
+# with CUDA)"): the same tiny model, ~7x the steps at 4x the batch of the CPU demo (~25x the
+# samples) and time-reversed negatives, sized from the direction probe on an H200 (direction learnt
+# to 0.81 in ~3,000 supervised steps at batch 64), aiming at <= 10 minutes; corpora small enough
+# that their shards travel to a GPU box built elsewhere (scripts/device_check.sh).
 _GPU_EXTRA = ("loss.reverse=0.25", "data.num_workers=6")
 GPU_SIZES = {
     "full": DemoSize(
@@ -116,7 +116,8 @@ def pick_recipe(recipe: str, cuda: bool) -> str:
 class Demo:
     """Runs the stages in order, recording commands and timings."""
 
-    heartbeat_s = 20.0  # a line per this many seconds while a stage runs (README.md, "Progress")
+    # a line per this many seconds while a stage runs (docs/training.md, "Progress")
+    heartbeat_s = 20.0
 
     def __init__(
         self, run: Path, size: DemoSize, workers: int = 2, log=print, recipe: str = "cpu"
@@ -283,7 +284,8 @@ def _load_evaluations(run: Path) -> dict[str, _Evaluated]:
 
 
 def _temporal(demo: Demo, ev: _Evaluated) -> dict[str, Any]:
-    """Twin preference of the stage-1 scores and of each fusion (README.md, "Known gap")."""
+    """Twin preference of the stage-1 scores and of each fusion (docs/results.md, "Known gap:
+    frame order")."""
     keys = [str(k) for k in ev.arrays["video_keys"]]
     pairs = twin_pairs(demo.data / "msrvtt" / "synthetic_attributes.json", keys)
     rows = [(t, v) for t, vs in enumerate(ev.gt) for v in vs]

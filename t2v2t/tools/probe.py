@@ -111,7 +111,8 @@ class ProbeSettings:
 
 def _param_groups(model: VindLU, head: torch.nn.Module, s: ProbeSettings) -> list[dict]:
     """The head at ``lr``; with ``train_encoder`` the video encoder too, its temporal modules at
-    ``encoder_lr * temporal_lr_scale`` (as ``optim.temporal_lr_scale``, README.md "Training")."""
+    ``encoder_lr * temporal_lr_scale`` (as ``optim.temporal_lr_scale``, docs/training.md,
+    "Teaching frame order")."""
     groups = [{"params": list(head.parameters()), "lr": s.lr}]
     if s.train_encoder:
         for scale, temporal in ((1.0, False), (s.temporal_lr_scale, True)):

@@ -68,7 +68,8 @@ class DataConfig:
     skip_bad_shards: bool = False
     hflip: bool = True  # random horizontal flip; off when captions say "left"/"right"
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area
-    decode_device: str | None = None  # e.g. cuda: decode JPEGs there in batches (README.md)
+    # e.g. cuda: decode JPEGs there in batches (docs/training.md, "Decoding JPEGs on the GPU")
+    decode_device: str | None = None
 
 
 @dataclass
@@ -144,7 +145,7 @@ class EvalConfig:
     device: str = "auto"  # the eval commands' device; auto = cuda when available
 
 
-# Words some boolean settings also accept (README.md, Evaluation: ``eval.rerank=none``).
+# Words some boolean settings also accept (docs/evaluation.md: ``eval.rerank=none``).
 _BOOL_WORDS = {"eval.rerank": {"vtm": True, "none": False}}
 
 

@@ -1,4 +1,4 @@
-"""Experiment tracking: ``train.loggers`` (README.md, "Experiment tracking").
+"""Experiment tracking: ``train.loggers`` (docs/training.md, "Experiment tracking").
 
 ``jsonl`` (``<run>/metrics.jsonl``) is always on; ``tensorboard`` writes event files under
 ``<run>/tensorboard``; ``wandb`` logs a W&B run under ``<run>/wandb`` and honours ``WANDB_MODE``

@@ -46,7 +46,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Python logging, configured once per process (README.md, "Experiment tracking")
+# Python logging, configured once per process (docs/training.md, "Experiment tracking")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _QUIET = ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL")  # per-request noise
