@@ -1,5 +1,6 @@
 """Files that appear under their final name only when complete: write a temporary sibling,
-fsync it, rename it over the target, fsync the folder (docs/architecture.md, "Invariants")."""
+fsync it, rename it over the target, fsync the folder (docs/architecture.md, "Invariants and the
+tests that hold them")."""
 
 from __future__ import annotations
 

@@ -277,3 +277,181 @@ def test_architecture_page_names_real_modules_and_tests() -> None:
     modules = {p.relative_to(ROOT).as_posix() for p in _sources(ROOT, *PACKAGES)}
     unlisted = sorted(m for m in modules if m not in paths and not m.endswith("__init__.py"))
     assert not unlisted, f"modules without a line in docs/architecture.md: {unlisted}"
+
+
+# -- (e) the documentation's pages, sections and links ----------------------------------------------
+# Code cites a page and a section as ``docs/storage.md, "Object storage"`` (or README.md, "Setup"),
+# or a heading's anchor as ``docs/storage.md#object-storage``; pages link each other in Markdown.
+MAX_README_LINES = 300
+_PAGE = r"(?<![\w/.-])((?:README|docs/[\w-]+)\.md)"
+_CITATION = re.compile(
+    _PAGE + r"(?:#([\w-]+)|,?\s+\"([^\"]+)\"|,\s+'([^']+)'|,\s+([A-Z][a-z]+\b))?"
+)
+_LINK = re.compile(r"\]\(([^)\s]+?\.md)?(?:#([^)\s]+))?\)")
+# Where citations live: the library, the commands, the tests, the build files.
+_CITING = ("t2v2t", "preprocessing", "scripts", "tests")
+_CITING_FILES = ("Makefile", "pyproject.toml")
+
+
+def headings(markdown: str) -> list[str]:
+    """The text of every heading of a Markdown page, code blocks left out."""
+    out, fence = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and (m := re.match(r"#{1,6} (.+?)\s*#*\s*$", line)):
+            out.append(m.group(1))
+    return out
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation but ``-`` and ``_`` dropped, spaces
+    to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def doc_citations(text: str) -> list[tuple[str, str | None, str | None]]:
+    """``(page, section, anchor)`` for every page a text cites; a citation wrapped over comment or
+    docstring lines is joined first. An unquoted word after ``page,`` is kept as a section so that
+    the check asks for quotes (``README.md, Setup`` reads as a section named "Setup" only if quoted
+    the same way everywhere)."""
+    flat = re.sub(r"\s*\n\s*(?:#+\s*)?", " ", text)
+    out = []
+    for m in _CITATION.finditer(flat):
+        page, anchor_, dq, sq, bare = m.groups()
+        if bare:
+            out.append((page, f"unquoted section {bare!r}", None))
+        else:
+            out.append((page, dq or sq, anchor_))
+    return out
+
+
+def missing_citations(files: list[Path], root: Path = ROOT) -> list[str]:
+    """``file: page, "section"`` for every citation of a page or a heading that does not exist."""
+    bad = []
+    for path in files:
+        for page, section, anchor_ in doc_citations(path.read_text()):
+            target = root / page
+            where = f"{path.relative_to(root).as_posix()}: {page}"
+            if not target.is_file():
+                bad.append(f"{where} (no such page)")
+                continue
+            heads = headings(target.read_text())
+            if section is not None and section not in heads:
+                bad.append(f'{where}, "{section}" (no such heading)')
+            if anchor_ is not None and anchor_ not in {anchor(h) for h in heads}:
+                bad.append(f"{where}#{anchor_} (no such heading)")
+    return bad
+
+
+def broken_links(pages: list[Path], root: Path = ROOT) -> list[str]:
+    """``page: target#anchor`` for every relative Markdown link to a missing page or heading."""
+    bad = []
+    for page in pages:
+        text = page.read_text()
+        for target, anchor_ in _LINK.findall(text):
+            dest = (page.parent / target).resolve() if target else page
+            if "://" in target or not (target or anchor_):
+                continue
+            if not dest.is_file():
+                bad.append(f"{page.relative_to(root)}: {target} (no such page)")
+            elif anchor_ and anchor_ not in {anchor(h) for h in headings(dest.read_text())}:
+                bad.append(f"{page.relative_to(root)}: {target}#{anchor_} (no such heading)")
+    return bad
+
+
+def test_doc_citation_reader(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("# T\n## Setup\n```\n# Not a heading\n```\n")
+    (tmp_path / "docs" / "storage.md").write_text("# S\n## Object storage\n### The `node` cache\n")
+    code = tmp_path / "m.py"
+    code.write_text(
+        '"""One (docs/storage.md, "Object\nstorage") and (README.md, "Setup").\n'
+        '    # wrapped (docs/storage.md,\n    # "The `node` cache") and docs/storage.md#object-storage\n'
+        'bench/README.md is another file; (README.md, "Not a heading"), README.md, Setup,\n'
+        '(docs/gone.md), docs/storage.md#the-node-cache-x, (docs/storage.md, \'Object storage\')"""\n'
+    )
+    assert missing_citations([code], tmp_path) == [
+        'm.py: README.md, "Not a heading" (no such heading)',
+        "m.py: README.md, \"unquoted section 'Setup'\" (no such heading)",
+        "m.py: docs/gone.md (no such page)",
+        "m.py: docs/storage.md#the-node-cache-x (no such heading)",
+    ]
+    assert anchor("The GPU recipe (`make demo` with CUDA)") == "the-gpu-recipe-make-demo-with-cuda"
+    page = tmp_path / "README.md"
+    page.write_text(
+        "# T\n## Setup\n[a](#setup) [b](docs/storage.md#object-storage) [c](https://x.org/y.md#z)\n"
+        "[d](#nope) [e](docs/storage.md#the-node-cache) [f](docs/none.md)\n"
+    )
+    assert broken_links([page], tmp_path) == [
+        "README.md: #nope (no such heading)",
+        "README.md: docs/none.md (no such page)",
+    ]
+
+
+def _citing_files() -> list[Path]:
+    files = [
+        p
+        for pkg in _CITING
+        for p in (ROOT / pkg).rglob("*")
+        if p.is_file() and p.suffix in {".py", ".sh", ".yaml", ".toml"}
+    ]
+    files += [ROOT / name for name in _CITING_FILES]
+    return sorted(f for f in files if f.resolve() != Path(__file__).resolve())
+
+
+def test_every_cited_page_and_section_exists() -> None:
+    files = _citing_files()
+    cited = [c for f in files for c in doc_citations(f.read_text())]
+    bad = missing_citations(files)
+    assert len(cited) >= 50 and not bad, f"citations of missing pages or sections: {bad}"
+
+
+def test_docs_links_reach_real_pages_and_headings() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    bad = broken_links(pages)
+    assert not bad, f"links to missing pages or headings: {bad}"
+
+
+def test_readme_is_short_and_links_every_docs_page() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= MAX_README_LINES, "README.md grew past 300 lines"
+    linked = {target for target, _ in _LINK.findall(text)}
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+    assert len(pages) >= 7 and not [p for p in pages if p not in linked], (
+        f"docs pages README.md does not link: {[p for p in pages if p not in linked]}"
+    )
+
+
+def test_each_topic_page_lists_its_sections() -> None:
+    # Every docs page but the developers' one opens with a contents list of its ## sections.
+    bad = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        if page.name == "architecture.md":
+            continue
+        text = page.read_text()
+        contents = (
+            text.split("\n## Contents\n", 1)[1].split("\n\n", 1)[0]
+            if "\n## Contents\n" in text
+            else ""
+        )
+        listed = {a for _, a in _LINK.findall(contents)}
+        sections = [h for h in re.findall(r"^## (.+)$", text, re.M) if h != "Contents"]
+        bad += [f"{page.name}: {h}" for h in sections if anchor(h) not in listed]
+    assert not bad, f"sections missing from their page's contents list: {bad}"
+
+
+def test_every_docs_page_names_real_files_and_tests() -> None:
+    # The topic pages name modules, scripts and the tests that hold their promises
+    # (docs/reliability.md, "Promises and the tests that hold them"): each must exist.
+    missing = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        paths, tests = _doc_references(page.read_text())
+        missing += [f"{page.name}: {p}" for p in sorted(paths) if not (ROOT / p).is_file()]
+        missing += [
+            f"{page.name}: tests/{file}::{name}"
+            for file, name in tests
+            if not (ROOT / "tests" / file).is_file()
+            or not re.search(rf"^def {name}\(", (ROOT / "tests" / file).read_text(), re.M)
+        ]
+    assert not missing, f"docs name what is not there: {missing}"
