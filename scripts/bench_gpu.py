@@ -309,7 +309,7 @@ def jpeg_rates(shards: Path, *, videos: int, frames: int, size: int, rounds: int
 def eval_phase(shards: Path, preset: str, device: torch.device, k: int) -> dict[str, Any]:
     from t2v2t.models import build_model, build_tokenizer
     from t2v2t.retrieval.evaluate import evaluate_retrieval
-    from t2v2t.training.config import EvalConfig
+    from t2v2t.retrieval.settings import EvalConfig
 
     torch.manual_seed(0)
     frames = json.loads((shards / "manifest.json").read_text())["num_frames"]

@@ -36,8 +36,8 @@ from preprocessing.synthetic import generate  # noqa: E402
 from t2v2t.models import build_model, build_tokenizer, load_weights  # noqa: E402
 from t2v2t.recipes import eval_shard_dir  # noqa: E402
 from t2v2t.retrieval.evaluate import evaluate_retrieval  # noqa: E402
+from t2v2t.retrieval.settings import EvalConfig  # noqa: E402
 from t2v2t.tools.benchlog import BENCH_DIR, machine, record  # noqa: E402
-from t2v2t.training.config import EvalConfig  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from t2v2t.data.shards import ShardError, warn_if_synthetic
 from t2v2t.errors import cli
-from t2v2t.training.config import TASKS, ConfigError, check_files, load_config
+from t2v2t.training.config import TASKS, ConfigError, load_config
+from t2v2t.training.preflight import check_files
 
 
 def is_setup_error(err: BaseException) -> bool:

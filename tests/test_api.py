@@ -152,7 +152,7 @@ def test_search_help_ends_with_an_example(capsys):
 
 def test_index_of_a_shard_folder_matches_the_evaluator(vindlu_pth, tmp_path):
     from t2v2t.retrieval.evaluate import evaluate_retrieval
-    from t2v2t.training.config import EvalConfig
+    from t2v2t.retrieval.settings import EvalConfig
     from tests.test_evaluate import NUM_VIDEOS, write_eval_shards
 
     path, _ = vindlu_pth

@@ -11,11 +11,11 @@ import pytest
 from t2v2t.training.config import (
     TASKS,
     ConfigError,
-    check_files,
     config_from_dict,
     dump_yaml,
     load_config,
 )
+from t2v2t.training.preflight import check_files
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -83,7 +83,7 @@ def flat(results):
 
 
 def _settings(directory, **kw):
-    from t2v2t.training.config import EvalConfig
+    from t2v2t.retrieval.settings import EvalConfig
 
     opts = dict(
         dataset="msrvtt",

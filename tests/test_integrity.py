@@ -123,7 +123,7 @@ def test_evaluation_stops_on_a_changed_shard_with_one_line(tmp_path: Path) -> No
 
     from t2v2t.models import build_model, build_tokenizer
     from t2v2t.retrieval.evaluate import evaluate_retrieval
-    from t2v2t.training.config import EvalConfig
+    from t2v2t.retrieval.settings import EvalConfig
 
     model = build_model("tiny", "random", overrides={"image_size": 32}).eval()
     settings = EvalConfig(dataset="msrvtt", split="test", shards=str(directory), k=4,

@@ -243,7 +243,8 @@ def test_evaluation_reads_a_url_like_the_local_copy(s3_server, remote_shards, ca
 
 
 def test_training_config_accepts_a_shard_url(s3_server, remote_shards, s3_url):
-    from t2v2t.training.config import ConfigError, check_files, load_config
+    from t2v2t.training.config import ConfigError, load_config
+    from t2v2t.training.preflight import check_files
 
     _, url = remote_shards
     over = [f"data.sources.webvid.dir={url}", "data.sources.cc3m=null"]

@@ -1,6 +1,6 @@
 """Retrieval evaluation: encode -> stage 1 (VTC top-k) -> stage 2 (VTM, shared pairs) -> result.
 
-:func:`evaluate_retrieval` takes one :class:`~t2v2t.training.config.EvalConfig` (the settings of
+:func:`evaluate_retrieval` takes one :class:`~t2v2t.retrieval.settings.EvalConfig` (the settings of
 training's per-epoch evaluation and of the eval commands) and returns the result JSON (every
 fusion, both directions) as an :class:`EvalResult` — a plain ``dict`` (JSON-serialisable as it
 is) whose ``scores`` attribute holds the matrices; :func:`write_eval_outputs` writes
@@ -35,8 +35,9 @@ from t2v2t.retrieval.html_report import html_name, write_html_report
 from t2v2t.retrieval.metrics import retrieval_metrics
 from t2v2t.retrieval.preprocess import amp_dtype, autocast_for, clean_texts, raw_similarity
 from t2v2t.retrieval.rerank import ModelPairScorer, rerank_shared, rerank_two_pass
+from t2v2t.retrieval.settings import EvalConfig, check_eval
 from t2v2t.retrieval.stats import retrieval_statistics
-from t2v2t.training.config import ConfigError, EvalConfig, check_eval
+from t2v2t.typed_yaml import ConfigError
 
 PAIRINGS = ("shared", "two_pass")
 TEXT_BATCH = 64  # texts per text-encoder call, at least (they are short)
@@ -310,7 +311,7 @@ def evaluate_retrieval(
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Two-stage retrieval on the shard folder ``settings.shards``; all three fusions; writes
-    nothing. The settings (:class:`~t2v2t.training.config.EvalConfig`) say what runs: ``k``
+    nothing. The settings (:class:`~t2v2t.retrieval.settings.EvalConfig`) say what runs: ``k``
     candidates, ``rerank`` (False: the fusions over stage-1 scores), ``pairing`` (``shared``:
     each pair once, or ``two_pass``: VindLU's baseline), ``preprocess`` (``project`` or
     ``vindlu``: VindLU's frames, caption cleaning, raw stage-1 cosines and fp16, see

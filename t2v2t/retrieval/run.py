@@ -2,7 +2,7 @@
 
 ``scripts/evaluate.py`` (``make eval-<dataset>``) and ``scripts/ablation.py`` (``make ablation``) are
 thin wrappers over these. Their ``eval.<key>=value`` options become one
-:class:`~t2v2t.training.config.EvalConfig` through the config's own coercer
+:class:`~t2v2t.retrieval.settings.EvalConfig` through the config's own coercer
 (:func:`command_settings`), the type training's per-epoch evaluation uses. Problems a user can fix
 (a missing checkpoint or shard folder, a bad option) raise :class:`UsageError` or
 :class:`ConfigError` with one line that says what to run.
@@ -26,7 +26,8 @@ from t2v2t.recipes import PAPER_EVAL, eval_datasets, eval_recipe, eval_shard_dir
 from t2v2t.retrieval.evaluate import EvalResult, evaluate_retrieval
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.preprocess import default_preprocess
-from t2v2t.training.config import ConfigError, EvalConfig, eval_settings
+from t2v2t.retrieval.settings import EvalConfig, eval_settings
+from t2v2t.typed_yaml import ConfigError
 
 # The datasets with an evaluation split in the recipe table (t2v2t/recipes.py).
 DATASETS = eval_datasets()

@@ -7,26 +7,31 @@ A run's config is built in layers, each a plain dict deep-merged onto the previo
 3. ``configs/presets/<preset>-<task>.yaml``  preset tweaks for one task (optional)
 4. command-line overrides ``optim.lr=3e-5 data.sources.webvid.batch_size=8``
 
-The merged dict is then turned into dataclasses field by field, each value checked against the
-field's type (no ``eval``). Every mistake raises :class:`ConfigError` with a one-line message that
-names the key and what to do; the CLI turns it into exit status 2.
+The merged dict is then turned into these dataclasses field by field by ``t2v2t/typed_yaml.py``
+(each value checked against the field's type, no ``eval``). Every mistake raises
+:class:`ConfigError` with a one-line message that names the key and what to do; the CLI turns it
+into exit status 2. The ``eval:`` section is the retrieval's own :class:`EvalConfig`
+(``t2v2t/retrieval/settings.py``); the checks that touch files are in ``preflight.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from t2v2t import storage
 from t2v2t.recipes import eval_datasets, eval_recipe, eval_shard_dir, recipe, text_len
+from t2v2t.retrieval.settings import EvalConfig, check_eval
+from t2v2t.typed_yaml import (
+    ConfigError,
+    apply_overrides,
+    build_dataclass,
+    deep_merge,
+    read_yaml,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Pre-training, and fine-tuning on every dataset with an evaluation split (t2v2t/recipes.py):
@@ -36,10 +41,6 @@ TASKS = ("pretrain", *(f"finetune-{d}" for d in eval_datasets()))
 # The vision backbone's patch size per model preset (t2v2t/models/config.py names the timm
 # models): an image size must tile into whole patches. Kept here so config checks need no torch.
 PATCH_SIZES = {"base": 16, "tiny": 16}
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message is one line meant for the user."""
 
 
 @dataclass
@@ -119,36 +120,6 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """Retrieval evaluation settings, one type for both uses: the ``eval:`` section of a training
-    config (per-epoch evaluation) and the ``eval.<key>=value`` options of ``scripts/evaluate.py``
-    and ``scripts/ablation.py`` (:func:`eval_settings`). Checked by :func:`check_eval`."""
-
-    dataset: str | None = None  # msrvtt | didemo | anet (t2v2t/recipes.py)
-    split: str = "test"
-    shards: str | None = None  # e.g. shards/msrvtt/test_12f
-    num_frames: int | None = None  # None = the shards' frame count
-    max_text_len: int | None = None  # None = the recipe table's: 32 sentences, 64 paragraphs
-    k: int = 128
-    batch_size: int = 32
-    fusion: str = "t2v2t"  # the fusion whose T2V Avg selects best.pt: none | naive | t2v2t
-    tau: float = 1.0
-    lam: float = 1.0
-    rerank: bool = True  # also vtm (true) | none (false): stage 1 alone
-    pair_batch: int = 128  # candidate pairs per VTM call
-    pairing: str = "shared"  # or two_pass (VindLU's way; one process)
-    # None = True for shared pairs, False for VindLU's two passes (each pair repeats its video).
-    share_video_kv: bool | None = None
-    # auto = vindlu for a VindLU checkpoint (or a folder exported from one), else project.
-    preprocess: str = "auto"
-    device: str = "auto"  # the eval commands' device; auto = cuda when available
-
-
-# Words some boolean settings also accept (docs/evaluation.md: ``eval.rerank=none``).
-_BOOL_WORDS = {"eval.rerank": {"vtm": True, "none": False}}
-
-
 @dataclass
 class Config:
     task: str = "pretrain"
@@ -171,35 +142,6 @@ class Config:
 # YAML layers and merging
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read one YAML mapping (``yaml.safe_load``); errors name the file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"invalid YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return data
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``: mappings merge key by key, anything else replaces."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def recipe_layers(task: str, preset: str, config_dir: Path = CONFIG_DIR) -> list[Path]:
     """The YAML files a (task, preset) run merges, in order."""
     if task not in TASKS:
@@ -214,155 +156,6 @@ def recipe_layers(task: str, preset: str, config_dir: Path = CONFIG_DIR) -> list
         if (config_dir / name).is_file():
             layers.append(config_dir / name)
     return layers
-
-
-# ---------------------------------------------------------------------------------------------
-# Typed construction
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check/convert ``value`` to the annotated type ``tp``; ConfigError names ``key``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if isinstance(value, str) and key in _BOOL_WORDS:
-        value = _BOOL_WORDS[key].get(value.lower(), value)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        if isinstance(value, str) and value.lower() in ("none", "null", "~") and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return build_dataclass(tp, value, key)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        # A null entry removes it: `data.sources.cc3m=null` pre-trains on WebVid alone.
-        return {
-            str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items() if v is not None
-        }
-    if origin is list:
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it means.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported field type {_type_name(tp)}")
-
-
-def _unknown_key(key: str, name: str, known: list[str]) -> ConfigError:
-    parent = key[: -len(name)]  # "optim." for "optim.lrr"
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(parent + c) for c in close)}?" if close else ""
-    return ConfigError(f"unknown config key {key!r}{hint} (known here: {', '.join(known)})")
-
-
-def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    """Instantiate dataclass ``cls`` from a (possibly partial) mapping, type-checking each value."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for name, value in values.items():
-        key = f"{prefix}.{name}" if prefix else str(name)
-        if name not in fields:
-            raise _unknown_key(key, str(name), list(fields))
-        kwargs[name] = _coerce(value, hints[name], key)
-    return cls(**kwargs)
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` -> (["a","b","c"], value parsed as a YAML scalar/list)."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=3e-5)")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {item!r} has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw  # e.g. an unbalanced quote: keep the text; the type check decides
-    return key.split("."), value
-
-
-def _check_path(parts: list[str], cls: type) -> None:
-    """Fail early, naming the whole dotted key, when an override addresses no field."""
-    tp: Any = cls
-    for i, part in enumerate(parts):
-        key = ".".join(parts[: i + 1])
-        origin = typing.get_origin(tp)
-        if origin in (typing.Union, types.UnionType):
-            tp = next(a for a in typing.get_args(tp) if a is not type(None))
-            origin = typing.get_origin(tp)
-        if dataclasses.is_dataclass(tp):
-            hints = typing.get_type_hints(tp)
-            if part not in hints:
-                raise _unknown_key(key, part, list(hints))
-            tp = hints[part]
-        elif origin is dict:
-            tp = typing.get_args(tp)[1]  # a new source name is allowed: it adds a source
-        else:
-            raise ConfigError(f"unknown config key {key!r}: {'.'.join(parts[:i])} is not a section")
-
-
-def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each dotted ``key=value`` in a copy of the merged dict (checked against :class:`Config`)."""
-    out = deep_merge({}, tree)
-    for item in overrides:
-        parts, value = parse_override(item)
-        _check_path(parts, Config)
-        node = out
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
-    return out
 
 
 def dataset_layer(dataset: str) -> dict[str, Any]:
@@ -417,7 +210,7 @@ def load_config(
     if sources is not None:
         tree = select_sources(tree, sources)
     tree = deep_merge(tree, {"task": task, "model": {"preset": preset}})
-    tree = apply_overrides(tree, list(overrides or []))
+    tree = apply_overrides(tree, list(overrides or []), Config)
     cfg = build_dataclass(Config, tree)
     check_values(cfg)
     return cfg
@@ -490,95 +283,6 @@ def check_values(cfg: Config) -> None:
     check_eval(cfg.eval)
     if t.eval_every_epoch and not (cfg.eval.shards and cfg.eval.dataset):
         raise ConfigError("train.eval_every_epoch needs eval.dataset and eval.shards")
-
-
-def check_eval(e: EvalConfig) -> None:
-    """Value checks of the evaluation settings (training's ``eval:`` and the eval commands')."""
-    choices = {
-        "fusion": ("none", "naive", "t2v2t"),
-        "pairing": ("shared", "two_pass"),
-        "preprocess": ("auto", "project", "vindlu"),
-    }
-    for name, allowed in choices.items():
-        value = getattr(e, name)
-        if value not in allowed:
-            raise ConfigError(f"eval.{name}: {value!r} is not one of {', '.join(allowed)}")
-    if min(e.k, e.batch_size, e.pair_batch) < 1 or not e.tau > 0:
-        raise ConfigError(
-            f"eval.k, eval.batch_size and eval.pair_batch must be >= 1 and eval.tau > 0 "
-            f"(k={e.k}, batch_size={e.batch_size}, pair_batch={e.pair_batch}, tau={e.tau})"
-        )
-    for name in ("num_frames", "max_text_len"):
-        value = getattr(e, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"eval.{name} must be >= 1 or null (eval.{name}={value})")
-
-
-def eval_settings(
-    options: Sequence[str] = (), base: EvalConfig | None = None, **fixed: Any
-) -> EvalConfig:
-    """The eval commands' settings: ``eval.k=64 batch_size=16`` (the ``eval.`` prefix optional)
-    over ``base`` (default: the defaults) and the fields the command sets itself (``fixed``, e.g.
-    dataset, split, shards), coerced and checked as a training config's ``eval:`` section."""
-    tree: dict[str, Any] = dataclasses.asdict(base) if base is not None else {}
-    tree.update(fixed)
-    for item in options:
-        parts, value = parse_override(item)
-        parts = parts[1:] if parts[0] == "eval" else parts
-        if not parts:
-            raise ConfigError(f"option {item!r} names no setting (e.g. eval.k=64)")
-        _check_path(["eval", *parts], Config)
-        if parts[0] in fixed:
-            raise ConfigError(
-                f"eval.{parts[0]} is set by the command ({parts[0]}={fixed[parts[0]]!r}); "
-                f"drop the option"
-            )
-        tree[parts[0]] = value
-    settings = build_dataclass(EvalConfig, tree, "eval")
-    check_eval(settings)
-    return settings
-
-
-def _check_shard_dir(key: str, path: str, make_hint: str) -> None:
-    if storage.is_url(path):  # an object store has no folders, only the manifest's object
-        if not storage.exists(storage.join(path, "manifest.json")):
-            raise ConfigError(
-                f"{key}: {path} has no manifest.json (not built or unfinished); build it with "
-                f"{make_hint} OUT=<the URL's root>"
-            )
-        return
-    p = Path(path)
-    if not p.is_dir():
-        raise ConfigError(f"{key}: shard folder {path} does not exist; build it with {make_hint}")
-    if not (p / "manifest.json").is_file():
-        raise ConfigError(
-            f"{key}: {path} has no manifest.json (unfinished build?); rebuild with {make_hint}"
-        )
-
-
-def _make_hint(path: str) -> str:
-    parts = Path(path).parts
-    dataset = parts[-2] if len(parts) >= 2 else "<dataset>"
-    return f"`make shards DATASET={dataset}`"
-
-
-def check_files(cfg: Config, *, resume_from: str | Path | None = None) -> None:
-    """Start-up checks on disk: every shard folder has its manifest, checkpoints exist."""
-    for name, src in cfg.data.sources.items():
-        _check_shard_dir(f"data.sources.{name}.dir", src.dir, _make_hint(src.dir))
-    if cfg.train.eval_every_epoch and cfg.eval.shards:
-        _check_shard_dir("eval.shards", cfg.eval.shards, _make_hint(cfg.eval.shards))
-    if resume_from is None and cfg.train.init_checkpoint:
-        ckpt = Path(cfg.train.init_checkpoint)
-        if not ckpt.exists():  # a file, or an exported folder
-            hint = (
-                "run `make pretrain` first or pass CKPT=path/to/checkpoint.pt"
-                if cfg.task.startswith("finetune")
-                else "pass CKPT=path/to/checkpoint.pt"
-            )
-            raise ConfigError(f"checkpoint {ckpt} does not exist; {hint}")
-    if resume_from is not None and not Path(resume_from).is_file():
-        raise ConfigError(f"cannot resume: {resume_from} does not exist (no checkpoint saved yet)")
 
 
 def dump_yaml(cfg: Config) -> str:

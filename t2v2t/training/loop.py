@@ -41,11 +41,12 @@ from t2v2t.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from t2v2t.training.config import Config, ConfigError, check_files, dump_yaml
+from t2v2t.training.config import Config, ConfigError, dump_yaml
 from t2v2t.training.loggers import RunLoggers, eval_scalars
 from t2v2t.training.metrics_log import setup_logging
 from t2v2t.training.objective import Objective
 from t2v2t.training.optim import CosineSchedule, build_optimizer
+from t2v2t.training.preflight import check_files
 
 LOSS_TERMS = ("loss", "vtc", "vtm", "mlm")
 
