@@ -140,15 +140,16 @@ class Trainer:
     """One model + optimiser for a task's recipe, stepping on given batches."""
 
     def __init__(self, task: str, preset: str, device: torch.device, extra: list[str]) -> None:
+        from t2v2t.models.start import build_for_training
         from t2v2t.training.config import load_config
-        from t2v2t.training.loop import autocast_dtype, build_model_for, seed_everything
+        from t2v2t.training.loop import autocast_dtype, model_spec, seed_everything
         from t2v2t.training.objective import Objective
         from t2v2t.training.optim import build_optimizer
 
         over = ["model.init=random", "train.init_checkpoint=null", *extra]
         self.cfg = load_config(task, preset, over)
         seed_everything(0)
-        self.model = build_model_for(self.cfg).to(device).train()
+        self.model = build_for_training(model_spec(self.cfg)).to(device).train()
         self.objective = Objective.from_config(self.model, self.cfg.loss)
         self.step_module: torch.nn.Module = self.objective
         o = self.cfg.optim

@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from t2v2t.errors import cli
+from t2v2t.models.start import build_for_training
 from t2v2t.tools.benchlog import BENCH_DIR, record
 from t2v2t.training.config import load_config
-from t2v2t.training.loop import autocast_dtype, build_model_for, forward_loss, seed_everything
+from t2v2t.training.loop import autocast_dtype, forward_loss, model_spec, seed_everything
 from t2v2t.training.objective import Objective
 from t2v2t.training.optim import build_optimizer
 
@@ -60,7 +61,7 @@ def measure(
     """Median-free simple rate: total samples / total seconds over ``steps`` timed steps."""
     cfg = load_config("pretrain", preset, ["model.init=random", *(overrides or [])])
     seed_everything(0)
-    model = build_model_for(cfg).to(device).train()
+    model = build_for_training(model_spec(cfg)).to(device).train()
     o = cfg.optim
     opt = build_optimizer(model, o.lr, o.weight_decay, (o.betas[0], o.betas[1]), o.eps)
     amp = autocast_dtype(cfg, device)

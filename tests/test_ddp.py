@@ -12,11 +12,12 @@ import torch
 from train_shards import make_train_shards, tiny_overrides
 
 from t2v2t.models import build_tokenizer
+from t2v2t.models.start import build_for_training
 from t2v2t.training.config import load_config
 from t2v2t.training.loop import (
-    build_model_for,
     forward_loss,
     make_loader,
+    model_spec,
     seed_everything,
     setup_torch,
 )
@@ -38,7 +39,7 @@ def reference_losses(cfg, steps: int) -> list[dict[str, float]]:  # noqa: ANN001
     """One process, global batch = rank 0's batch + rank 1's batch, the trainer's own pieces."""
     setup_torch(cfg)
     seed_everything(cfg.data.seed)  # what train() does before building the model
-    model = build_model_for(cfg).train()
+    model = build_for_training(model_spec(cfg)).train()
     objective = Objective.from_config(model, cfg.loss)
     tok = build_tokenizer(cfg.model.preset)
     size = model.config.image_size

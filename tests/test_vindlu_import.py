@@ -389,8 +389,9 @@ def test_convert_script_writes_a_project_checkpoint(tmp_path):
 def test_pretraining_embedding_zero_padded_for_finetuning(tmp_path):
     """VindLU's loader: a 4-frame pre-training embedding into a 12-frame fine-tuning model keeps
     its 4 rows and adds 8 zero rows (no interpolation); fewer frames keep the first rows."""
+    from t2v2t.models.start import init_from_checkpoint
     from t2v2t.training.config import load_config
-    from t2v2t.training.loop import init_from_checkpoint
+    from t2v2t.training.loop import model_spec
 
     path = tmp_path / "pt.pth"
     info = write_vindlu_checkpoint(path, layout="pretrained", num_frames=4)
@@ -401,7 +402,9 @@ def test_pretraining_embedding_zero_padded_for_finetuning(tmp_path):
 
     cfg = load_config("finetune-msrvtt", "base", [f"train.init_checkpoint={path}"])
     said: list[str] = []
-    new = init_from_checkpoint(cfg, say=said.append)  # MSR-VTT fine-tuning: 12 frames
+    new = init_from_checkpoint(
+        model_spec(cfg, init="random"), path, say=said.append
+    )  # MSR-VTT fine-tuning: 12 frames
     pos = new.vision.temporal_pos
     assert pos.shape == (12, old.shape[1])
     assert torch.equal(pos[:4].detach(), old) and not pos[4:].any()

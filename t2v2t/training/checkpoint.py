@@ -1,4 +1,5 @@
-"""Training checkpoints: atomic save, RNG capture/restore, git commit.
+"""Training checkpoints: atomic save, RNG capture/restore, git commit, and a run's
+:class:`Checkpointer` (``last.pt``, ``best.pt``, resume).
 
 A checkpoint is a plain dict: ``model`` (unwrapped state_dict), ``preset``,
 ``config`` (resolved, plain dict), ``optimizer``, ``scheduler``, ``rng``, ``data_position``
@@ -11,14 +12,20 @@ from __future__ import annotations
 
 import random
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as tdist
+from torch import nn
 
 from t2v2t.atomic import atomic_open
 from t2v2t.errors import CheckpointError
+from t2v2t.training.config import Config, ConfigError
+from t2v2t.training.config_diff import config_changes
+from t2v2t.training.optim import CosineSchedule
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,3 +103,99 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "it is not a training checkpoint; name a last.pt written by scripts/train.py"
         )
     return state
+
+
+def gather_rng_states(world: int) -> list[dict[str, Any]]:
+    """Every rank's RNG state (rank 0 writes them all, so each rank resumes its own stream)."""
+    state = rng_state()
+    if world == 1:
+        return [state]
+    states: list[Any] = [None] * world
+    tdist.all_gather_object(states, state)
+    return states
+
+
+@dataclass
+class TrainState:
+    """Where a run is: optimiser steps taken, the epoch under way, the samples this rank has
+    consumed of it (the loader's ``skip_samples`` on resume; equal on every rank) and the best
+    selection metric so far."""
+
+    step: int = 0
+    epoch: int = 0
+    samples: int = 0
+    best: float | None = None
+
+
+class Checkpointer:
+    """``last.pt`` and ``best.pt`` of a run: the model, optimiser, schedule, every rank's RNG
+    state and the data position, so that :meth:`resume` continues exactly."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: Config,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: CosineSchedule,
+        *,
+        rank: int,
+        world: int,
+    ) -> None:
+        self.last, self.best = run_dir / "last.pt", run_dir / "best.pt"
+        self.cfg, self.model = cfg, model
+        self.rank, self.world = rank, world
+        self.optimizer, self.schedule = optimizer, schedule
+        self.commit = git_commit()
+
+    def save(self, path: Path, state: TrainState) -> None:
+        """Collective: every rank calls it; rank 0 gathers the RNG states and writes ``path``."""
+        states = gather_rng_states(self.world)
+        if not self.rank == 0:
+            return
+        save_checkpoint(
+            path,
+            {
+                "model": self.model.state_dict(),
+                "preset": self.model.config.preset,
+                "model_config": self.model.config.to_dict(),
+                "config": self.cfg.to_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "rng": states,
+                # samples: what this rank consumed of the epoch (the loader's skip_samples)
+                "data_position": {
+                    "epoch": state.epoch,
+                    "samples": state.samples,
+                    "world_size": self.world,
+                },
+                "step": state.step,
+                "best_metric": state.best,
+                "git_commit": self.commit,
+            },
+        )
+
+    def resume(self, ckpt: dict[str, Any], path: str | Path) -> TrainState:
+        """Restore the optimiser, the schedule and this rank's RNG streams from ``ckpt`` (the
+        model's weights are already in); the state to continue from."""
+        world = self.world
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        position = ckpt["data_position"]
+        state = TrainState(
+            int(ckpt["step"]),
+            int(position["epoch"]),
+            int(position["samples"]),
+            ckpt.get("best_metric"),
+        )
+        if state.samples and int(position.get("world_size", world)) != world:
+            raise ConfigError(
+                f"{path} stopped mid-epoch with {position['world_size']} processes; "
+                f"resume it with the same number (now {world}) or from an epoch-end checkpoint"
+            )
+        changed = config_changes(ckpt.get("config", {}), self.cfg.to_dict())
+        if changed and self.rank == 0:
+            print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")
+        states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
+        set_rng_state(states[self.rank] if self.rank < len(states) else states[0])
+        return state

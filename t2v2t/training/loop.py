@@ -1,7 +1,8 @@
 """The training loop for pre-training and fine-tuning (one loop, the config decides the task).
 
-Reads top to bottom like nanoGPT's (:func:`train`): set up the device, the model, the data, the
-optimiser and schedule, the checkpointer (resume); then per epoch :func:`run_one_epoch` (for each
+Reads top to bottom like nanoGPT's (:func:`train`): set up the device, the model
+(:mod:`t2v2t.models.start`), the data, the optimiser and schedule, the checkpointer
+(:mod:`t2v2t.training.checkpoint`: resume); then per epoch :func:`run_one_epoch` (for each
 batch: lr -> the objective's losses (bf16 autocast on CUDA) -> backward -> clip -> step -> log
 -> maybe checkpoint) and :func:`end_of_epoch` (evaluate when fine-tuning, keep best, checkpoint).
 
@@ -30,17 +31,11 @@ from tqdm import tqdm
 from t2v2t import dist
 from t2v2t.data.augment import normalize
 from t2v2t.data.loader import TrainSource, make_train_loader
-from t2v2t.models import build_model, build_tokenizer, load_weights
-from t2v2t.models.loading import CheckpointError, load_any_checkpoint
-from t2v2t.models.vision import fit_temporal_rows
+from t2v2t.models import build_tokenizer, load_weights
+from t2v2t.models.loading import CheckpointError
+from t2v2t.models.start import TrainModelSpec, build_for_training, init_from_checkpoint
 from t2v2t.retrieval.evaluate import evaluate_retrieval
-from t2v2t.training.checkpoint import (
-    git_commit,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from t2v2t.training.checkpoint import Checkpointer, TrainState, load_checkpoint
 from t2v2t.training.config import Config, ConfigError, dump_yaml
 from t2v2t.training.loggers import RunLoggers, eval_scalars
 from t2v2t.training.metrics_log import setup_logging
@@ -86,7 +81,9 @@ def train(
 
     # -- optimiser, schedule, checkpoints: resuming restores them and every RNG stream
     optimizer, schedule = optimizer_and_schedule(cfg, model, steps_per_epoch)
-    checkpointer = Checkpointer(run_dir, cfg, model, optimizer, schedule, dev)
+    checkpointer = Checkpointer(
+        run_dir, cfg, model, optimizer, schedule, rank=dev.rank, world=dev.world
+    )
     if ckpt is not None:
         state = checkpointer.resume(ckpt, resume_from)
         del ckpt
@@ -123,18 +120,6 @@ def train(
         log.close()
     dist.barrier()
     return TrainResult(state.step, state.epoch, checkpointer.last, state.best)
-
-
-@dataclass
-class TrainState:
-    """Where a run is: optimiser steps taken, the epoch under way, the samples this rank has
-    consumed of it (the loader's ``skip_samples`` on resume; equal on every rank) and the best
-    selection metric so far."""
-
-    step: int = 0
-    epoch: int = 0
-    samples: int = 0
-    best: float | None = None
 
 
 @dataclass(frozen=True)
@@ -243,12 +228,16 @@ def model_to_train(cfg: Config, ckpt: dict[str, Any] | None, dev: Device) -> nn.
     """The model on ``dev`` in training mode: a resumed checkpoint's weights, else
     ``train.init_checkpoint``'s, else the preset's own (pretrained or random)."""
     if ckpt is not None:
-        model = build_model_for(cfg, init="random")  # the checkpoint holds every weight
+        model = build_for_training(model_spec(cfg, init="random"))  # the checkpoint holds all
         load_weights(model, ckpt)
     elif cfg.train.init_checkpoint:
-        model = init_from_checkpoint(cfg, say=print if dev.main else _quiet)
+        spec, say = model_spec(cfg, init="random"), print if dev.main else _quiet
+        try:
+            model = init_from_checkpoint(spec, cfg.train.init_checkpoint, say=say)
+        except CheckpointError as e:
+            raise ConfigError(str(e)) from None
     else:
-        model = build_model_for(cfg)
+        model = build_for_training(model_spec(cfg))
     model.to(dev.device)
     model.train()
     return model
@@ -308,77 +297,6 @@ def open_run_dir(
         config=cfg.to_dict(),
         wandb_project=cfg.train.wandb_project,
     )
-
-
-class Checkpointer:
-    """``last.pt`` and ``best.pt`` of a run: the model, optimiser, schedule, every rank's RNG
-    state and the data position, so that :meth:`resume` continues exactly."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        cfg: Config,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        schedule: CosineSchedule,
-        dev: Device,
-    ) -> None:
-        self.last, self.best = run_dir / "last.pt", run_dir / "best.pt"
-        self.cfg, self.model, self.dev = cfg, model, dev
-        self.optimizer, self.schedule = optimizer, schedule
-        self.commit = git_commit()
-
-    def save(self, path: Path, state: TrainState) -> None:
-        """Collective: every rank calls it; rank 0 gathers the RNG states and writes ``path``."""
-        states = gather_rng_states(self.dev.world)
-        if not self.dev.main:
-            return
-        save_checkpoint(
-            path,
-            {
-                "model": self.model.state_dict(),
-                "preset": self.model.config.preset,
-                "model_config": self.model.config.to_dict(),
-                "config": self.cfg.to_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.schedule.state_dict(),
-                "rng": states,
-                # samples: what this rank consumed of the epoch (the loader's skip_samples)
-                "data_position": {
-                    "epoch": state.epoch,
-                    "samples": state.samples,
-                    "world_size": self.dev.world,
-                },
-                "step": state.step,
-                "best_metric": state.best,
-                "git_commit": self.commit,
-            },
-        )
-
-    def resume(self, ckpt: dict[str, Any], path: str | Path) -> TrainState:
-        """Restore the optimiser, the schedule and this rank's RNG streams from ``ckpt`` (the
-        model's weights are already in); the state to continue from."""
-        world = self.dev.world
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["scheduler"])
-        position = ckpt["data_position"]
-        state = TrainState(
-            int(ckpt["step"]),
-            int(position["epoch"]),
-            int(position["samples"]),
-            ckpt.get("best_metric"),
-        )
-        if state.samples and int(position.get("world_size", world)) != world:
-            raise ConfigError(
-                f"{path} stopped mid-epoch with {position['world_size']} processes; "
-                f"resume it with the same number (now {world}) or from an epoch-end checkpoint"
-            )
-        changed = config_changes(ckpt.get("config", {}), self.cfg.to_dict())
-        if changed and self.dev.main:
-            print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")
-        states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
-        set_rng_state(states[self.dev.rank] if self.dev.rank < len(states) else states[0])
-        return state
 
 
 def optimizer_step(run: Run, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -458,17 +376,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_dropout(model: nn.Module, p: float) -> None:
-    """Force every dropout probability to ``p`` (``0`` makes steps comparable across runs)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = p
-        # Attention implementations that keep the rate as a float attribute (HF BERT, timm).
-        for attr in ("dropout_prob", "attention_dropout", "attn_drop_rate"):
-            if isinstance(getattr(module, attr, None), float):
-                setattr(module, attr, p)
-
-
 def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA (paper-size runs), none (fp32) on CPU unless asked."""
     if cfg.train.precision == "fp32":
@@ -492,50 +399,17 @@ def training_frames(cfg: Config) -> int:
     return max(src.num_frames for src in cfg.data.sources.values())
 
 
-def build_model_for(cfg: Config, init: str | None = None) -> nn.Module:
-    """The model of the config's preset (the model package decides weights and sizes);
-    ``init="random"`` when a checkpoint supplies every weight anyway."""
-    overrides: dict[str, Any] = {}
-    if cfg.model.image_size is not None:
-        overrides["image_size"] = cfg.model.image_size
-    if cfg.train.grad_checkpointing:
-        overrides["grad_checkpointing"] = True
-    # VindLU builds the temporal position embedding for the training frame count (fine-tuning:
-    # 12 or 32 rows); a checkpoint with fewer rows is zero-padded to it (init_from_checkpoint).
-    overrides["num_frames"] = training_frames(cfg)
-    init = init or resolve_init(cfg)
-    model = build_model(cfg.model.preset, init, overrides=overrides or None)
-    if cfg.model.dropout is not None:
-        set_dropout(model, cfg.model.dropout)
-    return model
-
-
-def init_from_checkpoint(cfg: Config, say: Any = print) -> nn.Module:
-    """The model to train from ``train.init_checkpoint`` (a project ``.pt``, a VindLU ``.pth`` or
-    an exported folder). A project file fills the config's preset model; another source brings
-    its own architecture. The temporal position embedding is fitted to the training frame count
-    the way VindLU's loader does: extra rows are zeros, surplus rows are cut."""
-    path = cfg.train.init_checkpoint
-    try:
-        loaded = load_any_checkpoint(path, cfg.model.preset, say=say)
-    except CheckpointError as e:
-        raise ConfigError(str(e)) from None
-    frames = training_frames(cfg)
-    if loaded.source == "project":
-        model = build_model_for(cfg, init="random")  # every weight comes from the file
-        state = loaded.model.state_dict()
-        state["vision.temporal_pos"] = fit_temporal_rows(state["vision.temporal_pos"], frames)
-        load_weights(model, state)
-        return model
-    new = loaded.model
-    if new.config.preset != cfg.model.preset:
-        say(f"[init] {path}: its architecture ({loaded.source}) replaces PRESET={cfg.model.preset}")
-    new.vision.set_num_frames(frames)
-    new.config.num_frames = frames
-    new.set_grad_checkpointing(cfg.train.grad_checkpointing)
-    if cfg.model.dropout is not None:
-        set_dropout(new, cfg.model.dropout)
-    return new
+def model_spec(cfg: Config, init: str | None = None) -> TrainModelSpec:
+    """What the run asks of its model (:mod:`t2v2t.models.start`); ``init="random"`` when a
+    checkpoint supplies every weight anyway, else the ``INIT``/``model.init`` choice."""
+    return TrainModelSpec(
+        preset=cfg.model.preset,
+        num_frames=training_frames(cfg),
+        init=init or resolve_init(cfg),
+        image_size=cfg.model.image_size,
+        grad_checkpointing=cfg.train.grad_checkpointing,
+        dropout=cfg.model.dropout,
+    )
 
 
 def epoch_loader(
@@ -587,16 +461,6 @@ def reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
     return values
 
 
-def gather_rng_states(world: int) -> list[dict[str, Any]]:
-    """Every rank's RNG state (rank 0 writes them all, so each rank resumes its own stream)."""
-    state = rng_state()
-    if world == 1:
-        return [state]
-    states: list[Any] = [None] * world
-    tdist.all_gather_object(states, state)
-    return states
-
-
 def evaluate_epoch(
     cfg: Config, model: nn.Module, tokenizer: Any, device: torch.device
 ) -> dict[str, Any]:
@@ -613,37 +477,6 @@ def evaluate_epoch(
 def t2v_avg(result: dict[str, Any], fusion: str) -> float:
     """The selection metric: text-to-video (R1+R5+R10)/3 of ``fusion``."""
     return float(result["results"][fusion]["t2v"]["Avg"])
-
-
-# Settings that may change on resume without changing what is computed.
-RESUME_FREE_KEYS = (
-    "train.max_steps",
-    "train.ckpt_every_steps",
-    "train.log_every",
-    "train.loggers",
-    "train.wandb_project",
-    "train.threads",
-    "data.num_workers",
-    "train.init_checkpoint",
-)
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``key (old -> new)`` for settings that differ between a checkpoint's config and now."""
-    a, b = _flatten(old), _flatten(new)
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_FREE_KEYS)
-    return [f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in keys]
 
 
 def forward_loss(
