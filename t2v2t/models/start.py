@@ -1,5 +1,5 @@
 """The model a training run starts from: the preset built to the run's sizes, or a checkpoint's
-weights fitted to them (docs/architecture.md, "Batches to a trained model").
+weights fitted to them (docs/architecture.md).
 
 The run's settings arrive as a :class:`TrainModelSpec` (the training config makes one), so the
 model package decides weights and sizes without knowing the training config.
