@@ -230,3 +230,22 @@ def fmt_interval(ci: Sequence[float]) -> str:
 
 def fmt_p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else "<0.001"
+
+
+def holm(p: Mapping[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values across the tests of one table (family-wise error):
+    the i-th smallest of m p-values becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``."""
+    order = sorted(p, key=lambda name: p[name])
+    m, running, out = len(order), 0.0, {}
+    for i, name in enumerate(order):
+        running = max(running, min(1.0, (m - i) * float(p[name])))
+        out[name] = _r(running)
+    return out
+
+
+def add_holm(paired: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
+    """Adds ``p_holm`` to each method's test, per metric, Holm-corrected across the methods."""
+    for metric in METRICS:
+        adjusted = holm({name: tests[metric]["p"] for name, tests in paired.items()})
+        for name, value in adjusted.items():
+            paired[name][metric]["p_holm"] = value
