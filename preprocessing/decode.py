@@ -1,8 +1,10 @@
 """Decode the chosen frames of a video (or an image), resized, as RGB uint8 arrays; JPEG-encode.
 
-decord first: it seeks and decodes only what ``get_batch`` needs and resizes inside the
-decoder (only the chosen frames are converted and scaled). ffmpeg (through ffmpeg-python) is the fallback for
-files decord cannot read. Frames are resized so the short side is ``short_side``; extreme aspect
+decord first where it is installed (x86_64): it seeks and decodes only what ``get_batch`` needs
+and resizes inside the decoder (only the chosen frames are converted and scaled). PyAV is the
+decoder where decord has no wheel (aarch64, macOS), or when ``T2V2T_DECODER=pyav`` forces it:
+same frame indices, frames within the difference docs/data.md ("Decoders") gives. ffmpeg
+(through ffmpeg-python) is the fallback for files neither can read. Frames are resized so the short side is ``short_side``; extreme aspect
 ratios are centre-cropped to at most ``MAX_ASPECT`` : 1 first, so no absurd frame is written.
 """
 
@@ -14,6 +16,7 @@ import math
 import os
 import subprocess
 import tempfile
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,10 @@ import numpy as np
 from PIL import Image
 
 from preprocessing.tools import find_tool
+
+# "auto" (decord where installed, else PyAV), "decord" or "pyav"; read per call so a Dask
+# worker started with the variable decodes with the backend its client chose.
+DECODER_ENV = "T2V2T_DECODER"
 
 MAX_ASPECT = 4.0
 # Frame rates outside this range are metadata gone wrong (a zero timescale reads as 1 tick per
@@ -142,6 +149,108 @@ def _decord(path: Path, pick: Callable[[int], list[int]], short_side: int | None
         vr.seek(0)
         frames = [resize(f, short_side) for f in vr.get_batch(indices).asnumpy()]
     return Decoded(frames, vlen, fps, vlen / fps, "decord", measured)
+
+
+def decoder() -> str:
+    """The primary video decoder this process uses: ``"decord"`` or ``"pyav"``."""
+    choice = os.environ.get(DECODER_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "decord", "pyav"):
+        raise DecodeError(f"{DECODER_ENV}={choice!r}: use auto, decord or pyav")
+    if choice == "auto":
+        try:
+            import decord  # noqa: F401
+        except ImportError:
+            return "pyav"
+        return "decord"
+    return choice
+
+
+def _av_index(container, stream) -> tuple[list[int], list[int]]:
+    """Every frame's pts in display order and the keyframes' pts, from one demux pass (no
+    decoding): frame ``i`` is the i-th smallest pts, as decord and ffmpeg number them."""
+    pts, keys = [], []
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the flush packet at the end
+            continue
+        if packet.pts is None:
+            raise DecodeError("pyav: packets without timestamps")
+        pts.append(packet.pts)
+        if packet.is_keyframe:
+            keys.append(packet.pts)
+    if not pts:
+        raise DecodeError("pyav: no frames")
+    return sorted(pts), sorted(keys) or [min(pts)]
+
+
+def _av_run(container, stream, start: int, wanted: set[int], convert) -> dict[int, np.ndarray]:
+    """Decode from the keyframe ``start`` (pts) until every pts in ``wanted`` came out.
+
+    Packets whose frame is not wanted are decoded with ``skip_frame=NONREF``: a frame no other
+    frame refers to is never reconstructed unless it is stored.
+    """
+    ctx = stream.codec_context
+    container.seek(start, backward=True, any_frame=False, stream=stream)
+    got: dict[int, np.ndarray] = {}
+    last = max(wanted)
+    for packet in container.demux(stream):
+        ctx.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in wanted else "NONREF"
+        for frame in packet.decode():
+            if frame.pts in wanted:
+                got[frame.pts] = convert(frame)
+        if len(got) == len(wanted) or (packet.dts is not None and packet.dts > last):
+            # every wanted frame is out, or the decoder is past them (B-frames come back
+            # within the reorder delay, flushed below)
+            if len(got) < len(wanted):
+                ctx.skip_frame = "DEFAULT"
+                for frame in ctx.decode(None):
+                    if frame.pts in wanted:
+                        got[frame.pts] = convert(frame)
+            break
+    ctx.skip_frame = "DEFAULT"
+    return got
+
+
+def _av_converter(stream, short_side: int | None):
+    """frame -> H x W x 3 uint8: swscale bilinear to the planned size (as decord resizes),
+    PIL for the centre-cropped extreme aspects."""
+    h, w = stream.codec_context.height, stream.codec_context.width
+    crop, out = plan_size(h, w, short_side) if short_side is not None else (None, (h, w))
+    if crop is None:
+        return lambda f: f.to_ndarray(
+            width=out[1], height=out[0], format="rgb24", interpolation="BILINEAR"
+        )
+    return lambda f: resize(f.to_ndarray(format="rgb24"), short_side)
+
+
+def _pyav(path: Path, pick: Callable[[int], list[int]], short_side: int | None) -> Decoded:
+    """Seek to the keyframe before each group of chosen frames and decode only from there."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DecodeError("no video stream (audio-only or not a video)")
+        stream = container.streams.video[0]
+        stream.thread_type, stream.codec_context.thread_count = "SLICE", 1
+        pts, keys = _av_index(container, stream)
+        vlen = len(pts)
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        measured = not _usable(fps)
+        if measured:
+            fps = packet_fps(path)
+        indices = pick(vlen)
+        convert = _av_converter(stream, short_side)
+        runs: dict[int, set[int]] = {}  # keyframe pts -> the wanted pts it leads to
+        for i in set(indices):
+            key = keys[max(0, bisect_right(keys, pts[i]) - 1)]
+            runs.setdefault(key, set()).add(pts[i])
+        got: dict[int, np.ndarray] = {}
+        for key in sorted(runs):
+            got.update(_av_run(container, stream, key, runs[key], convert))
+    missing = [i for i in indices if pts[i] not in got]
+    if missing:
+        raise DecodeError(f"pyav: frames {missing[:3]} did not decode after a seek")
+    return Decoded([got[pts[i]] for i in indices], vlen, fps, vlen / fps, "pyav", measured)
 
 
 def _ffprobe(path: Path) -> tuple[int, float, int, int]:
@@ -268,8 +377,9 @@ def decode_frames(
         raise DecodeError("zero-byte file")
     if is_image:
         return decode_image(path, short_side)
+    primary = _decord if decoder() == "decord" else _pyav
     try:
-        return _decord(path, pick, short_side)
-    except Exception:  # noqa: BLE001 - decord raises assorted types; ffmpeg decides
+        return primary(path, pick, short_side)
+    except Exception:  # noqa: BLE001 - decoders raise assorted types; ffmpeg decides
         # decord's messages carry wall-clock stamps; the reason must be reproducible.
         return _ffmpeg(path, pick, short_side)

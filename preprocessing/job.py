@@ -36,6 +36,7 @@ from typing import Any
 
 from preprocessing import publish
 from preprocessing.cluster import dask_client, windowed
+from preprocessing.decode import decoder
 from preprocessing.records import VideoRecord
 from preprocessing.remote import sizes
 from preprocessing.slices import Slice, SlicedSource, absolute, plan_parts, slice_records
@@ -87,8 +88,9 @@ def build_lock(out: Path) -> Iterator[None]:
 
 def created_with() -> dict[str, str]:
     """Versions that decide the shard bytes (decoder, JPEG encoder, compressor)."""
-    out = {"format": FORMAT}
-    for pkg in ("t2v2t", "decord", "pillow", "numpy", "zstandard"):
+    name = decoder()  # decord, or PyAV where decord has no wheel (docs/data.md, "Decoders")
+    out = {"format": FORMAT, "decoder": name}
+    for pkg in ("t2v2t", "decord" if name == "decord" else "av", "pillow", "numpy", "zstandard"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

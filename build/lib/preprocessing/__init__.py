@@ -1,0 +1,1 @@
+"""Annotation files and videos -> verified, reproducible zstd WebDataset frame shards."""

@@ -1,0 +1,312 @@
+"""Shard files: naming, deterministic tar+zstd writing, streaming reads, manifests.
+
+The only place that knows how a shard is laid out on disk. Files appear
+under their final name only when complete: written to a temporary name, fsynced, renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import zstandard
+
+from t2v2t import storage
+from t2v2t.atomic import atomic_write_bytes, fsync_dir
+from t2v2t.data.schema import FORMAT
+from t2v2t.data.tarstream import group_members, iter_shard_samples
+
+MANIFEST = "manifest.json"
+FAILURES = "failures.jsonl"
+SHARD_SUFFIX = ".tar.zst"
+ZSTD_LEVEL = 3
+
+
+class ShardError(RuntimeError):
+    """A shard folder or file that cannot be used as it is."""
+
+
+def shard_dir(root: str | Path, dataset: str, split: str, num_frames: int) -> Path:
+    """``<root>/<dataset>/<split>_<N>f``; a URL root (``s3://...``) gives a URL string."""
+    if "://" in str(root):
+        return f"{str(root).rstrip('/')}/{dataset}/{split}_{num_frames}f"  # type: ignore[return-value]
+    return Path(root) / dataset / f"{split}_{num_frames}f"
+
+
+def shard_name(dataset: str, split: str, index: int) -> str:
+    return f"{dataset}-{split}-{index:06d}{SHARD_SUFFIX}"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    name: str
+    samples: int
+    bytes: int
+    sha256: str
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    # Fixed owner, mode and mtime: the same members always give the same bytes.
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) -> ShardInfo:
+    """Write samples (each a list of tar members) as one zstd-compressed tar, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        with open(tmp, "wb") as raw:
+            # The frame checksum lets zstd itself reject damaged bytes (docs/reliability.md,
+            # "Shard integrity").
+            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=True)
+            with cctx.stream_writer(raw, closefd=False) as zout:
+                with tarfile.open(fileobj=zout, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+                    for members in samples:
+                        for name, data in members:
+                            tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+                        count += 1
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return ShardInfo(path.name, count, path.stat().st_size, sha256_file(path))
+
+
+def corrupt_message(path: str | Path) -> str:
+    """The one line for a shard whose bytes disagree with the manifest's sha256."""
+    return f"{path}: sha256 differs from the manifest (corrupted or replaced); rebuild the shard"
+
+
+class HashingReader(io.RawIOBase):
+    """A shard file read front to back, every byte that passes going into a sha256.
+
+    The loader decompresses through this, so hashing costs no extra read; :meth:`verify` hashes
+    whatever the reader did not consume (a reader that stopped mid-shard) and compares the
+    digest with the manifest's.
+    """
+
+    def __init__(self, path: str | Path, sha256: str, file: BinaryIO | None = None) -> None:
+        super().__init__()
+        self.path = storage.location(path)  # a URL is named as such in messages
+        self.expected = sha256
+        # ``file``: the bytes of ``path`` already open (a node-cache copy of a URL).
+        self._file = file if file is not None else open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._hash = hashlib.sha256()
+        self._verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._file.readinto(buffer)
+        if n:
+            self._hash.update(memoryview(buffer)[:n])
+        return n or 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._hash.update(data)
+        return data
+
+    def matches(self) -> bool:
+        """Hash the rest of the file; True when the whole file's digest is the manifest's."""
+        for block in iter(lambda: self._file.read(1 << 20), b""):
+            self._hash.update(block)
+        return self._hash.hexdigest() == self.expected
+
+    def verify(self, hint: str = "") -> None:
+        """Raise :class:`ShardError` (one line) unless the file matches the manifest (once)."""
+        if self._verified:
+            return
+        self._verified = True
+        if not self.matches():
+            raise ShardError(corrupt_message(self.path) + hint)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def open_shard(
+    directory: str | Path, name: str, sha256: str | None = None
+) -> HashingReader | BinaryIO:
+    """Shard ``name`` of ``directory``, opened for reading its compressed bytes front to back.
+
+    The one place shard bytes are opened (the loaders, evaluation, reports, the checks), so that
+    where they come from is decided here. With ``sha256`` (the manifest's) the file is a
+    :class:`HashingReader`: what is read goes into a digest that ``verify()`` checks
+    (docs/reliability.md, "Shard integrity"). The caller closes it. A URL folder's shards come
+    through this node's cache (:func:`open_shard_url`).
+    """
+    if storage.is_url(directory):
+        return open_shard_url(str(storage.join(directory, name)), sha256)
+    path = Path(directory) / name
+    if sha256 is None:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    return HashingReader(path, sha256)
+
+
+def open_shard_url(url: str, sha256: str | None) -> HashingReader | BinaryIO:
+    """A shard at a URL: a checked copy in the node cache (:mod:`t2v2t.data.cache`), hashed
+    again as it streams; without the manifest's digest, the object itself, unchecked."""
+    if sha256 is None:
+        return storage.open_read(url)  # nothing to check a cached copy against
+    from t2v2t.data.cache import node_cache  # the cache module imports this one
+
+    return HashingReader(url, sha256, file=node_cache().open(url, sha256))
+
+
+def read_shard(
+    directory: str | Path,
+    name: str,
+    sha256: str | None = None,
+    keep: Callable[[int], bool] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The samples of shard ``name`` through the lean reader, the file closed after.
+
+    ``sha256``: verify the digest on the way (:func:`open_shard`); ``keep``: as
+    :func:`t2v2t.data.tarstream.iter_shard_samples`.
+    """
+    with open_shard(directory, name, sha256) as f:
+        yield from iter_shard_samples(f, keep)
+
+
+def shard_matches(directory: str | Path, name: str, sha256: str) -> bool:
+    """True when the whole of shard ``name`` has the manifest's ``sha256``."""
+    with open_shard(directory, name, sha256) as f:
+        return f.matches()  # type: ignore[attr-defined]
+
+
+def open_zstd(path: str | Path) -> BinaryIO:
+    """A readable decompressed stream of a ``.tar.zst`` file (also a webdataset opener)."""
+    path = Path(path)
+    fh = open_shard(path.parent, path.name)
+    return zstandard.ZstdDecompressor().stream_reader(fh, closefd=True)
+
+
+def iter_members(path: str | Path) -> Iterator[tuple[str, bytes]]:
+    """Stream ``(member name, bytes)`` out of a shard without unpacking it (``tarfile``)."""
+    with open_zstd(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        for info in tar:
+            if info.isfile():
+                yield info.name, tar.extractfile(info).read()
+
+
+def iter_samples(path: str | Path) -> Iterator[dict[str, Any]]:
+    """A shard's samples through ``tarfile``: ``{"__key__", "json", "000.jpg", ...}``.
+
+    The reference reader (verification, tests); the loaders use the lean
+    :func:`t2v2t.data.tarstream.iter_shard_samples`, which yields the same dicts.
+    """
+    return group_members(iter_members(path))
+
+
+def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> None:
+    data = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(Path(directory) / MANIFEST, data.encode())
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a shard folder or URL, with a clear error when it is missing or not ours."""
+    path = storage.join(directory, MANIFEST)
+    try:
+        with storage.open_read(path) as f:
+            text = f.read().decode()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ShardError(
+            f"{path} not found: {directory} is not a finished shard folder "
+            "(build it with `make shards DATASET=...`)"
+        ) from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ShardError(f"{path}: not valid JSON ({err}); rebuild the folder") from None
+    if manifest.get("format") != FORMAT:
+        raise ShardError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def shard_infos(manifest: dict[str, Any]) -> list[ShardInfo]:
+    return [ShardInfo(**s) for s in manifest["shards"]]
+
+
+def check_shard_file(
+    directory: str | Path,
+    info: ShardInfo,
+    *,
+    hash_check: bool = True,
+    listing: dict[str, int] | None = None,
+) -> None:
+    """Raise :class:`ShardError` naming the shard when its size or sha256 disagrees with the manifest.
+
+    ``directory`` may be a URL; ``listing`` (:func:`t2v2t.storage.list_sizes` of it) saves one
+    request per shard when many are checked (a shard it lacks is asked for by name).
+    """
+    path = storage.join(directory, info.name)
+    if storage.is_url(directory):
+        sizes = storage.list_sizes(directory) if listing is None else listing
+        size = sizes.get(info.name)
+        if size is None:  # not listed (a store that cannot list): one request for it
+            try:
+                size = storage.size(path)
+            except FileNotFoundError:
+                size = None
+    else:
+        size = Path(path).stat().st_size if Path(path).is_file() else None
+    if size is None:
+        raise ShardError(f"{path}: listed in the manifest but missing")
+    if size != info.bytes:
+        raise ShardError(
+            f"{path}: {size} bytes, manifest says {info.bytes} (truncated or replaced)"
+        )
+    if hash_check and not shard_matches(directory, info.name, info.sha256):
+        raise ShardError(f"{path}: sha256 differs from the manifest (corrupted or replaced)")
+
+
+def info_dict(info: ShardInfo) -> dict[str, Any]:
+    return asdict(info)
+
+
+def warn_if_synthetic(dirs: Iterable[str | Path], what: str) -> bool:
+    """Print one warning line (rank 0 only) when any of ``dirs`` holds synthetic shards."""
+    synthetic = []
+    for d in dirs:
+        try:
+            if read_manifest(d).get("synthetic"):
+                synthetic.append(str(d))
+        except (OSError, ShardError, ValueError):
+            continue  # the caller's own checks report unreadable folders
+    if synthetic and os.environ.get("RANK", "0") == "0":
+        print(
+            f"warning: {what} reads synthetic shards ({', '.join(synthetic)}): "
+            "its figures say nothing about real videos",
+            file=sys.stderr,
+            flush=True,
+        )
+    return bool(synthetic)

@@ -1,0 +1,679 @@
+"""The training loop for pre-training and fine-tuning (one loop, the config decides the task).
+
+Reads top to bottom like nanoGPT's (:func:`train`): set up the device, the model, the data, the
+optimiser and schedule, the checkpointer (resume); then per epoch :func:`run_one_epoch` (for each
+batch: lr -> the objective's losses (bf16 autocast on CUDA) -> backward -> clip -> step -> log
+-> maybe checkpoint) and :func:`end_of_epoch` (evaluate when fine-tuning, keep best, checkpoint).
+
+Run directory: ``config.yaml`` (resolved), ``metrics.jsonl`` (one line per optimiser step, plus
+one per evaluation), ``last.pt`` and, when fine-tuning, ``best.pt`` and ``eval_epochN.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as tdist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from t2v2t import dist
+from t2v2t.data.augment import normalize
+from t2v2t.data.loader import TrainSource, make_train_loader
+from t2v2t.models import build_model, build_tokenizer, load_weights
+from t2v2t.models.loading import CheckpointError, load_any_checkpoint
+from t2v2t.models.vision import fit_temporal_rows
+from t2v2t.retrieval.evaluate import evaluate_retrieval
+from t2v2t.training.checkpoint import (
+    git_commit,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from t2v2t.training.config import Config, ConfigError, dump_yaml
+from t2v2t.training.loggers import RunLoggers, eval_scalars
+from t2v2t.training.metrics_log import setup_logging
+from t2v2t.training.objective import Objective
+from t2v2t.training.optim import CosineSchedule, build_optimizer
+from t2v2t.training.preflight import check_files
+
+LOSS_TERMS = ("loss", "vtc", "vtm", "mlm")
+
+
+@dataclass
+class TrainResult:
+    step: int
+    epoch: int
+    last_checkpoint: Path
+    best_metric: float | None
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(
+    cfg: Config, run_dir: str | Path, *, resume_from: str | Path | None = None
+) -> TrainResult:
+    """Train as ``cfg`` says, writing into ``run_dir``; ``resume_from`` continues a checkpoint."""
+    run_dir = Path(run_dir)
+    setup_torch(cfg)
+    check_files(cfg, resume_from=resume_from)
+    dev = setup_device(cfg, run_dir)
+
+    # -- model: the same seed on every rank gives the same initial weights
+    seed_everything(cfg.data.seed)
+    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
+    model = model_to_train(cfg, ckpt, dev)
+    tokenizer = build_tokenizer(model.config.preset)
+
+    # -- data: batches per epoch are equal on every rank (the loader guarantees it)
+    first = epoch_loader(cfg, tokenizer, dev, model.config.image_size, TrainState())
+    steps_per_epoch = len(first)
+    if steps_per_epoch == 0:
+        raise ConfigError("the training shards hold fewer samples than one global batch")
+
+    # -- optimiser, schedule, checkpoints: resuming restores them and every RNG stream
+    optimizer, schedule = optimizer_and_schedule(cfg, model, steps_per_epoch)
+    checkpointer = Checkpointer(run_dir, cfg, model, optimizer, schedule, dev)
+    if ckpt is not None:
+        state = checkpointer.resume(ckpt, resume_from)
+        del ckpt
+    else:
+        state = TrainState()
+        # Different ranks draw different MLM masks / hard negatives from here on.
+        seed_everything(cfg.data.seed + 1000 * dev.rank + 1)
+
+    # -- the run directory (rank 0 writes; the others only compute)
+    log = open_run_dir(cfg, run_dir, dev, resume_step=None if resume_from is None else state.step)
+    run = Run(
+        cfg=cfg,
+        dev=dev,
+        run_dir=run_dir,
+        model=model,
+        objective=wrap_for_ranks(Objective.from_config(model, cfg.loss), dev),
+        tokenizer=tokenizer,
+        optimizer=optimizer,
+        schedule=schedule,
+        checkpointer=checkpointer,
+        log=log,
+        steps_per_epoch=steps_per_epoch,
+    )
+
+    # -- epochs: a resumed run starts inside the epoch its checkpoint stopped in
+    while state.epoch < cfg.optim.epochs and not run.max_steps_reached(state):
+        fresh = state.epoch == 0 and state.samples == 0
+        loader = first if fresh else run.loader(state)
+        if not run_one_epoch(run, loader, state):
+            break  # stopped mid-epoch by max_steps; last.pt holds the position
+        end_of_epoch(run, state)
+
+    if log is not None:
+        log.close()
+    dist.barrier()
+    return TrainResult(state.step, state.epoch, checkpointer.last, state.best)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: optimiser steps taken, the epoch under way, the samples this rank has
+    consumed of it (the loader's ``skip_samples`` on resume; equal on every rank) and the best
+    selection metric so far."""
+
+    step: int = 0
+    epoch: int = 0
+    samples: int = 0
+    best: float | None = None
+
+
+@dataclass(frozen=True)
+class Device:
+    """This process in the job: rank, world size, local rank, torch device, autocast dtype."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Run:
+    """What every step of one run uses; :func:`train` builds it once."""
+
+    cfg: Config
+    dev: Device
+    run_dir: Path
+    model: nn.Module  # the plain model: checkpoints and evaluation
+    objective: nn.Module  # what a batch goes through: the Objective (DDP-wrapped if world > 1)
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    schedule: CosineSchedule
+    checkpointer: Checkpointer
+    log: RunLoggers | None  # rank 0 only
+    steps_per_epoch: int
+
+    def max_steps_reached(self, state: TrainState) -> bool:
+        return bool(self.cfg.train.max_steps and state.step >= self.cfg.train.max_steps)
+
+    def loader(self, state: TrainState) -> Any:
+        return epoch_loader(self.cfg, self.tokenizer, self.dev, self.model.config.image_size, state)
+
+
+def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
+    """Optimiser steps over ``loader`` (the rest of ``state.epoch``), each logged, with a
+    mid-epoch ``last.pt`` every ``train.ckpt_every_steps``; False when ``train.max_steps``
+    stopped the epoch before its end."""
+    cfg, spe = run.cfg, run.steps_per_epoch
+    epoch_end = (state.epoch + 1) * spe
+    bar = progress_bar(
+        run.dev.main, state.epoch, cfg.optim.epochs, spe, state.step - state.epoch * spe
+    )
+    t_last = time.perf_counter()
+    for batch in loader:
+        lr = run.schedule.get_lr()
+        out = optimizer_step(run, batch)
+        state.step += 1
+        state.samples += int(batch["frames"].shape[0])
+        t_last = log_step(run, state, batch, out, lr, t_last, bar)
+        done = run.max_steps_reached(state)
+        if state.step < epoch_end and (done or _every(state.step, cfg.train.ckpt_every_steps)):
+            run.checkpointer.save(run.checkpointer.last, state)  # the position inside the epoch
+        if done:
+            break
+    bar.close()
+    return state.step >= epoch_end
+
+
+def end_of_epoch(run: Run, state: TrainState) -> None:
+    """Evaluate (fine-tuning), keep ``best.pt``, checkpoint the next epoch's start."""
+    state.epoch += 1
+    state.samples = 0
+    improved = run.cfg.train.eval_every_epoch and evaluate_and_log(run, state)
+    run.checkpointer.save(run.checkpointer.last, state)
+    if improved:
+        run.checkpointer.save(run.checkpointer.best, state)
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps of train()
+
+
+def setup_torch(cfg: Config) -> None:
+    """Threads and determinism before anything allocates (exact resume relies on this on CPU)."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def setup_device(cfg: Config, run_dir: Path) -> Device:
+    """Join the torchrun process group (a plain ``python`` run is world size 1), log to
+    ``train.log`` on rank 0, and take this local rank's GPU (TF32 matmuls) or the CPU."""
+    dist.init_distributed()
+    rank, world, local_rank = dist.world_info()
+    setup_logging(run_dir / "train.log" if rank == 0 else None, main=rank == 0)
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        device = torch.device("cpu")
+    return Device(rank, world, local_rank, device, autocast_dtype(cfg, device))
+
+
+def model_to_train(cfg: Config, ckpt: dict[str, Any] | None, dev: Device) -> nn.Module:
+    """The model on ``dev`` in training mode: a resumed checkpoint's weights, else
+    ``train.init_checkpoint``'s, else the preset's own (pretrained or random)."""
+    if ckpt is not None:
+        model = build_model_for(cfg, init="random")  # the checkpoint holds every weight
+        load_weights(model, ckpt)
+    elif cfg.train.init_checkpoint:
+        model = init_from_checkpoint(cfg, say=print if dev.main else _quiet)
+    else:
+        model = build_model_for(cfg)
+    model.to(dev.device)
+    model.train()
+    return model
+
+
+def optimizer_and_schedule(
+    cfg: Config, model: nn.Module, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, CosineSchedule]:
+    """AdamW over the model's parameter groups and its per-step cosine schedule."""
+    o = cfg.optim
+    optimizer = build_optimizer(
+        model,
+        o.lr,
+        o.weight_decay,
+        (o.betas[0], o.betas[1]),
+        o.eps,
+        o.text_lr_scale,
+        o.temporal_lr_scale,
+    )
+    schedule = CosineSchedule(
+        optimizer,
+        lr=o.lr,
+        min_lr=o.min_lr,
+        warmup_epochs=o.warmup_epochs,
+        epochs=o.epochs,
+        steps_per_epoch=steps_per_epoch,
+        max_steps=cfg.train.max_steps,
+    )
+    return optimizer, schedule
+
+
+def wrap_for_ranks(objective: Objective, dev: Device) -> nn.Module:
+    """DistributedDataParallel around the objective (and so the model) with several processes."""
+    if dev.world == 1:
+        return objective
+    w = objective.weights
+    return DistributedDataParallel(
+        objective,
+        device_ids=[dev.local_rank] if dev.device.type == "cuda" else None,
+        # A zero-weight loss leaves its head without gradients (fine-tuning: MLM).
+        find_unused_parameters=not (w.vtc and w.vtm and w.mlm),
+    )
+
+
+def open_run_dir(
+    cfg: Config, run_dir: Path, dev: Device, *, resume_step: int | None
+) -> RunLoggers | None:
+    """Rank 0: the run directory with the resolved ``config.yaml`` and the loggers."""
+    if not dev.main:
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    return RunLoggers(
+        run_dir,
+        cfg.train.loggers,
+        resume_step=resume_step,
+        config=cfg.to_dict(),
+        wandb_project=cfg.train.wandb_project,
+    )
+
+
+class Checkpointer:
+    """``last.pt`` and ``best.pt`` of a run: the model, optimiser, schedule, every rank's RNG
+    state and the data position, so that :meth:`resume` continues exactly."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: Config,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: CosineSchedule,
+        dev: Device,
+    ) -> None:
+        self.last, self.best = run_dir / "last.pt", run_dir / "best.pt"
+        self.cfg, self.model, self.dev = cfg, model, dev
+        self.optimizer, self.schedule = optimizer, schedule
+        self.commit = git_commit()
+
+    def save(self, path: Path, state: TrainState) -> None:
+        """Collective: every rank calls it; rank 0 gathers the RNG states and writes ``path``."""
+        states = gather_rng_states(self.dev.world)
+        if not self.dev.main:
+            return
+        save_checkpoint(
+            path,
+            {
+                "model": self.model.state_dict(),
+                "preset": self.model.config.preset,
+                "model_config": self.model.config.to_dict(),
+                "config": self.cfg.to_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "rng": states,
+                # samples: what this rank consumed of the epoch (the loader's skip_samples)
+                "data_position": {
+                    "epoch": state.epoch,
+                    "samples": state.samples,
+                    "world_size": self.dev.world,
+                },
+                "step": state.step,
+                "best_metric": state.best,
+                "git_commit": self.commit,
+            },
+        )
+
+    def resume(self, ckpt: dict[str, Any], path: str | Path) -> TrainState:
+        """Restore the optimiser, the schedule and this rank's RNG streams from ``ckpt`` (the
+        model's weights are already in); the state to continue from."""
+        world = self.dev.world
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        position = ckpt["data_position"]
+        state = TrainState(
+            int(ckpt["step"]),
+            int(position["epoch"]),
+            int(position["samples"]),
+            ckpt.get("best_metric"),
+        )
+        if state.samples and int(position.get("world_size", world)) != world:
+            raise ConfigError(
+                f"{path} stopped mid-epoch with {position['world_size']} processes; "
+                f"resume it with the same number (now {world}) or from an epoch-end checkpoint"
+            )
+        changed = config_changes(ckpt.get("config", {}), self.cfg.to_dict())
+        if changed and self.dev.main:
+            print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")
+        states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
+        set_rng_state(states[self.dev.rank] if self.dev.rank < len(states) else states[0])
+        return state
+
+
+def optimizer_step(run: Run, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Forward, backward, gradient clipping, AdamW and schedule step on one batch."""
+    out = forward_loss(run.objective, batch, run.dev.device, run.dev.amp_dtype)
+    run.optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if run.cfg.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.objective.parameters(), run.cfg.optim.grad_clip)
+    run.optimizer.step()
+    run.schedule.step()
+    return out
+
+
+def log_step(
+    run: Run,
+    state: TrainState,
+    batch: dict[str, Any],
+    out: dict[str, torch.Tensor],
+    lr: float,
+    t_last: float,
+    bar: Any,
+) -> float:
+    """One metrics.jsonl line (loss terms averaged over ranks, throughput since ``t_last``)
+    and the progress bar; a non-finite loss stops the run. Returns the time now."""
+    terms = torch.stack([out[k].detach().float() for k in LOSS_TERMS])
+    terms = reduce_mean(terms, run.dev.world).tolist()  # one device sync per step
+    now = time.perf_counter()
+    rate = int(batch["frames"].shape[0]) * run.dev.world / max(now - t_last, 1e-9)
+    if run.log is not None:
+        record = {"step": state.step, "epoch": round(state.step / run.steps_per_epoch, 6)}
+        record.update(zip(LOSS_TERMS, terms, strict=True))
+        record.update(lr=lr, samples_per_s=rate, source=batch.get("source"))
+        if run.dev.device.type == "cuda":
+            record["gpu_mem_gb"] = torch.cuda.max_memory_allocated(run.dev.device) / 2**30
+        run.log.write(record)
+        bar.update(1)
+        if state.step % run.cfg.train.log_every == 0 or state.step == 1:
+            bar.set_postfix(loss=f"{terms[0]:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.1f}")
+    if not math.isfinite(terms[0]):
+        raise FloatingPointError(f"loss is {terms[0]} at step {state.step} (run {run.run_dir})")
+    return now
+
+
+def evaluate_and_log(run: Run, state: TrainState) -> bool:
+    """Retrieval after an epoch: ``eval_epochN.json``, a metrics line, ``state.best``
+    updated; True when this epoch is the best so far."""
+    cfg = run.cfg
+    result = evaluate_epoch(cfg, run.model, run.tokenizer, run.dev.device)
+    metric = t2v_avg(result, cfg.eval.fusion)
+    improved = state.best is None or metric > state.best
+    state.best = metric if improved else state.best
+    if run.log is not None:
+        (run.run_dir / f"eval_epoch{state.epoch}.json").write_text(json.dumps(result, indent=1))
+        run.log.write(
+            {
+                "step": state.step,
+                "epoch": state.epoch,
+                "eval_t2v_avg": metric,
+                "best": state.best,
+                "fusion": cfg.eval.fusion,
+                **eval_scalars(result),
+            }
+        )
+        note = " (best)" if improved else ""
+        print(f"[eval] epoch {state.epoch}: T2V Avg ({cfg.eval.fusion}) {metric:.2f}{note}")
+    return improved
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Force every dropout probability to ``p`` (``0`` makes steps comparable across runs)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        # Attention implementations that keep the rate as a float attribute (HF BERT, timm).
+        for attr in ("dropout_prob", "attention_dropout", "attn_drop_rate"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, p)
+
+
+def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (paper-size runs), none (fp32) on CPU unless asked."""
+    if cfg.train.precision == "fp32":
+        return None
+    if cfg.train.precision == "bf16" or device.type == "cuda":
+        return torch.bfloat16
+    return None
+
+
+def resolve_init(cfg: Config) -> str | None:
+    """``INIT`` env var (the Makefile exports it) overrides ``model.init``."""
+    env = os.environ.get("INIT", "").strip()
+    init = env or cfg.model.init
+    if init not in (None, "", "random", "pretrained"):
+        raise ConfigError(f"INIT={init!r} is not one of random, pretrained")
+    return None if init in (None, "", "pretrained") else init
+
+
+def training_frames(cfg: Config) -> int:
+    """The frame count the temporal position embedding is built for: the most any source has."""
+    return max(src.num_frames for src in cfg.data.sources.values())
+
+
+def build_model_for(cfg: Config, init: str | None = None) -> nn.Module:
+    """The model of the config's preset (the model package decides weights and sizes);
+    ``init="random"`` when a checkpoint supplies every weight anyway."""
+    overrides: dict[str, Any] = {}
+    if cfg.model.image_size is not None:
+        overrides["image_size"] = cfg.model.image_size
+    if cfg.train.grad_checkpointing:
+        overrides["grad_checkpointing"] = True
+    # VindLU builds the temporal position embedding for the training frame count (fine-tuning:
+    # 12 or 32 rows); a checkpoint with fewer rows is zero-padded to it (init_from_checkpoint).
+    overrides["num_frames"] = training_frames(cfg)
+    init = init or resolve_init(cfg)
+    model = build_model(cfg.model.preset, init, overrides=overrides or None)
+    if cfg.model.dropout is not None:
+        set_dropout(model, cfg.model.dropout)
+    return model
+
+
+def init_from_checkpoint(cfg: Config, say: Any = print) -> nn.Module:
+    """The model to train from ``train.init_checkpoint`` (a project ``.pt``, a VindLU ``.pth`` or
+    an exported folder). A project file fills the config's preset model; another source brings
+    its own architecture. The temporal position embedding is fitted to the training frame count
+    the way VindLU's loader does: extra rows are zeros, surplus rows are cut."""
+    path = cfg.train.init_checkpoint
+    try:
+        loaded = load_any_checkpoint(path, cfg.model.preset, say=say)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
+    frames = training_frames(cfg)
+    if loaded.source == "project":
+        model = build_model_for(cfg, init="random")  # every weight comes from the file
+        state = loaded.model.state_dict()
+        state["vision.temporal_pos"] = fit_temporal_rows(state["vision.temporal_pos"], frames)
+        load_weights(model, state)
+        return model
+    new = loaded.model
+    if new.config.preset != cfg.model.preset:
+        say(f"[init] {path}: its architecture ({loaded.source}) replaces PRESET={cfg.model.preset}")
+    new.vision.set_num_frames(frames)
+    new.config.num_frames = frames
+    new.set_grad_checkpointing(cfg.train.grad_checkpointing)
+    if cfg.model.dropout is not None:
+        set_dropout(new, cfg.model.dropout)
+    return new
+
+
+def epoch_loader(
+    cfg: Config, tokenizer: Any, dev: Device, image_size: int, state: TrainState
+) -> Any:
+    """This rank's loader of ``state.epoch``, skipping the samples it already consumed of it."""
+    return make_loader(
+        cfg,
+        tokenizer,
+        epoch=state.epoch,
+        rank=dev.rank,
+        world=dev.world,
+        skip=state.samples,
+        image_size=image_size,
+    )
+
+
+def make_loader(
+    cfg: Config, tokenizer: Any, *, epoch: int, rank: int, world: int, skip: int, image_size: int
+) -> Any:
+    sources = [
+        TrainSource(src.dir, cfg.source_batch_size(name), src.num_frames, src.max_text_len)
+        for name, src in cfg.data.sources.items()
+    ]
+    return make_train_loader(
+        sources,
+        tokenizer,
+        seed=cfg.data.seed,
+        epoch=epoch,
+        rank=rank,
+        world_size=world,
+        num_workers=cfg.data.num_workers,
+        image_size=image_size,
+        skip_samples=skip,
+        skip_bad_shards=cfg.data.skip_bad_shards,
+        crop_scale=cfg.data.crop_scale,
+        hflip=cfg.data.hflip,
+        pin_memory=torch.cuda.is_available(),
+        decode_device=cfg.data.decode_device,
+    )
+
+
+def reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
+    """Mean over ranks of a small tensor of logged numbers (identity in one process)."""
+    if world > 1:
+        values = values.clone()
+        tdist.all_reduce(values)
+        values /= world
+    return values
+
+
+def gather_rng_states(world: int) -> list[dict[str, Any]]:
+    """Every rank's RNG state (rank 0 writes them all, so each rank resumes its own stream)."""
+    state = rng_state()
+    if world == 1:
+        return [state]
+    states: list[Any] = [None] * world
+    tdist.all_gather_object(states, state)
+    return states
+
+
+def evaluate_epoch(
+    cfg: Config, model: nn.Module, tokenizer: Any, device: torch.device
+) -> dict[str, Any]:
+    """Retrieval on the task's test/val shards through the evaluator (all ranks take part)."""
+    was_training = model.training
+    model.eval()
+    try:
+        result = evaluate_retrieval(model, tokenizer, cfg.eval, device=device)
+    finally:
+        model.train(was_training)
+    return result
+
+
+def t2v_avg(result: dict[str, Any], fusion: str) -> float:
+    """The selection metric: text-to-video (R1+R5+R10)/3 of ``fusion``."""
+    return float(result["results"][fusion]["t2v"]["Avg"])
+
+
+# Settings that may change on resume without changing what is computed.
+RESUME_FREE_KEYS = (
+    "train.max_steps",
+    "train.ckpt_every_steps",
+    "train.log_every",
+    "train.loggers",
+    "train.wandb_project",
+    "train.threads",
+    "data.num_workers",
+    "train.init_checkpoint",
+)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key (old -> new)`` for settings that differ between a checkpoint's config and now."""
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_FREE_KEYS)
+    return [f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in keys]
+
+
+def forward_loss(
+    objective: nn.Module,
+    batch: dict[str, Any],
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> dict[str, Any]:
+    """Move one loader batch to ``device``, normalise frames there, and run the
+    :class:`Objective` (or its DDP / ``torch.compile`` wrapper) under ``amp_dtype`` autocast
+    (:func:`autocast_dtype`); the benchmarks step through this too."""
+    config = dist.unwrap_model(objective).model.config
+    frames = normalize(batch["frames"].to(device, non_blocking=True), config.mean, config.std)
+    input_ids = batch["input_ids"].to(device, non_blocking=True)
+    attention_mask = batch["attention_mask"].to(device, non_blocking=True)
+    video_ids = batch["video_ids"].to(device, non_blocking=True)
+    with torch.autocast(
+        device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None
+    ):
+        return objective(frames, input_ids, attention_mask, video_ids)
+
+
+def _quiet(_: str) -> None:
+    """``say`` for the ranks that print nothing."""
+
+
+def _every(step: int, n: int) -> bool:
+    return n > 0 and step % n == 0
+
+
+def progress_bar(main: bool, epoch: int, epochs: int, total: int, initial: int) -> Any:
+    desc = f"epoch {epoch + 1}/{epochs}"
+    return tqdm(total=total, initial=initial, desc=desc, disable=not main, dynamic_ncols=True)

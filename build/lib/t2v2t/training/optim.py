@@ -1,0 +1,138 @@
+"""AdamW parameter groups and the per-step cosine learning-rate schedule with linear warm-up."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from t2v2t.models.vindlu import is_pretrained_text, is_temporal
+
+# Parameters that get no weight decay besides biases and norms (any tensor with < 2 dims):
+# the learnable temperature and position / type embeddings, as in VindLU and BEiT.
+# Matched as substrings of the parameter name; the temperature by its exact leaf name ("temp" as
+# a substring would also match every "temporal" weight).
+NO_DECAY_NAMES = (
+    "pos_embed",
+    "temporal_pos",
+    "position_embeddings",
+    "token_type_embeddings",
+    "cls_token",
+)
+
+
+def no_weight_decay(name: str, param: torch.Tensor) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return param.ndim < 2 or any(k in name for k in NO_DECAY_NAMES) or leaf == "temp"
+
+
+def lr_scale_for(name: str, text_lr_scale: float = 1.0, temporal_lr_scale: float = 1.0) -> float:
+    """The lr multiplier of one parameter: pre-trained BERT weights, temporal modules, the rest."""
+    if is_pretrained_text(name):
+        return text_lr_scale
+    return temporal_lr_scale if is_temporal(name) else 1.0
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    text_lr_scale: float = 1.0,
+    temporal_lr_scale: float = 1.0,
+) -> list[dict[str, Any]]:
+    """AdamW groups: decayed weights vs. biases/norms/temperature/position embeddings, each split
+    by ``lr_scale`` (:func:`lr_scale_for`)."""
+    groups: dict[tuple[bool, float], list[torch.Tensor]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            scale = lr_scale_for(name, text_lr_scale, temporal_lr_scale)
+            groups.setdefault((no_weight_decay(name, p), scale), []).append(p)
+    return [
+        {"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_scale": scale}
+        for (nd, scale), ps in sorted(groups.items())
+    ]
+
+
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    eps: float = 1e-8,
+    text_lr_scale: float = 1.0,
+    temporal_lr_scale: float = 1.0,
+) -> torch.optim.AdamW:
+    # The fused kernel (CPU and CUDA) is several times faster than the per-tensor loop.
+    groups = param_groups(model, weight_decay, text_lr_scale, temporal_lr_scale)
+    for group in groups:  # right before the first schedule step too
+        group["lr"] = lr * group["lr_scale"]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
+
+
+def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """lr for optimiser step ``step`` (0-based): linear warm-up to ``lr``, cosine down to ``min_lr``."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+class CosineSchedule:
+    """Sets every param group's lr from the step count; its state is just that count.
+
+    Warm-up is given in epochs (fractional allowed, e.g. 0.5) and turned into steps here, so the
+    schedule follows the real number of steps per epoch whatever the GPU count.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        lr: float,
+        min_lr: float,
+        warmup_epochs: float,
+        epochs: int,
+        steps_per_epoch: int,
+        max_steps: int = 0,
+    ) -> None:
+        self.optimizer = optimizer
+        self.lr, self.min_lr = lr, min_lr
+        self.total_steps = max(1, epochs * steps_per_epoch)
+        if max_steps > 0:  # a run cut short by train.max_steps still decays to min_lr
+            self.total_steps = min(self.total_steps, max_steps)
+        # At least one warm-up step when warm-up is asked for, however short the epoch.
+        self.warmup_steps = max(int(warmup_epochs > 0), round(warmup_epochs * steps_per_epoch))
+        self.step_count = 0
+        self._apply()
+
+    def get_lr(self, step: int | None = None) -> float:
+        return cosine_lr(
+            self.step_count if step is None else step,
+            lr=self.lr,
+            min_lr=self.min_lr,
+            warmup_steps=self.warmup_steps,
+            total_steps=self.total_steps,
+        )
+
+    def _apply(self) -> None:
+        lr = self.get_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+
+    def step(self) -> None:
+        """Advance after an optimiser step, setting the lr of the next one."""
+        self.step_count += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, int]:
+        return {
+            "step_count": self.step_count,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step_count = int(state["step_count"])
+        self._apply()
