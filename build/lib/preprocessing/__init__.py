@@ -1,1 +1,0 @@
-"""Annotation files and videos -> verified, reproducible zstd WebDataset frame shards."""
