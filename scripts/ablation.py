@@ -21,7 +21,7 @@ from t2v2t.recipes import PAPER_EVAL
 from t2v2t.retrieval.evaluate import load_scores, write_eval_outputs
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.metrics import best_ranks
-from t2v2t.retrieval.report import ablation_markdown
+from t2v2t.retrieval.report import ablation_markdown, posthoc_markdown
 from t2v2t.retrieval.run import (
     DATASETS,
     ConfigError,
@@ -77,6 +77,7 @@ def reusable(path: Path, ckpt: Path, opts: EvalConfig) -> dict[str, Any] | None:
         and res.get("rerank", True) == opts.rerank
         and res.get("tau") == opts.tau
         and res.get("lam") == opts.lam
+        and _same_posthoc(res.get("posthoc"), opts)
         and (opts.num_frames is None or res.get("num_frames") == opts.num_frames)
         and (opts.max_text_len is None or res.get("max_text_len") == opts.max_text_len)
         # auto resolves the same way for the same file; JSONs older than the option say none.
@@ -86,6 +87,16 @@ def reusable(path: Path, ckpt: Path, opts: EvalConfig) -> dict[str, Any] | None:
         )
     )
     return res if same and "results" in res else None
+
+
+def _same_posthoc(post: dict[str, Any] | None, opts: EvalConfig) -> bool:
+    """The JSON's post-hoc section was made with these options (or both have none)."""
+    if not opts.posthoc or post is None:
+        return not opts.posthoc and post is None
+    wants_bank = opts.bank not in (None, "", "none")
+    return post.get("fusion_params") == opts.fusion_params and (post.get("bank") is not None) == (
+        wants_bank
+    )
 
 
 def load_ranks(results: dict[str, dict[str, Any]], paths: dict[str, Path]):
@@ -151,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             paths[d] = json_path
     ranks = load_ranks(results, paths)
     table = ablation_markdown(results, datasets, missing, ranks=ranks)
+    posthoc = posthoc_markdown(results, datasets)
+    if posthoc:
+        table += "\n## Every post-hoc method (docs/evaluation.md, Which fusion?)\n\n" + posthoc
     path = Path(args.run or "runs") / "ablation.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Ablation: fusion of text->video and video->text scores\n\n" + table)

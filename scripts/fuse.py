@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from t2v2t.errors import UsageError, cli
-from t2v2t.retrieval.compare import compare, comparison_table, load_inputs
-from t2v2t.retrieval.posthoc import METHODS, resolve_params
+from t2v2t.retrieval.compare import compare, comparison_table, load_inputs, read_params
+from t2v2t.retrieval.posthoc import METHODS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,25 +37,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (2000)")
     return p.parse_args(argv)
-
-
-def read_params(path: str | None) -> dict[str, dict[str, float]]:
-    """``{method: {param: value}}`` from a fusion_params.json (its ``params``, or the file)."""
-    if path is None:
-        return {}
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UsageError(f"{path}: cannot read fusion parameters ({e})") from None
-    data = data.get("params", data) if isinstance(data, dict) else data
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected {{method: {{param: value}}}}")
-    for method, values in data.items():
-        try:
-            resolve_params(method, values)
-        except (ValueError, TypeError) as e:
-            raise UsageError(f"{path}: {e}") from None
-    return data
 
 
 def main(argv: list[str] | None = None) -> int:

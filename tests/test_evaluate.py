@@ -328,3 +328,45 @@ def test_recipe_table_is_the_one_source_for_evaluation(dataset):
     assert (e.split, e.shards) == (r.split, str(eval_shard_dir(dataset)))
     assert (e.num_frames, e.max_text_len) == (r.num_frames, text_len(dataset))
     assert text_len(dataset) == (64 if dataset in ("didemo", "anet") else 32)
+
+
+def test_posthoc_with_a_train_caption_bank_cached_and_the_test_split_refused(
+    tiny, shards, tmp_path
+):
+    """eval.posthoc: every post-hoc method on the stage-1 matrix in both protocols; eval.bank=train
+    encodes the train shards' captions once (cached by checkpoint + shards), a bank from the
+    reported split is one line naming the split (docs/evaluation.md, "Which fusion?")."""
+    from t2v2t.retrieval.compare import ScoreInputs, compare
+    from t2v2t.retrieval.evaluate import evaluate_retrieval
+    from t2v2t.retrieval.posthoc import METHODS
+    from t2v2t.typed_yaml import ConfigError
+
+    model, tok = tiny
+    root, test_dir = shards
+    train_dir = root / "msrvtt" / "train_12f"
+    if not train_dir.exists():
+        assert write_eval_shards(root, split="train") == train_dir
+    cache = tmp_path / "eval"
+    s = _settings(test_dir, posthoc=True, bank="train", bank_size=5)
+    res = evaluate_retrieval(model, tok, s, checkpoint=None, bank_cache=cache)
+    post = res["posthoc"]
+    assert post["bank"]["shards"] == str(train_dir) and post["bank"]["split"] == "train"
+    assert post["bank"]["cached"] is False and post["bank_texts"] == 5
+    assert set(post["protocols"]["batch"]["t2v"]) == set(METHODS)
+    single = post["protocols"]["single"]["t2v"]
+    assert single["is"]["label"] == "inductive"
+    assert single["is"]["metrics"] == post["protocols"]["batch"]["t2v"]["is"]["metrics"]
+    assert "skipped" in single["dsl"]
+    # The figures are compare() on the stage-1 matrix written to the npz, without a bank: none's.
+    gt = [[int(v)] for v in res.scores["gt"][:, 1]]
+    plain = compare(ScoreInputs(torch.from_numpy(res.scores["stage1"]).double(), gt))
+    assert (
+        plain["protocols"]["batch"]["t2v"]["none"]["metrics"]
+        == (post["protocols"]["batch"]["t2v"]["none"]["metrics"])
+    )
+    again = evaluate_retrieval(model, tok, s, checkpoint=None, bank_cache=cache)
+    assert again["posthoc"]["bank"]["cached"] is True
+    assert again["posthoc"]["protocols"] == post["protocols"]
+    assert len(list(cache.glob("bank_*.npz"))) == 1
+    with pytest.raises(ConfigError, match="holds the test split"):
+        evaluate_retrieval(model, tok, _settings(test_dir, posthoc=True, bank=str(test_dir)))

@@ -11,6 +11,7 @@ plus the 10x duplication stress; :func:`comparison_table` prints it (docs/evalua
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,25 @@ def load_inputs(scores: str | Path, bank: str | Path | None = None) -> ScoreInpu
     b = _bank(banks, "bank", where.get("bank"), shape[1], shape)
     vb = _bank(banks, "video_bank", where.get("video_bank"), shape[0], shape)
     return ScoreInputs(sims=sims, gt=gt, bank=b, video_bank=vb)
+
+
+def read_params(path: str | None) -> dict[str, dict[str, float]]:
+    """``{method: {param: value}}`` from a fusion_params.json (its ``params``, or the file)."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: cannot read fusion parameters ({e})") from None
+    data = data.get("params", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected {{method: {{param: value}}}}")
+    for method, values in data.items():
+        try:
+            resolve_params(method, values)
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"{path}: {e}") from None
+    return data
 
 
 # -- the comparison --------------------------------------------------------------------------------

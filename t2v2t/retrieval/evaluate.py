@@ -30,6 +30,8 @@ from t2v2t.data.eval_loader import EvalShards, EvalTexts, make_eval_loader, open
 from t2v2t.dist import all_gather_objects, group_rank_world
 from t2v2t.progress import progress
 from t2v2t.recipes import text_len
+from t2v2t.retrieval.bank import bank_features
+from t2v2t.retrieval.compare import ScoreInputs, compare, read_params
 from t2v2t.retrieval.fusion import FUSIONS, candidate_masks, fuse_all
 from t2v2t.retrieval.html_report import html_name, write_html_report
 from t2v2t.retrieval.metrics import retrieval_metrics
@@ -40,6 +42,7 @@ from t2v2t.retrieval.stats import retrieval_statistics
 from t2v2t.typed_yaml import ConfigError
 
 PAIRINGS = ("shared", "two_pass")
+BANK_CHUNK = 512  # bank captions encoded at a time
 TEXT_BATCH = 64  # texts per text-encoder call, at least (they are short)
 
 
@@ -259,13 +262,59 @@ def encode(
     return Encoded(videos, text_embeds, text_mask, text_feat)
 
 
+def stage1_similarity(
+    model: torch.nn.Module, text_feat: torch.Tensor, video_feat: torch.Tensor, s: EvalConfig
+) -> torch.Tensor:
+    """[texts, videos] dual-encoder scores: raw cosines for VindLU's preprocessing, else the
+    model's temperature-scaled similarity."""
+    if s.preprocess == "vindlu":
+        return raw_similarity(text_feat, video_feat)
+    return model.similarity(text_feat, video_feat).float()
+
+
+def posthoc_step(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    enc: Encoded,
+    st1: Stage1,
+    s: EvalConfig,
+    device: torch.device,
+    *,
+    checkpoint: str | None,
+    bank_cache: str | Path | None,
+) -> dict[str, Any]:
+    """Every post-hoc method on the stage-1 matrix, with the training-caption bank when
+    ``eval.bank`` names one (docs/evaluation.md, "Which fusion?")."""
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        feats = []
+        for start in range(0, len(texts), BANK_CHUNK):  # bounded [n, L, D] token embeddings
+            chunk = clean_texts(texts[start : start + BANK_CHUNK], s.preprocess)
+            feats.append(
+                encode_texts(
+                    model, tokenizer, chunk, max_text_len=int(s.max_text_len or 32),
+                    batch_size=max(s.batch_size, TEXT_BATCH), device=device,
+                    preprocess=s.preprocess,
+                )[2].cpu()
+            )  # fmt: skip
+        return torch.cat(feats)
+
+    got = bank_features(s, checkpoint, bank_cache, encode)
+    bank = None
+    if got is not None:
+        video_feat = enc.videos.feat.to(device)
+        bank = stage1_similarity(model, got[0].to(device), video_feat, s).cpu().double()
+    gt = [[int(v)] for v in enc.videos.texts.text_video]
+    inputs = ScoreInputs(sims=st1.sims.double(), gt=gt, bank=bank)
+    result = compare(inputs, read_params(s.fusion_params))
+    result["bank"] = None if got is None else got[1]
+    result["fusion_params"] = s.fusion_params
+    return result
+
+
 def stage1(model: torch.nn.Module, enc: Encoded, s: EvalConfig, device: torch.device) -> Stage1:
     """Step 2: dual-encoder similarities and each direction's top-k candidates."""
-    video_feat = enc.videos.feat.to(device)
-    if s.preprocess == "vindlu":
-        sims = raw_similarity(enc.text_feat, video_feat)
-    else:
-        sims = model.similarity(enc.text_feat, video_feat).float()
+    sims = stage1_similarity(model, enc.text_feat, enc.videos.feat.to(device), s)
     cand_t2v, cand_v2t = (m.cpu() for m in candidate_masks(sims, s.k))
     return Stage1(sims=sims.cpu(), cand_t2v=cand_t2v, cand_v2t=cand_v2t)
 
@@ -309,6 +358,7 @@ def evaluate_retrieval(
     device: str | torch.device = "cpu",
     checkpoint: str | None = None,
     log: Callable[[str], None] | None = None,
+    bank_cache: str | Path | None = None,
 ) -> EvalResult:
     """Two-stage retrieval on the shard folder ``settings.shards``; all three fusions; writes
     nothing. The settings (:class:`~t2v2t.retrieval.settings.EvalConfig`) say what runs: ``k``
@@ -332,10 +382,20 @@ def evaluate_retrieval(
         with _timed(timings, "stage1"):
             st1 = stage1(model, enc, s, device)
         st2 = stage2(model, enc, st1, s, device)
+        posthoc = None
+        if s.posthoc:
+            with _timed(timings, "posthoc"):
+                posthoc = posthoc_step(
+                    model, tokenizer, enc, st1, s, device,
+                    checkpoint=checkpoint, bank_cache=bank_cache,
+                )  # fmt: skip
     if s.rerank:
         timings["stage2"] = st2.seconds
         say(f"re-ranked {st2.pairs} pairs ({s.pairing}) in {st2.seconds:.1f}s")
-    return build_result(s, enc, st1, st2, checkpoint=checkpoint, timings=timings, start=start)
+    result = build_result(s, enc, st1, st2, checkpoint=checkpoint, timings=timings, start=start)
+    if posthoc is not None:
+        result["posthoc"] = posthoc  # on the stage-1 matrix (docs/evaluation.md, "Which fusion?")
+    return result
 
 
 def build_result(

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from t2v2t.retrieval.compare import comparison_table
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.stats import METHOD, fmt_interval, fmt_p, fusion_statistics
 
@@ -65,6 +66,9 @@ def eval_summary(result: Mapping[str, Any], fusion: str) -> str:
                 lines.append(
                     f"  {'':<7}" + "  ".join(f"{c} {_diff_cell(test[c])}" for c in COLUMNS)
                 )
+    if "posthoc" in result:
+        lines += ["", "post-hoc methods on the stage-1 scores (docs/evaluation.md, Which fusion?)"]
+        lines.append(comparison_table(result["posthoc"]))
     return "\n".join(lines)
 
 
@@ -163,3 +167,53 @@ def ablation_markdown(
     for d, why in (missing or {}).items():
         notes.append(f"{DATASET_LABELS.get(d, d)}: not evaluated ({why}).")
     return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else [])) + "\n"
+
+
+def _posthoc_cell(row: Mapping[str, Any] | None) -> str:
+    if not row or "metrics" not in row:
+        return "-"
+    cell = _cell(row["metrics"]["R1"], row.get("interval", {}).get("R1"))
+    test = (row.get("vs_none") or {}).get("R1")
+    if test:
+        cell += f" {test['diff']:+.1f} {fmt_interval(test['ci'])} p={fmt_p(test['p'])}"
+        cell += f" Holm {fmt_p(test['p_holm'])}"
+    return cell
+
+
+def posthoc_markdown(
+    results: Mapping[str, Mapping[str, Any]], datasets: Sequence[str]
+) -> str | None:
+    """Every post-hoc method x dataset: text->video R@1 on the stage-1 scores with its 95%
+    interval and the paired difference vs none (sign-flip p, Holm-corrected across the methods),
+    under both protocols; None when no result carries the ``posthoc`` section."""
+    present = [d for d in datasets if "posthoc" in results.get(d, {})]
+    if not present:
+        return None
+    header = ["Method", "Label"]
+    header += [f"{DATASET_LABELS.get(d, d)} {p}" for d in present for p in ("batch", "single")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    first = results[present[0]]["posthoc"]["protocols"]["batch"]["t2v"]
+    for method, row in first.items():
+        cells = [method, row["label"]]
+        for d in present:
+            protocols = results[d]["posthoc"]["protocols"]
+            for p in ("batch", "single"):
+                cells.append(_posthoc_cell(protocols[p]["t2v"].get(method)))
+        lines.append("| " + " | ".join(cells) + " |")
+    stress = [
+        f"{DATASET_LABELS.get(d, d)}: "
+        + ", ".join(
+            f"{m} {row['change']:+.1f}"
+            for m, row in results[d]["posthoc"]["stress"].items()
+            if m != "times"
+        )
+        for d in present
+    ]
+    lines += [
+        "",
+        "- Text-to-video R@1 [95% interval] on the stage-1 scores, then the paired difference vs "
+        "none [interval], sign-flip p and Holm-corrected p across the methods of the table; "
+        "single: each query with the bank alone (transductive methods: -).",
+        "- R@1 change of the original queries when each appears 10x: " + "; ".join(stress) + ".",
+    ]
+    return "\n".join(lines) + "\n"

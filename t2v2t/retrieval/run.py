@@ -38,11 +38,12 @@ def command_settings(
 ) -> EvalConfig:
     """``eval.k=64 ...`` -> settings; with ``dataset``: its evaluation split and shard folder
     under ``root`` from the recipe table (set by the command, not by an option)."""
+    base = EvalConfig(posthoc=True)  # the commands report every post-hoc method
     if dataset is None:
-        return eval_settings(options)
+        return eval_settings(options, base)
     split = eval_recipe(dataset).split
     shards = str(eval_shard_dir(dataset, root))
-    return eval_settings(options, dataset=dataset, split=split, shards=shards)
+    return eval_settings(options, base, dataset=dataset, split=split, shards=shards)
 
 
 def for_dataset(settings: EvalConfig, dataset: str, root: str | Path = "shards") -> EvalConfig:
@@ -136,6 +137,7 @@ def evaluate_dataset(
         device=device,
         checkpoint=str(ckpt),
         log=lambda m: say(f"[eval] {dataset}: {m}"),
+        bank_cache=output_dir(ckpt, None),  # the bank's features, next to the eval outputs
     )
 
 

@@ -37,6 +37,12 @@ class EvalConfig:
     # auto = vindlu for a VindLU checkpoint (or a folder exported from one), else project.
     preprocess: str = "auto"
     device: str = "auto"  # the eval commands' device; auto = cuda when available
+    # Post-hoc methods on the stage-1 matrix, both protocols (docs/evaluation.md, "Which fusion?");
+    # the eval commands turn it on, training's per-epoch evaluation leaves it off.
+    posthoc: bool = False
+    bank: str | None = None  # None | train (the dataset's train shards) | a shard folder
+    bank_size: int = 5000  # captions at most in the bank, a seeded sample beyond that
+    fusion_params: str | None = None  # fusion_params.json from make tune-fusion
 
 
 def check_eval(e: EvalConfig) -> None:
@@ -55,6 +61,8 @@ def check_eval(e: EvalConfig) -> None:
             f"eval.k, eval.batch_size and eval.pair_batch must be >= 1 and eval.tau > 0 "
             f"(k={e.k}, batch_size={e.batch_size}, pair_batch={e.pair_batch}, tau={e.tau})"
         )
+    if e.bank_size < 1:
+        raise ConfigError(f"eval.bank_size must be >= 1 (eval.bank_size={e.bank_size})")
     for name in ("num_frames", "max_text_len"):
         value = getattr(e, name)
         if value is not None and value < 1:
