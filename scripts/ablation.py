@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     table = ablation_markdown(results, datasets, missing, ranks=ranks)
     posthoc = posthoc_markdown(results, datasets)
     if posthoc:
-        table += "\n## Every post-hoc method (docs/evaluation.md, Which fusion?)\n\n" + posthoc
+        table += "\n## Every post-hoc method (docs/evaluation.md#which-fusion)\n\n" + posthoc
     path = Path(args.run or "runs") / "ablation.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Ablation: fusion of text->video and video->text scores\n\n" + table)

@@ -209,6 +209,12 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     assert lo <= want["R1"] <= hi and "p=" in table and "permutation" in table
     assert "DiDeMo: not evaluated" in table and "naïve T2V2T" in table
     assert "reused" in capsys.readouterr().out
+    # The commands' post-hoc section: every method x dataset, both protocols, labelled.
+    post = result["posthoc"]["protocols"]["batch"]["t2v"]
+    assert "Every post-hoc method" in table and "| csls | transductive |" in table
+    r1, (lo, hi) = post["dsl"]["metrics"]["R1"], post["dsl"]["interval"]["R1"]
+    assert f"| dsl | transductive | {r1:.1f} [{lo:.1f}, {hi:.1f}]" in table
+    assert "Holm" in table and "appears 10x" in table
 
 
 def count_opens(directory, patch) -> Counter:

@@ -67,7 +67,7 @@ def eval_summary(result: Mapping[str, Any], fusion: str) -> str:
                     f"  {'':<7}" + "  ".join(f"{c} {_diff_cell(test[c])}" for c in COLUMNS)
                 )
     if "posthoc" in result:
-        lines += ["", "post-hoc methods on the stage-1 scores (docs/evaluation.md, Which fusion?)"]
+        lines += ["", "post-hoc methods on the stage-1 scores (docs/evaluation.md#which-fusion)"]
         lines.append(comparison_table(result["posthoc"]))
     return "\n".join(lines)
 
