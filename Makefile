@@ -57,7 +57,7 @@ EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$
 	$(call opt,--shards,$(SHARDS)) $(ARGS)
 
 .PHONY: help setup test test-slow lint format shards verify-shards pretrain finetune eval \
-	finetune-msrvtt finetune-didemo finetune-anet eval-msrvtt eval-didemo eval-anet \
+	finetune-msrvtt finetune-didemo finetune-anet eval-msrvtt eval-didemo eval-anet tune-fusion \
 	ablation bench bench-gpu demo clean
 
 help:  ## list the commands
@@ -110,6 +110,9 @@ eval: setup  ## retrieval evaluation of DATASET=folder|vindlu|... on shards/<d>/
 
 ablation: setup  ## the three fusions on one checkpoint per dataset, the paper's ablation table
 	$(PY) scripts/ablation.py --preset $(PRESET) $(call opt,--run,$(RUN)) $(ARGS)
+
+tune-fusion: setup  ## post-hoc methods' parameters on held-out train captions -> <ckpt dir>/fusion_params.json [DATASET= CKPT= PRESET= SHARDS=]
+	$(PY) scripts/tune_fusion.py --dataset $(DATASET) --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--shards,$(SHARDS)) $(ARGS)
 
 bench: setup  ## benchmarks -> bench/results.json and bench/README.md
 	$(PY) scripts/bench.py $(ARGS)

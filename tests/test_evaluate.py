@@ -376,3 +376,33 @@ def test_posthoc_with_a_train_caption_bank_cached_and_the_test_split_refused(
     assert len(list(cache.glob("bank_*.npz"))) == 1
     with pytest.raises(ConfigError, match="holds the test split"):
         evaluate_retrieval(model, tok, _settings(test_dir, posthoc=True, bank=str(test_dir)))
+
+
+def test_tune_fusion_on_train_captions_then_eval_reads_the_params(tiny, shards, tmp_path, capsys):
+    """make tune-fusion: held-out train captions against their videos, bank = the other train
+    captions; eval.fusion_params= then runs each method with the chosen values."""
+    import importlib.util
+
+    from t2v2t.retrieval.evaluate import evaluate_retrieval
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "tune_fusion.py"
+    spec = importlib.util.spec_from_file_location("_tune_fusion", path)
+    tune_fusion = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune_fusion)
+    model, tok = tiny
+    root, test_dir = shards
+    if not (root / "msrvtt" / "train_12f").exists():
+        write_eval_shards(root, split="train")
+    ckpt = tmp_path / "ft" / "best.pt"
+    ckpt.parent.mkdir()
+    _save_checkpoint(model, ckpt)
+    argv = ["--dataset", "msrvtt", "--ckpt", str(ckpt), "--preset", "tiny", "--shards", str(root)]
+    assert tune_fusion.main([*argv, "--queries", "4", "--device", "cpu", "--batch-size", "4"]) == 0
+    out = json.loads((ckpt.parent / "fusion_params.json").read_text())
+    assert out["tuned_on"]["split"] == "train" and out["tuned_on"]["queries"] == 5  # 1 shard
+    assert out["tuned_on"]["bank_texts"] == 4  # videos 5..8's captions; 0..4's are held out
+    assert set(out["params"]) >= {"dsl", "is", "qbnorm", "csls", "sinkhorn", "t2v2t_bank"}
+    s = _settings(test_dir, posthoc=True, fusion_params=str(ckpt.parent / "fusion_params.json"))
+    post = evaluate_retrieval(model, tok, s)["posthoc"]
+    for method, values in out["params"].items():
+        assert all(post["params"][method][k] == v for k, v in values.items())

@@ -243,3 +243,24 @@ def test_transductive_methods_move_with_the_other_queries(method: str, params: d
     ).sum()
     assert not torch.allclose(batch, stressed)
     assert moved > 0
+
+
+def test_tune_keeps_the_grid_point_with_the_best_avg() -> None:
+    from t2v2t.retrieval.metrics import summarize
+    from t2v2t.retrieval.tune import tune
+
+    g = torch.Generator().manual_seed(9)
+    s = 3.0 * torch.eye(30, dtype=torch.float64) + torch.randn(30, 30, generator=g).double()
+    s[:, :4] += 1.0
+    bank = torch.randn(50, 30, generator=g).double() + torch.cat([torch.ones(4), torch.zeros(26)])
+    gt = [[i] for i in range(30)]
+    grids = {"is": {"beta": [20.0, 0.5, 2.0]}, "csls": {"k": [10, 1, 3]}}
+    got = tune(s, gt, bank, grids=grids)
+    for method, grid in grids.items():
+        name, values = next(iter(grid.items()))
+        avgs = [
+            summarize(best_ranks(rescore(method, s, bank, **{name: x}), gt))["Avg"] for x in values
+        ]
+        assert got["params"][method] == {name: values[avgs.index(max(avgs))]}
+        assert got["scores"][method]["Avg"] == max(avgs)
+        assert got["scores"][method]["default_Avg"] == avgs[0]
