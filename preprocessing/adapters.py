@@ -34,13 +34,13 @@ from preprocessing.wds_input import (
     tar_records,
 )
 from t2v2t.data.schema import safe_key
-from t2v2t.errors import UsageError
+from t2v2t.errors import ExpectedError, UsageError
 from t2v2t.storage import Location, is_url
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(ExpectedError, ValueError):
     """An annotation file that does not have the layout its dataset's release has."""
 
 
@@ -580,5 +580,5 @@ def sliced_source(
         path = webvid_path(root, split, annotations)
         if remote.is_file(path):
             webvid_slice(root, path, (0, 0, 2))  # checks the header here, not in every worker
-            return CsvSource("webvid", str(root), str(path))
+            return CsvSource(webvid_slice, str(root), str(path))
     return None

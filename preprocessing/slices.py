@@ -9,14 +9,14 @@ records (docs/data.md, "Shards at scale"). Memory in the driver is one line at a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from preprocessing.records import VideoRecord
 from preprocessing.remote import location, open_binary
 from preprocessing.wds_input import TarSlice, TarSource, plan_tar_slices, tar_slice_records
-from t2v2t.storage import is_url
+from t2v2t.storage import Location, is_url
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,17 @@ class CsvSlice:
     rows: int
 
 
+# An adapter's reader of one byte range: (data root, CSV, (start, stop, first line)) -> records.
+# A module-level function, so that a source pickles to the Dask workers by name.
+SliceReader = Callable[[Location, Location, tuple[int, int, int]], list[VideoRecord]]
+
+
 @dataclass(frozen=True)
 class CsvSource:
-    """An annotation CSV read in slices by ``adapter`` (``webvid``) under the data ``root``."""
+    """An annotation CSV under the data ``root``, read in slices by its adapter's ``reader``
+    (``preprocessing/adapters.py`` passes it; this module knows no dataset)."""
 
-    adapter: str
+    reader: SliceReader
     root: str
     path: str
 
@@ -94,12 +100,10 @@ def plan_parts(source: SlicedSource, rows: int) -> Iterator[Slice]:
 
 def slice_records(source: SlicedSource, part: Slice) -> list[VideoRecord]:
     """The records of one slice, by the source's adapter (runs in a worker)."""
-    from preprocessing.adapters import webvid_slice
-
     if isinstance(source, TarSource) and isinstance(part, TarSlice):
         return tar_slice_records(source, part)
-    if source.adapter != "webvid" or not isinstance(part, CsvSlice):
-        raise ValueError(f"no sliced reader for {source.adapter}")
-    return webvid_slice(
+    if not isinstance(source, CsvSource) or not isinstance(part, CsvSlice):
+        raise ValueError(f"no sliced reader for a {type(part).__name__} of {source}")
+    return source.reader(
         location(source.root), location(part.path), (part.start, part.stop, part.first_line)
     )

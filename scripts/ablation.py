@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from t2v2t import storage
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.recipes import PAPER_EVAL
 from t2v2t.retrieval.evaluate import load_scores, write_eval_outputs
 from t2v2t.retrieval.fusion import FUSIONS
@@ -38,7 +38,7 @@ from t2v2t.retrieval.stats import statistics_from_scores
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         epilog="example: python scripts/ablation.py --preset tiny --run runs/demo  (make ablation PRESET=tiny)",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,

@@ -6,12 +6,11 @@ Benchmarks: ``scripts/bench_<name>.py`` with a ``main(argv)``; each records its 
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.tools.benchlog import BENCH_DIR
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -19,7 +18,7 @@ ORDER = ["shards", "driver", "loader", "rerank", "train"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         epilog="example: python scripts/bench.py --only shards  (make bench)", description=__doc__
     )
     parser.add_argument("--only", default="", help="comma-separated subset of " + ",".join(ORDER))

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.tools import benchlog
 
 
@@ -35,6 +35,7 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def child(csv: str, out: str, workers: int, rows_per_shard: int) -> None:
+    from preprocessing.adapters import webvid_slice
     from preprocessing.job import build_shards
     from preprocessing.slices import CsvSource
     from preprocessing.spec import ShardSpec
@@ -42,7 +43,7 @@ def child(csv: str, out: str, workers: int, rows_per_shard: int) -> None:
     stats: dict = {}
     t0 = time.perf_counter()
     m = build_shards(
-        CsvSource("webvid", str(Path(csv).parent), csv),
+        CsvSource(webvid_slice, str(Path(csv).parent), csv),
         out,
         ShardSpec("webvid", "train", 4, "rand", 2, samples_per_shard=rows_per_shard),
         workers=workers,
@@ -65,7 +66,7 @@ def child(csv: str, out: str, workers: int, rows_per_shard: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         epilog="example: python scripts/bench_driver.py --workers 2", description=__doc__
     )
     parser.add_argument("--workers", type=int, default=2)

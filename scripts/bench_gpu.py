@@ -47,6 +47,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
+from t2v2t.errors import ArgumentParser, cli  # noqa: E402
 from t2v2t.tools.benchlog import BENCH_DIR, machine, record  # noqa: E402
 
 VINDLU_V100_SAMPLES_PER_S = 5.5e6 * 10 / (15 * 86400)  # 15 V100-days, 10 epochs, 5.5M pairs
@@ -335,7 +336,7 @@ def eval_phase(shards: Path, preset: str, device: torch.device, k: int) -> dict[
 
 # -- main -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
         epilog="example: python scripts/bench_gpu.py --quick  (make bench-gpu)",
@@ -512,6 +513,4 @@ def markdown(phases: dict, figures: dict, s: Sizes, workers: int, device: torch.
 
 
 if __name__ == "__main__":
-    from t2v2t.errors import cli
-
     sys.exit(cli(main))

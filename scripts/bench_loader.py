@@ -28,7 +28,6 @@ test of this script, not a measurement.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import os
@@ -55,7 +54,7 @@ from t2v2t.data.shards import (
     write_manifest,
     write_shard,
 )
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.seeding import rng_for
 from t2v2t.tools.benchlog import BENCH_DIR, machine, record
 
@@ -213,7 +212,7 @@ def decord_rate(videos: list[Path], passes: int) -> tuple[float, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         epilog="example: python scripts/bench_loader.py --quick", description=__doc__
     )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run, not recorded")

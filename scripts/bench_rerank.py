@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
@@ -41,7 +41,7 @@ from t2v2t.tools.benchlog import BENCH_DIR, machine, record  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         epilog="example: python scripts/bench_rerank.py --quick",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,

@@ -10,7 +10,6 @@ ffmpeg seconds per video; target <= 1.0), ``shard_build_scaling_2w`` (target >= 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from preprocessing.job import build_shards
 from preprocessing.spec import ShardSpec
 from preprocessing.synthetic import generate
 from preprocessing.tools import find_tool
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.tools import benchlog
 
 
@@ -60,7 +59,7 @@ def _build(records, out: Path, spp: int, **kw) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         epilog="example: python scripts/bench_shards.py --quick", description=__doc__
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")

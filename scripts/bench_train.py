@@ -13,7 +13,6 @@ test of this script, not a measurement); run the real one on a quiet machine.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.models.start import build_for_training
 from t2v2t.tools.benchlog import BENCH_DIR, record
 from t2v2t.training.config import load_config
@@ -98,7 +97,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         epilog="example: python scripts/bench_train.py --quick --no-gpu", description=__doc__
     )
     parser.add_argument("--quick", action="store_true", help="2 tiny steps, results to a temp dir")

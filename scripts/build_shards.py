@@ -43,12 +43,12 @@ from preprocessing.synthetic import (
 )
 from t2v2t.data.frames import FRAME_RULES
 from t2v2t.data.shards import shard_dir
-from t2v2t.errors import UsageError, cli
+from t2v2t.errors import ArgumentParser, UsageError, cli
 from t2v2t.storage import is_url
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         epilog="example: python scripts/build_shards.py --dataset msrvtt --data runs/data/msrvtt --synthetic --out runs/shards  (make shards DATASET=msrvtt DATA=runs/data/msrvtt SYNTHETIC=1)",
         description=__doc__,
     )

@@ -12,13 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from t2v2t.errors import ArgumentParser, cli
+
 EXAMPLE = """example:
   python scripts/convert_vindlu.py ckpt_best.pth runs/vindlu-msrvtt/vindlu.pt
   make eval-msrvtt PRESET=base CKPT=runs/vindlu-msrvtt/vindlu.pt"""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawTextHelpFormatter
     )
     p.add_argument("input", type=Path, help="VindLU checkpoint (.pth, e.g. ckpt_best.pth)")
@@ -60,6 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from t2v2t.errors import cli
-
     sys.exit(cli(main))

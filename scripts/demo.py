@@ -12,7 +12,6 @@ A full GPU-recipe run on CUDA records ``gpu_demo_minutes``, ``gpu_demo_twin_pref
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.tools.benchlog import record
 from t2v2t.tools.demo import RECIPES, STAGES, Demo, pick_recipe
 
@@ -40,7 +39,7 @@ def gpu_figures(metrics: dict, minutes: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         epilog="example: python scripts/demo.py --run runs/demo  (make demo)", description=__doc__
     )
     p.add_argument("--run", "--run-dir", dest="run", default="runs/demo", help="output folder")

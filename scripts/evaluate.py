@@ -19,7 +19,7 @@ import torch.distributed as dist
 from t2v2t import storage
 from t2v2t.data.shards import warn_if_synthetic
 from t2v2t.dist import init_distributed, is_main
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.retrieval.evaluate import write_eval_outputs
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.report import eval_summary
@@ -36,7 +36,7 @@ from t2v2t.retrieval.run import (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         epilog="example: python scripts/evaluate.py --dataset msrvtt --preset tiny --ckpt runs/finetune-msrvtt/best.pt  (make eval-msrvtt PRESET=tiny)",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,

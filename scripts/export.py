@@ -4,15 +4,14 @@ the folder, and loading it unpickles nothing (docs/evaluation.md, "Export")."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=__doc__,
         epilog="example: python scripts/export.py vindlu_msrvtt.pth exports/msrvtt  "
         "(then make eval-msrvtt CKPT=exports/msrvtt)",
@@ -23,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from t2v2t.models.export import export_checkpoint
+    from t2v2t.retrieval.preprocess import default_preprocess
     from t2v2t.retrieval.run import UsageError, load_checkpoint
 
     try:
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = export_checkpoint(loaded, tokenizer, args.out_dir)
+    preprocess = default_preprocess(loaded.source, loaded.extra)
+    out = export_checkpoint(loaded, tokenizer, args.out_dir, preprocess)
     print(f"wrote {out}/model.safetensors, config.json and the tokenizer ({loaded.source} source)")
     return 0
 

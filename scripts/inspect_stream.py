@@ -15,11 +15,11 @@ import sys
 
 from t2v2t.data.loader import TrainSource, make_train_loader
 from t2v2t.data.shards import ShardError, read_manifest
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         epilog="example: python scripts/inspect_stream.py --shards shards/webvid/train_4f --world-size 2 --limit 8",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,

@@ -5,13 +5,13 @@ INIT=random python scripts/model_summary.py --preset base
 
 from __future__ import annotations
 
-import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,7 +28,7 @@ CAPTIONS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         epilog="example: python scripts/model_summary.py --preset tiny",
         description=__doc__.splitlines()[0],
     )
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     try:
-        model = build_model(args.preset, init=args.init)
+        model = build_model(args.preset, init=args.init or os.environ.get("INIT") or None)
     except WeightsUnavailableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

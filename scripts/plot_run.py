@@ -7,15 +7,14 @@ weight, e.g. MLM when fine-tuning) are left out.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.tools.plots import plot_run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         epilog="example: python scripts/plot_run.py runs/pretrain", description=__doc__
     )
     parser.add_argument("run_dir")

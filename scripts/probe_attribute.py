@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.models import build_model
 from t2v2t.retrieval.run import UsageError, load_model, resolve_device
 from t2v2t.tools.probe import ATTRIBUTES, ProbeSettings, load_clips, run_probe
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         epilog="example: python scripts/probe_attribute.py --shards runs/demo/shards/msrvtt --attribute direction",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ckpt:
             model, _, _ = load_model(Path(args.ckpt), args.preset)
         else:
-            model = build_model(args.preset)
+            model = build_model(args.preset, init=os.environ.get("INIT") or None)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,11 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from t2v2t.errors import cli
+from t2v2t.errors import ArgumentParser, cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python scripts/search.py --ckpt runs/finetune-msrvtt/best.pt "

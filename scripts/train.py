@@ -17,26 +17,14 @@ import os
 import sys
 from pathlib import Path
 
-from t2v2t.data.shards import ShardError, warn_if_synthetic
-from t2v2t.errors import cli
+from t2v2t.data.shards import warn_if_synthetic
+from t2v2t.errors import ArgumentParser, cli
 from t2v2t.training.config import TASKS, ConfigError, load_config
 from t2v2t.training.preflight import check_files
 
 
-def is_setup_error(err: BaseException) -> bool:
-    """Problems the user fixes (config, shards, weights): reported in one line, exit status 2."""
-    if isinstance(err, (ConfigError, ShardError)):
-        return True
-    # The model package (torch + transformers) is imported lazily so that config errors are
-    # reported in a fraction of a second; if it was never imported it raised nothing.
-    models = sys.modules.get("t2v2t.models")
-    return models is not None and isinstance(
-        err, (models.WeightsUnavailableError, models.WeightsMismatchError)
-    )
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Pre-train or fine-tune T2V2T with the paper's recipe.",
         epilog="overrides: dotted key=value, e.g. optim.lr=3e-5 train.max_steps=100. "
         "example: python scripts/train.py --task pretrain --preset tiny train.max_steps=100 "
@@ -93,12 +81,21 @@ def resume_target(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     return path, path / "last.pt"
 
 
+def init_override() -> list[str]:
+    """``model.init=...`` from ``INIT`` (the Makefile exports it), over every other layer."""
+    init = os.environ.get("INIT", "").strip()
+    if init not in ("", "random", "pretrained"):
+        raise ConfigError(f"INIT={init!r} is not one of random, pretrained")
+    return [f"model.init={init}"] if init else []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    try:  # a setting, a shard or weights the user fixes: errors.cli prints its one line
         overrides = list(args.overrides)
         if args.ckpt:
             overrides.append(f"train.init_checkpoint={args.ckpt}")
+        overrides += init_override()
         sources = [s.strip() for s in args.sources.split(",")] if args.sources else None
         cfg = load_config(args.task, args.preset, overrides, sources=sources)
         run_from_resume, ckpt = resume_target(args)
@@ -111,11 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         from t2v2t.training.loop import train  # torch + transformers: only for a good config
 
         result = train(cfg, run_dir, resume_from=resume_from)
-    except Exception as e:
-        if not is_setup_error(e):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; continue with --resume (make ... RESUME=1)", file=sys.stderr)
         return 130

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from preprocessing.verify import verdict
-from t2v2t.errors import UsageError, cli
+from t2v2t.errors import ArgumentParser, UsageError, cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         epilog="example: python scripts/verify_shards.py shards/webvid/train_4f  (make verify-shards DIR=shards/webvid/train_4f)",
         description=__doc__,
     )

@@ -5,6 +5,10 @@ Every script in ``scripts/`` runs its ``main`` through :func:`cli`: a problem th
 (a bad option, a missing or damaged file, a full or read-only disk, a lost Dask scheduler) is
 printed as ``error: <what> (<file or setting>): <what to do>`` on stderr with exit status 2.
 Anything else is a bug and keeps its traceback; ``T2V2T_DEBUG=1`` shows the traceback always.
+
+An error is expected when its type derives from :class:`ExpectedError`: each module that raises
+one defines its type on that base, so this module needs to know none of them (it imports nothing
+of the project). A command's argument errors take the same form through :class:`ArgumentParser`.
 """
 
 from __future__ import annotations
@@ -16,11 +20,17 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 DEBUG_ENV = "T2V2T_DEBUG"
 
 
-class UsageError(RuntimeError):
+class ExpectedError(Exception):
+    """The base of every error the user fixes (a setting, a file, a command to run first): its
+    message is one line that names the file or key and what to do; :func:`cli` prints it."""
+
+
+class UsageError(ExpectedError, RuntimeError):
     """A problem the user fixes by running a command or passing another option."""
 
 
@@ -57,19 +67,6 @@ def on_path(path: str | Path) -> Iterator[None]:
         raise
 
 
-def _expected_types() -> tuple[type[BaseException], ...]:
-    """The project's own error types (imported lazily: the model package pulls in torch)."""
-    from preprocessing.adapters import AnnotationError
-    from t2v2t.data.shards import ShardError
-    from t2v2t.training.config import ConfigError
-
-    types: list[type[BaseException]] = [UsageError, ConfigError, ShardError, AnnotationError]
-    models = sys.modules.get("t2v2t.models")
-    if models is not None:
-        types += [models.WeightsUnavailableError, models.WeightsMismatchError]
-    return tuple(types)
-
-
 def _message(err: BaseException) -> str:
     """The error's own words; a DataLoader worker's re-raise ("Caught ShardError in DataLoader
     worker process 0. Original Traceback ...") keeps only the original's last line."""
@@ -82,7 +79,7 @@ def _message(err: BaseException) -> str:
 
 def describe(err: BaseException) -> str | None:
     """The one-line message for an expected error, or None for a bug (keep the traceback)."""
-    if isinstance(err, _expected_types()):
+    if isinstance(err, ExpectedError):
         return _message(err) or type(err).__name__
     if isinstance(err, UnicodeDecodeError):  # only the file's reader knows its name
         return None
@@ -95,15 +92,18 @@ def describe(err: BaseException) -> str | None:
     return None
 
 
-def _argparse_error(self: argparse.ArgumentParser, message: str) -> None:
-    # argparse's own report is the usage block plus "prog: error: ..."; one line says it.
-    print(f"error: {message} ({self.prog}): see {self.prog} --help", file=sys.stderr)
-    sys.exit(2)
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors read as the project's: one ``error:`` line
+    naming the command and where its help is, exit status 2 (argparse's own report is the usage
+    block plus ``prog: error: ...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} ({self.prog}): see {self.prog} --help", file=sys.stderr)
+        sys.exit(2)
 
 
 def cli(main: Callable[[], int | None]) -> int:
     """Run a script's ``main``; expected errors become one ``error:`` line and exit status 2."""
-    argparse.ArgumentParser.error = _argparse_error  # type: ignore[method-assign]
     try:
         return main() or 0
     except KeyboardInterrupt:

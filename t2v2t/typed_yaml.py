@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
+from t2v2t.errors import ExpectedError
+
 # Field metadata key: words a setting also accepts, mapped to the value each stands for.
 WORDS = "words"
 
 
-class ConfigError(ValueError):
+class ConfigError(ExpectedError, ValueError):
     """A config that cannot be used; the message is one line meant for the user."""
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing.adapters import AnnotationError, load_records, webvid
+from preprocessing.adapters import AnnotationError, load_records, webvid, webvid_slice
 from preprocessing.job import build_shards
 from preprocessing.slices import CsvSource, plan_slices, slice_records
 from preprocessing.spec import ShardSpec
@@ -33,7 +33,7 @@ def test_slices_hold_every_row_once_with_its_line(tmp_path: Path) -> None:
     csv.write_bytes(TRICKY.encode())
     full = webvid(tmp_path, "train", csv)
     assert [r.key for r in full] == ["1", "2", "3", "4", "5", "6"]
-    source = CsvSource("webvid", str(tmp_path), str(csv))
+    source = CsvSource(webvid_slice, str(tmp_path), str(csv))
     for rows in (1, 2, 4, 100):
         parts = list(plan_slices(csv, rows))
         assert [p.rows for p in parts][:-1] == [rows] * (len(parts) - 1)
@@ -64,7 +64,7 @@ def test_sliced_build_equals_list_build_for_any_worker_count(corpus: Path, tmp_p
     build_shards(
         load_records("webvid", corpus, "train"), tmp_path / "list", SPEC, workers=0, progress=False
     )
-    source = CsvSource("webvid", str(corpus), str(corpus / "results_2M_train.csv"))
+    source = CsvSource(webvid_slice, str(corpus), str(corpus / "results_2M_train.csv"))
     stats: dict = {}
     build_shards(source, tmp_path / "w0", SPEC, workers=0, stats=stats, progress=False)
     assert stats["tasks"] == 3 and stats["first_submit_s"] > 0
@@ -98,7 +98,7 @@ def test_verify_on_a_cluster_with_a_progress_bar(
     monkeypatch.setenv("T2V2T_PROGRESS_DELAY", "0")  # show the bar however quick the check
 
     out = tmp_path / "s"
-    source = CsvSource("webvid", str(corpus), str(corpus / "results_2M_train.csv"))
+    source = CsvSource(webvid_slice, str(corpus), str(corpus / "results_2M_train.csv"))
     build_shards(source, out, SPEC, workers=0, progress=False)
     spec = importlib.util.spec_from_file_location(
         "verify_shards", Path(__file__).resolve().parents[1] / "scripts/verify_shards.py"

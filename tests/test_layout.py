@@ -151,6 +151,179 @@ def test_library_never_imports_tools_or_scripts() -> None:
     )
 
 
+# -- (d) one-way layers: no import cycle, no import up a layer ---------------------------------------
+def import_graph(paths: list[Path], root: Path = ROOT) -> dict[str, dict[str, int]]:
+    """``{module file: {imported module file: first line}}`` among ``paths``, every import
+    counted (at the top, inside a function, under ``TYPE_CHECKING``): each one may run."""
+    files = {_module_of(p, root): p.relative_to(root).as_posix() for p in paths}
+    graph: dict[str, dict[str, int]] = {}
+    for path in paths:
+        module, rel = _module_of(path, root), path.relative_to(root).as_posix()
+        edges = graph.setdefault(rel, {})
+        for node in ast.walk(_tree(path)):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            base, *names = _imported(node, module, path.name == "__init__.py")
+            if isinstance(node, ast.Import):
+                targets = [base, *names]
+            else:  # ``from pkg import mod`` loads mod; ``from mod import name`` loads mod
+                targets = [n for n in names if n in files] or [base]
+            for target in (files.get(t) for t in targets):
+                if target and target != rel:
+                    edges[target] = min(edges.get(target, node.lineno), node.lineno)
+    return graph
+
+
+def import_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Each group of modules that import each other in a loop (Tarjan's strongly connected
+    components of two or more), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, {}):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(out)
+
+
+def read_layers(text: str) -> tuple[list[tuple[int, list[str]]], set[tuple[str, str]]]:
+    """The page's layer table (``| 3 | `t2v2t/data/`, `t2v2t/recipes.py` | ... |`` under
+    "## Layers") and its allowed upward imports (``| `a.py` | `b.py` | why |`` under "### The
+    import that runs up")."""
+    layers: list[tuple[int, list[str]]] = []
+    allowed: set[tuple[str, str]] = set()
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            section = line.strip("# ").lower()
+            continue
+        cells = (
+            [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        )
+        if section == "layers" and len(cells) >= 2 and cells[0].isdigit():
+            layers.append((int(cells[0]), re.findall(r"`([\w/.*]+)`", cells[1])))
+        elif section == "the import that runs up" and len(cells) >= 3 and cells[0].startswith("`"):
+            allowed.add((cells[0].strip("`"), cells[1].strip("`")))
+    return layers, allowed
+
+
+def layer_of(rel: str, layers: list[tuple[int, list[str]]]) -> int | None:
+    """The layer of a module file: the longest pattern that holds it (a file, ``dir/``, or
+    ``dir/*.py`` for the files directly in dir) wins."""
+    best: tuple[int, int] | None = None
+    for number, patterns in layers:
+        for pat in patterns:
+            if pat.endswith("/*.py"):
+                hit = rel.startswith(pat[:-4]) and "/" not in rel[len(pat) - 4 :]
+            else:
+                hit = rel == pat or (pat.endswith("/") and rel.startswith(pat))
+            if hit and (best is None or len(pat) > best[0]):
+                best = (len(pat), number)
+    return best[1] if best else None
+
+
+def upward_imports(
+    graph: dict[str, dict[str, int]], layers: list[tuple[int, list[str]]]
+) -> list[str]:
+    """``a.py:12 (layer 3) imports b.py (layer 5)`` for each import up the layers, and
+    ``a.py is on no layer`` for each module the table does not place."""
+    out = [f"{rel} is on no layer" for rel in sorted(graph) if layer_of(rel, layers) is None]
+    for rel, edges in sorted(graph.items()):
+        mine = layer_of(rel, layers)
+        for target, line in sorted(edges.items()):
+            theirs = layer_of(target, layers)
+            if mine is not None and theirs is not None and theirs > mine:
+                out.append(f"{rel}:{line} (layer {mine}) imports {target} (layer {theirs})")
+    return out
+
+
+def test_graph_finders_see_cycles_and_upward_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "t2v2t"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "errors.py").write_text("import os\n")
+    (pkg / "data" / "a.py").write_text("from t2v2t.data import b\nfrom t2v2t import errors\n")
+    (pkg / "data" / "b.py").write_text("def f():\n    from t2v2t.data.c import g\n")
+    (pkg / "data" / "c.py").write_text("from . import a\nfrom ..train import loop\n")
+    (pkg / "train.py").write_text("from t2v2t.data.a import x\n")
+    (pkg / "cmd.py").write_text("import t2v2t.train\n")
+    graph = import_graph(_sources(tmp_path, "t2v2t"), tmp_path)
+    assert graph["t2v2t/data/b.py"] == {"t2v2t/data/c.py": 2}
+    assert import_cycles(graph) == [
+        ["t2v2t/data/a.py", "t2v2t/data/b.py", "t2v2t/data/c.py", "t2v2t/train.py"]
+    ]
+    page = (
+        "## Layers\n| layer | modules | may import |\n|---|---|---|\n"
+        "| 1 | `t2v2t/errors.py` | nothing |\n| 2 | `t2v2t/data/` | 1 |\n"
+        "| 3 | `t2v2t/train.py` | 1-2 |\n| 4 | `t2v2t/*.py` | all |\n"
+        "### The import that runs up\n| from | to | why |\n|---|---|---|\n"
+        "| `t2v2t/data/c.py` | `t2v2t/train.py` | a reason |\n"
+    )
+    layers, allowed = read_layers(page)
+    assert allowed == {("t2v2t/data/c.py", "t2v2t/train.py")}
+    assert [layer_of(f"t2v2t/{m}.py", layers) for m in ("errors", "data/a", "train", "cmd")] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert upward_imports(graph, layers) == [
+        "t2v2t/data/c.py:2 (layer 2) imports t2v2t/train.py (layer 3)"
+    ]
+    # Without the first and the catch-all row, two modules stand on no layer.
+    assert upward_imports(graph, layers[1:3])[:2] == [
+        "t2v2t/cmd.py is on no layer",
+        "t2v2t/errors.py is on no layer",
+    ]
+
+
+def _library_graph() -> dict[str, dict[str, int]]:
+    return import_graph(_sources(ROOT, *PACKAGES))
+
+
+def test_no_import_cycle_in_the_library() -> None:
+    cycles = import_cycles(_library_graph())
+    assert not cycles, (
+        f"{len(cycles)} import cycle(s); the modules of each import each other in a loop "
+        '(docs/architecture.md, "Layers"):\n' + "\n".join(" <-> ".join(c) for c in cycles)
+    )
+
+
+def test_imports_run_down_the_layers() -> None:
+    layers, allowed = read_layers((ROOT / "docs" / "architecture.md").read_text())
+    assert layers, 'docs/architecture.md has no "## Layers" table'
+    assert len(allowed) <= 1, f"at most one import may run up a layer, the page names {allowed}"
+    offenders = [
+        o
+        for o in upward_imports(_library_graph(), layers)
+        if not any(o.startswith(f"{a}:") and f"imports {b} " in o for a, b in allowed)
+    ]
+    assert not offenders, (
+        'imports up the layers of docs/architecture.md ("Layers"): move the code down, or '
+        "place a new module in the table:\n" + "\n".join(offenders)
+    )
+
+
 # -- (c) no block of six lines written twice ---------------------------------------------------------
 _PUNCTUATION = re.compile(r"^[\s()\[\]{},:;.]*$")
 

@@ -35,9 +35,10 @@ from t2v2t.data.augment import (
 from t2v2t.data.captions import choose_caption, tokenize, video_id
 from t2v2t.data.frames import choose_candidates, subsample_segments
 from t2v2t.data.gpu_decode import decode_on_device, pack_jpegs
+from t2v2t.data.integrity import ShardError, corrupt_message
 from t2v2t.data.plan import RankPlan
 from t2v2t.data.schema import META_EXT, SampleMeta, frame_ext
-from t2v2t.data.shards import ShardError, corrupt_message, shard_matches
+from t2v2t.data.shards import shard_matches
 from t2v2t.data.stream import ShardStream
 from t2v2t.storage import Location
 

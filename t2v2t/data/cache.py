@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2v2t import storage
-from t2v2t.data.shards import ShardError, corrupt_message, sha256_file
+from t2v2t.data.integrity import ShardError, corrupt_message, sha256_file
 from t2v2t.errors import UsageError
 
 __all__ = ["CACHE_ENV", "CACHE_GB_ENV", "CachedFile", "NodeCache", "node_cache"]

@@ -6,7 +6,6 @@ under their final name only when complete: written to a temporary name, fsynced,
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -21,6 +20,8 @@ import zstandard
 
 from t2v2t import storage
 from t2v2t.atomic import atomic_write_bytes, fsync_dir
+from t2v2t.data.cache import node_cache
+from t2v2t.data.integrity import HashingReader, ShardError, sha256_file
 from t2v2t.data.schema import FORMAT
 from t2v2t.data.tarstream import group_members, iter_shard_samples
 
@@ -28,10 +29,6 @@ MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
 SHARD_SUFFIX = ".tar.zst"
 ZSTD_LEVEL = 3
-
-
-class ShardError(RuntimeError):
-    """A shard folder or file that cannot be used as it is."""
 
 
 def shard_dir(root: str | Path, dataset: str, split: str, num_frames: int) -> Path:
@@ -43,14 +40,6 @@ def shard_dir(root: str | Path, dataset: str, split: str, num_frames: int) -> Pa
 
 def shard_name(dataset: str, split: str, index: int) -> str:
     return f"{dataset}-{split}-{index:06d}{SHARD_SUFFIX}"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -98,61 +87,6 @@ def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) ->
     return ShardInfo(path.name, count, path.stat().st_size, sha256_file(path))
 
 
-def corrupt_message(path: str | Path) -> str:
-    """The one line for a shard whose bytes disagree with the manifest's sha256."""
-    return f"{path}: sha256 differs from the manifest (corrupted or replaced); rebuild the shard"
-
-
-class HashingReader(io.RawIOBase):
-    """A shard file read front to back, every byte that passes going into a sha256.
-
-    The loader decompresses through this, so hashing costs no extra read; :meth:`verify` hashes
-    whatever the reader did not consume (a reader that stopped mid-shard) and compares the
-    digest with the manifest's.
-    """
-
-    def __init__(self, path: str | Path, sha256: str, file: BinaryIO | None = None) -> None:
-        super().__init__()
-        self.path = storage.location(path)  # a URL is named as such in messages
-        self.expected = sha256
-        # ``file``: the bytes of ``path`` already open (a node-cache copy of a URL).
-        self._file = file if file is not None else open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._hash = hashlib.sha256()
-        self._verified = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._file.readinto(buffer)
-        if n:
-            self._hash.update(memoryview(buffer)[:n])
-        return n or 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        self._hash.update(data)
-        return data
-
-    def matches(self) -> bool:
-        """Hash the rest of the file; True when the whole file's digest is the manifest's."""
-        for block in iter(lambda: self._file.read(1 << 20), b""):
-            self._hash.update(block)
-        return self._hash.hexdigest() == self.expected
-
-    def verify(self, hint: str = "") -> None:
-        """Raise :class:`ShardError` (one line) unless the file matches the manifest (once)."""
-        if self._verified:
-            return
-        self._verified = True
-        if not self.matches():
-            raise ShardError(corrupt_message(self.path) + hint)
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 def open_shard(
     directory: str | Path, name: str, sha256: str | None = None
 ) -> HashingReader | BinaryIO:
@@ -177,8 +111,6 @@ def open_shard_url(url: str, sha256: str | None) -> HashingReader | BinaryIO:
     again as it streams; without the manifest's digest, the object itself, unchecked."""
     if sha256 is None:
         return storage.open_read(url)  # nothing to check a cached copy against
-    from t2v2t.data.cache import node_cache  # the cache module imports this one
-
     return HashingReader(url, sha256, file=node_cache().open(url, sha256))
 
 

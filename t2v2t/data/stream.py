@@ -15,8 +15,9 @@ import numpy as np
 import zstandard
 
 from t2v2t import storage
+from t2v2t.data.integrity import HashingReader, ShardError, corrupt_message
 from t2v2t.data.plan import RankPlan
-from t2v2t.data.shards import HashingReader, ShardError, corrupt_message, open_shard
+from t2v2t.data.shards import open_shard
 from t2v2t.data.tarstream import iter_shard_samples
 from t2v2t.storage import Location
 

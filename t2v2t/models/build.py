@@ -14,7 +14,9 @@ from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from t2v2t.dist import unwrap_model
+from t2v2t.errors import ExpectedError
 from t2v2t.models.config import ModelConfig, preset_config
+from t2v2t.models.safe_pickle import read_weights_file
 from t2v2t.models.vindlu import VindLU
 from t2v2t.models.vision import VideoEncoder, create_backbone
 
@@ -24,11 +26,11 @@ VISION_ENV = "T2V2T_VISION_WEIGHTS"
 BERT_ENV = "T2V2T_BERT_PATH"
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(ExpectedError, RuntimeError):
     """Pre-trained weights were asked for but cannot be found (offline, no local path)."""
 
 
-class WeightsMismatchError(RuntimeError):
+class WeightsMismatchError(ExpectedError, RuntimeError):
     """A checkpoint does not fit the model (missing/unexpected keys or shapes)."""
 
 
@@ -43,7 +45,7 @@ def _offline() -> bool:
 
 
 def _resolve_init(init: str | None) -> str:
-    init = init if init is not None else (os.environ.get("INIT") or "pretrained")
+    init = init if init is not None else "pretrained"  # the commands pass INIT= (Makefile) here
     if init not in ("pretrained", "random"):
         raise ValueError(f"init={init!r}: use 'random' or 'pretrained' (INIT=random)")
     return init
@@ -252,8 +254,6 @@ def load_weights(model: torch.nn.Module, path_or_state: str | Path | Mapping[str
         where = str(path_or_state)
         if not Path(path_or_state).is_file():
             raise FileNotFoundError(f"checkpoint {where} does not exist")
-        from t2v2t.training.checkpoint import read_weights_file
-
         obj = read_weights_file(path_or_state)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]

@@ -18,11 +18,11 @@ class ExportError(RuntimeError):
     """An exported folder that cannot be read; one line saying why."""
 
 
-def export_checkpoint(loaded: Any, tokenizer: Any, out_dir: str | Path) -> Path:
-    """Write ``loaded`` (a :class:`~t2v2t.models.loading.LoadedCheckpoint`) into ``out_dir``."""
+def export_checkpoint(loaded: Any, tokenizer: Any, out_dir: str | Path, preprocess: str) -> Path:
+    """Write ``loaded`` (a :class:`~t2v2t.models.loading.LoadedCheckpoint`) into ``out_dir``,
+    recording ``preprocess``, the evaluation preprocessing it expects (the caller's choice:
+    ``t2v2t.retrieval.preprocess.default_preprocess``)."""
     from safetensors.torch import save_model
-
-    from t2v2t.retrieval.preprocess import default_preprocess
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -34,7 +34,7 @@ def export_checkpoint(loaded: Any, tokenizer: Any, out_dir: str | Path) -> Path:
         "preset": loaded.preset,
         "model_config": loaded.config.to_dict(),
         "exported_from": {"source": loaded.source, "path": str(loaded.path)},
-        "preprocess": default_preprocess(loaded.source, loaded.extra),
+        "preprocess": preprocess,
     }
     (out / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
     tokenizer.save_pretrained(str(out))

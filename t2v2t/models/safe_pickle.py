@@ -1,4 +1,6 @@
-"""Read a torch checkpoint (zip or legacy format) with an allow-list unpickler.
+"""Read checkpoint files safely: the project's with ``torch.load(weights_only=True)``
+(:func:`read_weights_file`), any torch checkpoint (zip or legacy format) with an allow-list
+unpickler.
 
 VindLU's released ``.pth`` files hold their config as an EasyDict, a ``dict`` subclass that
 ``torch.load(weights_only=True)`` cannot rebuild. This reader allows exactly the globals that
@@ -19,6 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from t2v2t.errors import CheckpointError
+
+
+def read_weights_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)``; a file it refuses (truncated, not a checkpoint, or
+    holding objects that would run code when unpickled) is a :class:`CheckpointError`."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as err:  # unpickling and zip errors come in many types; all mean "unusable"
+        reason = next((s.strip() for s in str(err).splitlines() if s.strip()), type(err).__name__)
+        raise CheckpointError(
+            f"cannot load checkpoint {path} ({type(err).__name__}: {reason[:200]}): it is "
+            "truncated, not a T2V2T checkpoint, or holds more than tensors; use another file"
+        ) from err
 
 
 class UnsafeCheckpointError(ValueError):

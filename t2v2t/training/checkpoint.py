@@ -23,6 +23,7 @@ from torch import nn
 
 from t2v2t.atomic import atomic_open
 from t2v2t.errors import CheckpointError
+from t2v2t.models.safe_pickle import read_weights_file
 from t2v2t.training.config import Config, ConfigError
 from t2v2t.training.config_diff import config_changes
 from t2v2t.training.optim import CosineSchedule
@@ -77,21 +78,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
         torch.save(state, f)
-
-
-def read_weights_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load(weights_only=True)``; a file it refuses (truncated, not a checkpoint, or
-    holding objects that would run code when unpickled) is a :class:`CheckpointError`."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except Exception as err:  # unpickling and zip errors come in many types; all mean "unusable"
-        reason = next((s.strip() for s in str(err).splitlines() if s.strip()), type(err).__name__)
-        raise CheckpointError(
-            f"cannot load checkpoint {path} ({type(err).__name__}: {reason[:200]}): it is "
-            "truncated, not a T2V2T checkpoint, or holds more than tensors; use another file"
-        ) from err
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -46,7 +46,7 @@ PATCH_SIZES = {"base": 16, "tiny": 16}
 @dataclass
 class ModelSection:
     preset: str = "base"  # "base" (paper) or "tiny" (CPU); filled from --preset
-    init: str | None = None  # "random" or None (pretrained weights); INIT env var overrides
+    init: str | None = None  # "random" or None (pretrained weights); scripts/train.py sets it from INIT
     image_size: int | None = None  # None = the preset's (base 224); the loader resizes to it
     dropout: float | None = None  # None = the model's own; 0 makes steps comparable across runs
 

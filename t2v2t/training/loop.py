@@ -386,11 +386,8 @@ def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_init(cfg: Config) -> str | None:
-    """``INIT`` env var (the Makefile exports it) overrides ``model.init``."""
-    env = os.environ.get("INIT", "").strip()
-    init = env or cfg.model.init
-    if init not in (None, "", "random", "pretrained"):
-        raise ConfigError(f"INIT={init!r} is not one of random, pretrained")
+    """``model.init`` (the train command sets it from the Makefile's ``INIT``)."""
+    init = cfg.model.init
     return None if init in (None, "", "pretrained") else init
 
 
