@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -196,6 +197,23 @@ def test_cli_bad_configs_exit_2_with_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, proc.stderr)
         assert message in lines[0], (name, lines[0])
         assert "Traceback" not in proc.stderr
+
+
+def test_init_of_the_makefile_is_read_by_the_train_command(tmp_path: Path) -> None:
+    """``make pretrain INIT=random``: the command turns INIT into ``model.init``, checked there."""
+    env = {**os.environ, "INIT": "imagenet"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "--task", "pretrain"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "error: INIT='imagenet' is not one of random, pretrained"
+    env["INIT"] = "random"  # accepted: the run gets as far as its (missing) shard folder
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "--task", "pretrain"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "shards/webvid/train_4f does not exist" in proc.stderr
 
 
 def test_resume_target_from_flag_env_and_path(monkeypatch: pytest.MonkeyPatch) -> None:

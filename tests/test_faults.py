@@ -93,6 +93,27 @@ def test_bad_value_is_one_line(case: str, tmp_path: Path) -> None:
 SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py") if p.name != "__init__.py")
 
 
+def test_every_expected_error_is_reported_by_its_base() -> None:
+    from preprocessing.adapters import AnnotationError
+    from t2v2t.data.integrity import ShardError
+    from t2v2t.errors import CheckpointError, ExpectedError, UsageError, describe
+    from t2v2t.models import WeightsMismatchError, WeightsUnavailableError
+    from t2v2t.typed_yaml import ConfigError
+
+    kinds = (AnnotationError, ShardError, CheckpointError, UsageError, ConfigError)
+    for kind in (*kinds, WeightsMismatchError, WeightsUnavailableError):
+        assert issubclass(kind, ExpectedError), kind
+        assert describe(kind("x.yaml: bad\nmore")) == "x.yaml: bad", kind
+    # The types keep their builtin bases, so existing ``except ValueError`` still catch them.
+    assert issubclass(ConfigError, ValueError) and issubclass(ShardError, RuntimeError)
+    assert describe(ValueError("a bug")) is None
+
+
+def _called_name(func: object) -> str:
+    """``ArgumentParser`` for ``ArgumentParser(...)`` and ``argparse.ArgumentParser(...)``."""
+    return getattr(func, "attr", "") or getattr(func, "id", "")
+
+
 def test_every_script_has_an_example_and_the_error_wrapper() -> None:
     import ast
 
@@ -101,7 +122,7 @@ def test_every_script_has_an_example_and_the_error_wrapper() -> None:
         epilogs = [
             kw.value
             for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "ArgumentParser"
+            if isinstance(node, ast.Call) and _called_name(node.func) == "ArgumentParser"
             for kw in node.keywords
             if kw.arg == "epilog"
         ]
@@ -115,6 +136,8 @@ def test_every_script_has_an_example_and_the_error_wrapper() -> None:
         text = " ".join(ast.unparse(consts.get(getattr(e, "id", None), e)) for e in epilogs)
         assert "example:" in text and ("python scripts/" in text or "make " in text), name
         assert "cli(main)" in ast.unparse(tree), f"{name} does not run main through errors.cli"
+        # Argument errors read as one line through errors.ArgumentParser (nothing is patched).
+        assert "argparse.ArgumentParser(" not in ast.unparse(tree), name
 
 
 @pytest.mark.parametrize("script", ["build_shards.py", "verify_shards.py", "plot_run.py"])

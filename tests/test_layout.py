@@ -1,5 +1,6 @@
 """The code's shape (docs/architecture.md, "Layout rules"): short functions, a library that does not
-reach into the tools or the scripts, and no block of code written twice.
+reach into the tools or the scripts, one-way layers with no import cycle, and no block of code
+written twice.
 
 Each check walks the real tree and lists every offender, so a failure says where to look; each
 finder is first tried on a small hand-made tree with a known answer.
@@ -307,6 +308,11 @@ def test_no_import_cycle_in_the_library() -> None:
         f"{len(cycles)} import cycle(s); the modules of each import each other in a loop "
         '(docs/architecture.md, "Layers"):\n' + "\n".join(" <-> ".join(c) for c in cycles)
     )
+
+
+def test_errors_module_imports_nothing_of_the_project() -> None:
+    # Every expected error derives from errors.ExpectedError, so errors.py needs none of them.
+    assert _library_graph()["t2v2t/errors.py"] == {}
 
 
 def test_imports_run_down_the_layers() -> None:
