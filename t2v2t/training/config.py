@@ -46,7 +46,8 @@ PATCH_SIZES = {"base": 16, "tiny": 16}
 @dataclass
 class ModelSection:
     preset: str = "base"  # "base" (paper) or "tiny" (CPU); filled from --preset
-    init: str | None = None  # "random" or None (pretrained weights); scripts/train.py sets it from INIT
+    # "random" or None (pretrained weights); scripts/train.py sets it from the Makefile's INIT
+    init: str | None = None
     image_size: int | None = None  # None = the preset's (base 224); the loader resizes to it
     dropout: float | None = None  # None = the model's own; 0 makes steps comparable across runs
 
