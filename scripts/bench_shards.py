@@ -5,11 +5,14 @@ then in one run measures: ``ffmpeg -threads 1 -i v -f null -`` per video (the ba
 builder in-process (decode, resize, JPEG, write; the webvid recipe: 4 segments x 2 candidates),
 and a local Dask cluster with 1 and then 2 worker processes (cluster start-up excluded).
 Figures: ``shard_build_videos_per_s`` (one worker), ``shard_build_vs_ffmpeg`` (builder seconds /
-ffmpeg seconds per video; target <= 1.0), ``shard_build_scaling_2w`` (target >= 1.7).
+ffmpeg seconds per video, decord; target <= 1.0), ``shard_build_vs_ffmpeg_pyav`` (the same with
+the PyAV decoder, docs/data.md "Decoders"; goal <= 0.45), the ``_cpu`` variants of both (CPU
+seconds, steadier on a loaded machine), ``shard_build_scaling_2w`` (target >= 1.7).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -26,8 +29,20 @@ from t2v2t.errors import ArgumentParser, cli
 from t2v2t.tools import benchlog
 
 
-def _ffmpeg_seconds(paths: list[Path]) -> float:
-    t0 = time.perf_counter()
+def _children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def _ffmpeg_version() -> str:
+    out = subprocess.run([find_tool("ffmpeg"), "-version"], capture_output=True, text=True)
+    first = out.stdout.splitlines()[0] if out.stdout else "ffmpeg (version unknown)"
+    return f"{first.split(' Copyright')[0]} ({find_tool('ffmpeg')})"
+
+
+def _ffmpeg_seconds(paths: list[Path]) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``ffmpeg -threads 1 -i v -f null -`` over ``paths``."""
+    t0, c0 = time.perf_counter(), _children_cpu()
     for p in paths:
         subprocess.run(
             [
@@ -45,17 +60,25 @@ def _ffmpeg_seconds(paths: list[Path]) -> float:
             ],
             check=True,
         )
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu() - c0
 
 
 def _build(records, out: Path, spp: int, **kw) -> float:
+    return _build_cpu(records, out, spp, **kw)[0]
+
+
+def _build_cpu(records, out: Path, spp: int, decoder: str = "auto", **kw) -> tuple[float, float]:
+    """(wall, CPU) seconds of one build with ``decoder`` (in-process: CPU is this process's)."""
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    os.environ["T2V2T_DECODER"] = decoder
+    t0, c0 = time.perf_counter(), time.process_time()
     spec = ShardSpec("webvid", "train", 4, "rand", 2, samples_per_shard=spp)
     m = build_shards(records, out, spec, progress=False, **kw)
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    os.environ.pop("T2V2T_DECODER")
     assert m["num_failed"] == 0, "benchmark videos failed to build"
-    return dt
+    assert m["created_with"]["decoder"] == decoder or decoder == "auto"
+    return dt, dc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         records = load_records("webvid", data, "train")
         paths = [r.media for r in records]
         _ffmpeg_seconds(paths[:2])  # warm the page cache for both sides
-        ffmpeg_s = _ffmpeg_seconds(paths)
+        ffmpeg_s, ffmpeg_cpu = _ffmpeg_seconds(paths)
         spp = max(1, len(records) // 16)
-        builder_s = _build(records, Path(tmp) / "inproc", spp, workers=0)
+        own = {
+            name: _build_cpu(records, Path(tmp) / f"inproc-{name}", spp, name, workers=0)
+            for name in ("decord", "pyav")
+        }
+        builder_s = own["decord"][0]
         timings = {}
         for w in (1, 2):
             with (
@@ -110,13 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "shard_build_videos_per_s": round(n / timings[1], 3),
         "shard_build_vs_ffmpeg": round(builder_s / ffmpeg_s, 3),
+        "shard_build_vs_ffmpeg_pyav": round(own["pyav"][0] / ffmpeg_s, 3),
+        "shard_build_vs_ffmpeg_cpu": round(own["decord"][1] / ffmpeg_cpu, 3),
+        "shard_build_vs_ffmpeg_pyav_cpu": round(own["pyav"][1] / ffmpeg_cpu, 3),
         "shard_build_scaling_2w": round(timings[1] / timings[2], 3),
     }
+    ffmpeg = _ffmpeg_version()
     summary = (
         f"{n} synthetic H.264 clips {width}x{height}, {args.duration:g} s at {args.fps:g} fps; "
-        f"webvid recipe (4 segments x 2 candidates, short side 224, JPEG q90). ffmpeg full decode "
-        f"{ffmpeg_s / n:.3f} s/video, builder in-process {builder_s / n:.3f} s/video "
-        f"(ratio {figures['shard_build_vs_ffmpeg']}); Dask 1 worker {timings[1]:.2f} s, "
+        f"webvid recipe (4 segments x 2 candidates, short side 224, JPEG q90). Baseline {ffmpeg} "
+        f"full decode {ffmpeg_s / n:.3f} s/video ({ffmpeg_cpu / n:.3f} CPU s), builder "
+        f"in-process with decord {builder_s / n:.3f} s/video ({own['decord'][1] / n:.3f} CPU s; "
+        f"ratio {figures['shard_build_vs_ffmpeg']}, CPU {figures['shard_build_vs_ffmpeg_cpu']}), "
+        f"with PyAV {own['pyav'][0] / n:.3f} s/video ({own['pyav'][1] / n:.3f} CPU s; ratio "
+        f"{figures['shard_build_vs_ffmpeg_pyav']}, CPU {figures['shard_build_vs_ffmpeg_pyav_cpu']}); "
+        f"Dask 1 worker {timings[1]:.2f} s, "
         f"2 workers {timings[2]:.2f} s (x{figures['shard_build_scaling_2w']})."
         + (" QUICK RUN: sizes too small to mean anything." if args.quick else "")
     )
@@ -126,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         "size": [width, height],
         "duration_s": args.duration,
         "fps": args.fps,
+        "ffmpeg": ffmpeg,
         "ffmpeg_s": round(ffmpeg_s, 3),
+        "ffmpeg_cpu_s": round(ffmpeg_cpu, 3),
         "builder_s": round(builder_s, 3),
+        "builder_s_per_decoder": {k: [round(w, 3), round(c, 3)] for k, (w, c) in own.items()},
         "dask_s": {str(k): round(v, 3) for k, v in timings.items()},
     }
     benchlog.record("shards", figures, details, bench_dir=bench_dir)
