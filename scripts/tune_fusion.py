@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t2v2t.data.eval_loader import EvalShards, eval_texts, open_eval_shards
+from t2v2t.data.eval_loader import eval_texts, open_eval_shards
 from t2v2t.errors import UsageError, cli
 from t2v2t.recipes import eval_shard_dir, text_len
-from t2v2t.retrieval.bank import BANK_SEED, bank_dir
+from t2v2t.retrieval.bank import BANK_SEED, bank_dir, first_videos
 from t2v2t.retrieval.evaluate import encode_texts, encode_videos, stage1_similarity
 from t2v2t.retrieval.preprocess import clean_texts, default_preprocess
 from t2v2t.retrieval.run import DATASETS, default_checkpoint, load_checkpoint, resolve_device
@@ -48,17 +48,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def held_out(shards: EvalShards, queries: int) -> EvalShards:
-    """The first shards holding at least ``queries`` videos: the held-out gallery."""
-    infos, total = [], 0
-    for info in shards.infos:
-        if total >= queries:
-            break
-        infos.append(info)
-        total += info.samples
-    return dataclasses.replace(shards, infos=infos)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint(args.dataset)
@@ -69,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     train = bank_dir(s)
     shards = open_eval_shards(train)
-    gallery = held_out(shards, args.queries)
+    gallery = first_videos(shards, args.queries)
     loaded, tokenizer = load_checkpoint(ckpt, args.preset)
     device = resolve_device(args.device)
     model = loaded.model.to(device).eval()

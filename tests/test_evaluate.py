@@ -353,11 +353,14 @@ def test_posthoc_with_a_train_caption_bank_cached_and_the_test_split_refused(
     if not train_dir.exists():
         assert write_eval_shards(root, split="train") == train_dir
     cache = tmp_path / "eval"
-    s = _settings(test_dir, posthoc=True, bank="train", bank_size=5)
+    s = _settings(test_dir, posthoc=True, bank="train", bank_size=5, bank_videos=3)
     res = evaluate_retrieval(model, tok, s, checkpoint=None, bank_cache=cache)
     post = res["posthoc"]
     assert post["bank"]["shards"] == str(train_dir) and post["bank"]["split"] == "train"
     assert post["bank"]["cached"] is False and post["bank_texts"] == 5
+    # Videos: the first shard's 5 (>= 3 asked), against the test texts; dbnorm then runs.
+    assert post["bank_videos"] == 5 and "metrics" in post["protocols"]["single"]["t2v"]["dbnorm"]
+    assert post["protocols"]["batch"]["v2t"]["is"]["label"] == "inductive"
     assert set(post["protocols"]["batch"]["t2v"]) == set(METHODS)
     single = post["protocols"]["single"]["t2v"]
     assert single["is"]["label"] == "inductive"
@@ -373,7 +376,7 @@ def test_posthoc_with_a_train_caption_bank_cached_and_the_test_split_refused(
     again = evaluate_retrieval(model, tok, s, checkpoint=None, bank_cache=cache)
     assert again["posthoc"]["bank"]["cached"] is True
     assert again["posthoc"]["protocols"] == post["protocols"]
-    assert len(list(cache.glob("bank_*.npz"))) == 1
+    assert len(list(cache.glob("bank_*.npz"))) == 2  # captions, videos
     with pytest.raises(ConfigError, match="holds the test split"):
         evaluate_retrieval(model, tok, _settings(test_dir, posthoc=True, bank=str(test_dir)))
 

@@ -10,6 +10,7 @@ cached next to the checkpoint's eval outputs, keyed by checkpoint + bank shards 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from t2v2t import storage
-from t2v2t.data.eval_loader import eval_texts
+from t2v2t.data.eval_loader import EvalShards, eval_texts, open_eval_shards
 from t2v2t.data.shards import ShardError, read_manifest
 from t2v2t.recipes import recipe
 from t2v2t.retrieval.settings import EvalConfig
@@ -79,28 +80,58 @@ def cache_key(checkpoint: str | None, manifest: dict, s: EvalConfig) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
+def first_videos(shards: EvalShards, count: int) -> EvalShards:
+    """The first shards of a folder holding at least ``count`` videos."""
+    infos, total = [], 0
+    for info in shards.infos:
+        if total >= count:
+            break
+        infos.append(info)
+        total += info.samples
+    return dataclasses.replace(shards, infos=infos)
+
+
+def _cached(path: Path | None, build: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
+    """(features, read from the cache?): ``build()`` once, then the npz at ``path``."""
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as npz:
+            return torch.from_numpy(npz["feat"]), True
+    feat = build().float().cpu()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, feat=feat.numpy())
+        tmp.replace(path)
+    return feat, False
+
+
 def bank_features(
     s: EvalConfig,
     checkpoint: str | None,
     cache_dir: str | Path | None,
     encode: Callable[[list[str]], torch.Tensor],
-) -> tuple[torch.Tensor, dict] | None:
-    """(bank text features [n, E], what the result records) or None without a bank; encoded
-    once per checkpoint + bank, then read from ``cache_dir`` while neither changes."""
+    encode_videos: Callable[[EvalShards], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, dict] | None:
+    """(bank caption features [n, E], bank video features [m, T, E] or None, what the result
+    records) or None without a bank. Encoded once per checkpoint + bank, then read from
+    ``cache_dir`` while neither changes; videos only with ``eval.bank_videos`` > 0 (dbnorm)."""
     directory = bank_dir(s)
     if directory is None:
         return None
     manifest = check_bank(directory, s)
     key = cache_key(checkpoint, manifest, s)
-    path = None if cache_dir is None else Path(cache_dir) / f"bank_{key}.npz"
-    info = {"shards": directory, "split": manifest.get("split"), "key": key}
-    if path is not None and path.is_file():
-        with np.load(path, allow_pickle=False) as npz:
-            return torch.from_numpy(npz["text_feat"]), {**info, "cached": True}
-    feat = encode(bank_captions(directory, s.bank_size)).float().cpu()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, text_feat=feat.numpy())
-        tmp.replace(path)
-    return feat, {**info, "cached": False}
+    where = None if cache_dir is None else Path(cache_dir)
+    texts, hit = _cached(
+        None if where is None else where / f"bank_{key}.npz",
+        lambda: encode(bank_captions(directory, s.bank_size)),
+    )
+    info = {"shards": directory, "split": manifest.get("split"), "key": key, "cached": hit}
+    videos = None
+    if s.bank_videos > 0 and encode_videos is not None:
+        subset = first_videos(open_eval_shards(directory), s.bank_videos)
+        videos, _ = _cached(
+            None if where is None else where / f"bank_videos_{key}_{s.bank_videos}.npz",
+            lambda: encode_videos(subset),
+        )
+        info["videos"] = int(videos.shape[0])
+    return texts, videos, info

@@ -299,15 +299,25 @@ def posthoc_step(
             )  # fmt: skip
         return torch.cat(feats)
 
-    got = bank_features(s, checkpoint, bank_cache, encode)
-    bank = None
+    def encode_bank_videos(shards: EvalShards) -> torch.Tensor:
+        frames = int(s.num_frames or shards.num_frames)
+        return encode_videos(
+            model, shards, num_frames=frames, batch_size=s.batch_size, device=device,
+            preprocess=s.preprocess,
+        ).feat  # fmt: skip
+
+    got = bank_features(s, checkpoint, bank_cache, encode, encode_bank_videos)
+    bank = video_bank = None
     if got is not None:
         video_feat = enc.videos.feat.to(device)
         bank = stage1_similarity(model, got[0].to(device), video_feat, s).cpu().double()
+        if got[1] is not None:  # [bank videos, test texts]
+            sims = stage1_similarity(model, enc.text_feat, got[1].to(device), s)
+            video_bank = sims.T.cpu().double()
     gt = [[int(v)] for v in enc.videos.texts.text_video]
-    inputs = ScoreInputs(sims=st1.sims.double(), gt=gt, bank=bank)
+    inputs = ScoreInputs(sims=st1.sims.double(), gt=gt, bank=bank, video_bank=video_bank)
     result = compare(inputs, read_params(s.fusion_params))
-    result["bank"] = None if got is None else got[1]
+    result["bank"] = None if got is None else got[2]
     result["fusion_params"] = s.fusion_params
     return result
 

@@ -42,6 +42,7 @@ class EvalConfig:
     posthoc: bool = False
     bank: str | None = None  # None | train (the dataset's train shards) | a shard folder
     bank_size: int = 5000  # captions at most in the bank, a seeded sample beyond that
+    bank_videos: int = 0  # training videos encoded for dbnorm's video bank (0: none)
     fusion_params: str | None = None  # fusion_params.json from make tune-fusion
 
 
@@ -61,8 +62,11 @@ def check_eval(e: EvalConfig) -> None:
             f"eval.k, eval.batch_size and eval.pair_batch must be >= 1 and eval.tau > 0 "
             f"(k={e.k}, batch_size={e.batch_size}, pair_batch={e.pair_batch}, tau={e.tau})"
         )
-    if e.bank_size < 1:
-        raise ConfigError(f"eval.bank_size must be >= 1 (eval.bank_size={e.bank_size})")
+    if e.bank_size < 1 or e.bank_videos < 0:
+        raise ConfigError(
+            f"eval.bank_size must be >= 1 and eval.bank_videos >= 0 "
+            f"(bank_size={e.bank_size}, bank_videos={e.bank_videos})"
+        )
     for name in ("num_frames", "max_text_len"):
         value = getattr(e, name)
         if value is not None and value < 1:
