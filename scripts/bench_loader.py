@@ -156,6 +156,31 @@ def loader_rate(
     return _rates(frames, start)
 
 
+# A training step's length while the loader runs ahead (the tiny preset's CPU step is ~0.1-1 s).
+STEP_S = 0.25
+
+
+def epoch_gap(shards: Path, tokenizer, batch: int, ahead: bool, workers: int = 2) -> float:
+    """Seconds from epoch 0's last batch to epoch 1's first, ``workers`` loader processes, a
+    ``STEP_S`` pause per batch for the training step; ``ahead``: epoch 1's loader is started
+    ``AHEAD_STEPS`` batches before epoch 0 ends, as the trainer does (else: after it)."""
+    from t2v2t.training.loop import AHEAD_STEPS
+
+    def make(epoch: int):
+        return make_train_loader([TrainSource(shards, batch, FRAMES)], tokenizer, seed=0,
+                                 epoch=epoch, image_size=SIZE, num_workers=workers)  # fmt: skip
+
+    first = make(0)
+    nxt = None
+    for i, _ in enumerate(first):
+        time.sleep(STEP_S)
+        if ahead and len(first) - (i + 1) == min(AHEAD_STEPS, len(first) - 1):
+            nxt = make(1).start()
+    t0 = time.perf_counter()
+    next(iter(nxt if nxt is not None else make(1)))
+    return time.perf_counter() - t0
+
+
 def jpeg_limit_rate(shards: Path, min_frames: int) -> tuple[float, int, float]:
     jpegs = []
     for info in read_manifest(shards)["shards"]:
@@ -239,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.work or tmp)
         videos = render_videos(work / "videos", args.videos, width, height, seconds)
         shards = replicate(build(videos, work / "built"), work / "shards", args.copies)
+        # Epoch boundaries first, before the process is pinned to one core (workers inherit it).
+        gaps = {k: epoch_gap(shards, tokenizer, args.batch_size, k) for k in (False, True)}
         where = pin_one_core()
         # Alternate the two in rounds and keep each one's best: on a shared machine the best
         # round is the one least disturbed by other processes, for both sides alike.
@@ -268,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         "loader_frames_per_s": round(rate, 1),
         "loader_vs_jpeg_limit": round(rate / limit, 3),
         "loader_vs_decord": round(rate / base, 1),
+        "loader_vs_own_decoder": round(cpu["loader"] / cpu["own_decoder"], 3),
+        "loader_vs_jpeg_limit_cpu": round(cpu["loader"] / cpu["jpeg_limit"], 3),
+        "epoch_gap_s_restart": round(gaps[False], 3),
+        "epoch_gap_s": round(gaps[True], 3),
     }
     summary = (
         f"One process on one core ({where}), `num_workers=0`. Source: {args.videos} H.264 clips "
@@ -288,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Integrity hashing (sha256 of every shard as it streams, checked at its end): the loader "
         f"without it does {cpu['loader_no_hash']:.0f} frames/s of CPU time, with it "
         f"{cpu['loader']:.0f}: a cost of {100 * hash_cost:.1f}% (target <= 3%; CPU-time rates "
-        f"because other processes share the machine; best of {args.rounds} alternating rounds)."
+        f"because other processes share the machine; best of {args.rounds} alternating rounds).\n\n"
+        f"Epoch boundary, 2 loader workers, a {STEP_S:g} s pause per batch for the training step: "
+        f"epoch 0's last batch to epoch 1's first takes {gaps[False]:.2f} s when epoch 1's loader "
+        f"starts after epoch 0 (the trainer before), {gaps[True]:.2f} s with it started ahead "
+        f"(the trainer now; target <= 1 s)."
     )
     details = {
         "machine": machine(),

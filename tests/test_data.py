@@ -610,3 +610,19 @@ def test_a_broken_frame_names_the_shard_and_the_sample(tmp_path) -> None:
     loader = make_train_loader([TrainSource(tmp_path, 1, 1)], None, seed=0, epoch=0)
     with pytest.raises(ShardError, match=r"bad-000\.tar\.zst: sample 'bad_000'.*not a readable"):
         next(iter(loader))
+
+
+def test_loader_started_ahead_gives_the_same_batches(shards) -> None:
+    """The trainer starts the next epoch's loader before the epoch ends (docs/training.md,
+    "Epoch boundaries"): a started loader's batches equal a later start's, frames included."""
+    later = list(_loader(shards, epoch=1, num_workers=2))
+    ahead = _loader(shards, epoch=1, num_workers=2)
+    assert ahead.start() is ahead and ahead._ahead is not None
+    first = ahead._ahead
+    assert ahead.start()._ahead is first  # starting twice keeps the running workers
+    got = list(ahead)
+    assert ahead._ahead is None and len(got) == len(later) > 1
+    for a, b in zip(got, later, strict=True):
+        assert a["keys"] == b["keys"] and torch.equal(a["frames"], b["frames"])
+    again = list(ahead)  # the next iteration starts afresh: the same epoch again
+    assert [b["keys"] for b in again] == [b["keys"] for b in later]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -246,6 +246,7 @@ class PlannedLoader:
     skipped_shards: list[str]
     loader_seed: int = 0  # the DataLoader generator's seed (docs/reliability.md, "Exact resume")
     decode_device: str | None = None  # set: JPEGs decoded there (t2v2t.data.gpu_decode)
+    _ahead: Iterator[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
         return self.num_batches
@@ -260,7 +261,22 @@ class PlannedLoader:
         """Samples this rank yields in the whole epoch (padding included)."""
         return sum(self.batch_sizes)
 
+    def start(self) -> PlannedLoader:
+        """Start the workers now (they begin prefetching); the next ``iter()`` continues them.
+
+        The trainer starts the next epoch's loader before this epoch ends, so its first batch is
+        ready when the epoch turns (docs/training.md, "Epoch boundaries"); the batches are the
+        ones a later start gives (same plan, same ``loader_seed``).
+        """
+        if self._ahead is None:
+            self._ahead = self._start()
+        return self
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        started, self._ahead = self._ahead, None
+        return started if started is not None else self._start()
+
+    def _start(self) -> Iterator[dict[str, Any]]:
         if self.decode_device is not None:
             return decode_on_device(self._iter_batches(), self.decode_device)
         return self._iter_batches()

@@ -17,7 +17,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,9 @@ from t2v2t.training.optim import CosineSchedule, build_optimizer
 from t2v2t.training.preflight import check_files
 
 LOSS_TERMS = ("loss", "vtc", "vtm", "mlm")
+# Steps before an epoch's end at which the next epoch's loader starts: more than its workers'
+# start-up (about 7 s in `make demo`) takes at ~1 s per step.
+AHEAD_STEPS = 8
 
 
 @dataclass
@@ -111,7 +114,7 @@ def train(
     # -- epochs: a resumed run starts inside the epoch its checkpoint stopped in
     while state.epoch < cfg.optim.epochs and not run.max_steps_reached(state):
         fresh = state.epoch == 0 and state.samples == 0
-        loader = first if fresh else run.loader(state)
+        loader = first if fresh else run.take_ahead(state) or run.loader(state)
         if not run_one_epoch(run, loader, state):
             break  # stopped mid-epoch by max_steps; last.pt holds the position
         end_of_epoch(run, state)
@@ -156,8 +159,30 @@ class Run:
     def max_steps_reached(self, state: TrainState) -> bool:
         return bool(self.cfg.train.max_steps and state.step >= self.cfg.train.max_steps)
 
+    # The next epoch's loader, started AHEAD_STEPS steps before this epoch ends: its workers
+    # start and prefetch while the last steps run, so the epoch turns without a stall.
+    ahead: Any = None
+
     def loader(self, state: TrainState) -> Any:
         return epoch_loader(self.cfg, self.tokenizer, self.dev, self.model.config.image_size, state)
+
+    def start_ahead(self, state: TrainState) -> None:
+        """Start epoch ``state.epoch + 1``'s loader (from its first sample) if a run gets there."""
+        nxt = replace(state, epoch=state.epoch + 1, samples=0)
+        end = (state.epoch + 1) * self.steps_per_epoch
+        max_steps = self.cfg.train.max_steps
+        if self.ahead is None and nxt.epoch < self.cfg.optim.epochs and not 0 < max_steps <= end:
+            loader = self.loader(nxt)
+            self.ahead = (nxt.epoch, loader.start() if hasattr(loader, "start") else loader)
+
+    def take_ahead(self, state: TrainState) -> Any:
+        """The started loader when it is ``state``'s (an epoch's start), else None."""
+        ahead, self.ahead = self.ahead, None
+        return (
+            ahead[1]
+            if ahead is not None and (ahead[0], 0) == (state.epoch, state.samples)
+            else None
+        )
 
 
 def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
@@ -176,6 +201,8 @@ def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
         state.step += 1
         state.samples += int(batch["frames"].shape[0])
         t_last = log_step(run, state, batch, out, lr, t_last, bar)
+        if epoch_end - state.step == min(AHEAD_STEPS, spe - 1):
+            run.start_ahead(state)
         done = run.max_steps_reached(state)
         if state.step < epoch_end and (done or _every(state.step, cfg.train.ckpt_every_steps)):
             run.checkpointer.save(run.checkpointer.last, state)  # the position inside the epoch
