@@ -24,10 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from t2v2t import retry
 from t2v2t.atomic import atomic_write_bytes
 from t2v2t.data.shards import FAILURES, MANIFEST, SHARD_SUFFIX
 from t2v2t.errors import UsageError
-from t2v2t.storage import check_writable, join, put_file, scheme, url_fs
+from t2v2t.storage import check_writable, join, open_read, put_file, scheme, url_fs
 
 __all__ = ["check_target", "publish", "reusable", "staging_dir"]
 
@@ -51,7 +52,7 @@ def check_target(url: str) -> None:
     fs, path = url_fs(url)
     bucket = path.split("/", 1)[0]
     with _writing(url):
-        found = fs.exists(bucket)
+        found = retry.call(url, "exists", fs.exists, bucket)
     if not found:
         raise UsageError(
             f"bucket {bucket} does not exist (OUT={url}): create it or check the URL "
@@ -104,7 +105,7 @@ def publish(local: Path, url: str, marker: dict[str, Any]) -> None:
     fs, folder = url_fs(url)
     with _writing(target):
         put_file(local, target)
-        meta = fs.info(_sub(folder, info["name"]))
+        meta = retry.call(target, "info", fs.info, _sub(folder, info["name"]))
     if int(meta.get("size", -1)) != info["bytes"]:
         raise UsageError(
             f"{target}: {meta.get('size')} bytes after upload, expected {info['bytes']}: "
@@ -113,7 +114,8 @@ def publish(local: Path, url: str, marker: dict[str, Any]) -> None:
     local.unlink()
     marker = {**marker, "version": _version(meta)}
     with _writing(target):
-        fs.pipe_file(_marker(folder, info["name"]), json.dumps(marker, sort_keys=True).encode())
+        data = json.dumps(marker, sort_keys=True).encode()
+        retry.call(target, "upload", fs.pipe_file, _marker(folder, info["name"]), data)
 
 
 def _marker(path: str, name: str) -> str:
@@ -123,15 +125,14 @@ def _marker(path: str, name: str) -> str:
 def _read_marker(url: str, name: str) -> dict[str, Any] | None:
     fs, path = url_fs(url)
     try:
-        return json.loads(fs.cat_file(_marker(path, name)))
+        return json.loads(retry.call(url, "read", fs.cat_file, _marker(path, name)))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
 def _object_sha256(url: str) -> str:
-    fs, path = url_fs(url)
     h = hashlib.sha256()
-    with fs.open(path, "rb") as f:
+    with open_read(url) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -144,7 +145,7 @@ def reusable(url: str, name: str, digest: str, index: int) -> dict[str, Any] | N
         return None
     fs, path = url_fs(str(join(url, name)))
     try:
-        meta = fs.info(path)
+        meta = retry.call(path, "info", fs.info, path)
     except FileNotFoundError:
         return None
     if int(meta.get("size", -1)) != done["info"]["bytes"]:
@@ -166,8 +167,8 @@ def unpublish_manifest(url: str) -> None:
     """Remove an older manifest first: the prefix is incomplete until the new one is uploaded."""
     fs, path = url_fs(str(join(url, MANIFEST)))
     with _writing(url):
-        if fs.exists(path):
-            fs.rm_file(path)
+        if retry.call(url, "exists", fs.exists, path):
+            retry.call(url, "delete", fs.rm_file, path)
 
 
 def collect(url: str, names: list[str], staging: Path) -> None:
@@ -176,16 +177,17 @@ def collect(url: str, names: list[str], staging: Path) -> None:
     fs, path = url_fs(url)
     fs.invalidate_cache(path)  # workers in other processes wrote here
     keep = set(names)
-    for entry in fs.ls(path, detail=False):
+    for entry in retry.call(url, "list", fs.ls, path, detail=False):
         name = entry.rstrip("/").rsplit("/", 1)[-1]
         if name.endswith(SHARD_SUFFIX) and name not in keep:
-            fs.rm_file(entry)
-            if fs.exists(_marker(path, name)):
-                fs.rm_file(_marker(path, name))
+            retry.call(url, "delete", fs.rm_file, entry)
+            if retry.call(url, "exists", fs.exists, _marker(path, name)):
+                retry.call(url, "delete", fs.rm_file, _marker(path, name))
     (staging / DONE_DIR).mkdir(parents=True, exist_ok=True)
     for start in range(0, len(names), 256):  # a batch of requests at once, bounded memory
         batch = {_marker(path, n): n for n in names[start : start + 256]}
-        for key, data in fs.cat(list(batch), on_error="raise").items():
+        got = retry.call(url, "read", fs.cat, list(batch), on_error="raise")
+        for key, data in got.items():
             atomic_write_bytes(staging / DONE_DIR / f"{batch[key]}.json", data)
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from preprocessing.cluster import dask_client, windowed
+from t2v2t import retry
 from t2v2t.data.schema import decode_sample
 from t2v2t.data.shards import (
     FAILURES,
@@ -26,7 +27,7 @@ from t2v2t.data.shards import (
     shard_infos,
 )
 from t2v2t.progress import progress as progress_bar
-from t2v2t.storage import is_url, join, url_fs
+from t2v2t.storage import get_file, is_url, join, url_fs
 
 
 def verify_shard(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def _verify_object(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]
     target = str(join(url, entry["name"]))
     fs, path = url_fs(target)
     try:
-        size = int(fs.info(path)["size"])
+        size = int(retry.call(target, "info", fs.info, path)["size"])
     except FileNotFoundError:
         return _unreadable(entry["name"], f"{target}: listed in the manifest but missing")
     if size != entry["bytes"]:
@@ -100,7 +101,7 @@ def _verify_object(job: tuple[str, dict[str, Any], int, bool]) -> dict[str, Any]
             f"{target}: {size} bytes, manifest says {entry['bytes']} (truncated or replaced)",
         )
     with tempfile.TemporaryDirectory(prefix="t2v2t-verify-") as tmp:
-        fs.get_file(path, os.path.join(tmp, entry["name"]))
+        get_file(target, os.path.join(tmp, entry["name"]))
         res = verify_shard((tmp, entry, num_frames, decode_jpegs))
     res["problems"] = [p.replace(tmp, url.rstrip("/")) for p in res["problems"]]
     return res
@@ -110,7 +111,10 @@ def _count_failures(directory: str | Path) -> int:
     """Lines of ``failures.jsonl`` (0 when there is none)."""
     if is_url(directory):
         fs, path = url_fs(str(join(directory, FAILURES)))
-        return fs.cat_file(path).count(b"\n") if fs.exists(path) else 0
+        url = str(join(directory, FAILURES))
+        if not retry.call(url, "exists", fs.exists, path):
+            return 0
+        return retry.call(url, "read", fs.cat_file, path).count(b"\n")
     fail_path = Path(directory) / FAILURES
     if not fail_path.is_file():
         return 0

@@ -12,6 +12,7 @@ docs/storage.md, "Object storage".
 from __future__ import annotations
 
 import errno
+import io
 import os
 import posixpath
 import re
@@ -19,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from t2v2t import retry
 from t2v2t.atomic import atomic_open
 from t2v2t.errors import UsageError
 
@@ -45,6 +47,7 @@ READ_ONLY_SCHEMES = ("http", "https", "hf")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # The package that gives fsspec each scheme (what to install when it is missing).
 _PACKAGES = {"s3": "s3fs (pip install 't2v2t[s3]')", "gs": "gcsfs", "gcs": "gcsfs"}
+_RANGED = ("s3", "gs", "gcs")  # stores that answer byte ranges: read as retried blocks
 _PACKAGES.update(http="aiohttp", https="aiohttp", hf="huggingface_hub")
 
 
@@ -84,12 +87,25 @@ def url_fs(url: str) -> tuple[Any, str]:
     import fsspec.core
 
     try:
-        return fsspec.core.url_to_fs(str(url))
+        fs, path = fsspec.core.url_to_fs(str(url), **_options(str(url)))
     except ImportError as err:
         need = _PACKAGES.get(scheme(url), "the scheme's fsspec package")
         raise UsageError(f"cannot open {url}: {err}; install {need}") from None
     except ValueError as err:
         raise UsageError(f"cannot open {url}: {err}; check the URL") from None
+    if _options(str(url)):
+        fs.retries = 1  # s3fs's own retry loop (a class setting, not an option)
+    return fs, path
+
+
+def _options(url: str) -> dict[str, Any]:
+    """Filesystem options: for S3, one attempt per request and a bounded stall, so that
+    :mod:`t2v2t.retry` alone decides what is tried again (and logs it)."""
+    if scheme(url) != "s3" or "::" in url:
+        return {}
+    t = retry.timeout_s()
+    config = {"retries": {"total_max_attempts": 1}, "connect_timeout": t, "read_timeout": t}
+    return {"config_kwargs": config}
 
 
 def check_writable(url: str) -> None:
@@ -109,7 +125,7 @@ def exists(loc: Location) -> bool:
     if not is_url(loc):
         return Path(loc).exists()
     fs, path = url_fs(str(loc))
-    return bool(fs.exists(path))
+    return bool(retry.call(str(loc), "exists", fs.exists, path))
 
 
 def size(loc: Location) -> int:
@@ -118,7 +134,7 @@ def size(loc: Location) -> int:
         return Path(loc).stat().st_size
     fs, path = url_fs(str(loc))
     try:
-        return int(fs.info(path)["size"])
+        return int(retry.call(str(loc), "info", fs.info, path)["size"])
     except FileNotFoundError:
         raise _not_found(loc) from None
 
@@ -138,7 +154,7 @@ def list_sizes(loc: Location) -> dict[str, int]:
     fs, path = url_fs(str(loc))
     fs.invalidate_cache(path)  # another process may have published since this one last looked
     try:
-        entries = fs.ls(path, detail=True)
+        entries = retry.call(str(loc), "list", fs.ls, path, detail=True)
     except (FileNotFoundError, NotImplementedError, ValueError):
         return {}
     return {
@@ -154,9 +170,48 @@ def open_read(loc: Location) -> BinaryIO:
         return open(loc, "rb")  # noqa: SIM115 - the caller closes it
     fs, path = url_fs(str(loc))
     try:
-        return fs.open(path, "rb", block_size=1 << 22)
+        info = retry.call(str(loc), "info", fs.info, path)
     except FileNotFoundError:
         raise _not_found(loc) from None
+    if scheme(str(loc)) not in _RANGED or info.get("size") is None:
+        # A plain web server may ignore ranges (or not give a size): one stream, as fsspec reads it
+        return retry.call(str(loc), "open", fs.open, path, "rb", block_size=1 << 22)
+    raw = _RangeReader(fs, path, str(loc), int(info["size"]))
+    return io.BufferedReader(raw, buffer_size=1 << 22)  # type: ignore[return-value]
+
+
+class _RangeReader(io.RawIOBase):
+    """An object read by ranged requests, each retried on its own (a reset mid-shard costs one
+    block, not the shard)."""
+
+    def __init__(self, fs: Any, path: str, url: str, size: int) -> None:
+        self._fs, self._path, self.name, self._size, self._pos = fs, path, url, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._size, self._pos + len(buffer))
+        if end <= self._pos:
+            return 0
+        data = retry.call(
+            self.name, "read", self._fs.cat_file, self._path, start=self._pos, end=end
+        )
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n
 
 
 def get_file(loc: Location, local: str | Path) -> None:
@@ -164,11 +219,9 @@ def get_file(loc: Location, local: str | Path) -> None:
     if not is_url(loc):
         shutil.copyfile(loc, local)
         return
-    fs, path = url_fs(str(loc))
-    try:
-        fs.get_file(path, str(local))
-    except FileNotFoundError:
-        raise _not_found(loc) from None
+    # Through ranged reads, each retried on its own: a reset costs one block, not the file.
+    with open_read(loc) as src, open(local, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 22)
 
 
 def put_file(local: str | Path, loc: Location) -> None:
@@ -182,4 +235,4 @@ def put_file(local: str | Path, loc: Location) -> None:
         return
     check_writable(str(loc))
     fs, path = url_fs(str(loc))
-    fs.put_file(str(local), path)
+    retry.call(str(loc), "upload", fs.put_file, str(local), path)

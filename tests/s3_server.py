@@ -37,6 +37,7 @@ ENV = {
 }
 START_TIMEOUT_S = 60.0
 # werkzeug: 127.0.0.1 - - [date] "GET /bucket/key?x HTTP/1.1" 200 -
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LOG_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
 
 
@@ -50,7 +51,7 @@ class S3Server:
         """(method, path without the query, status) for every request answered so far."""
         out = []
         for line in self.log_path.read_text(errors="replace").splitlines():
-            m = _LOG_LINE.search(line)
+            m = _LOG_LINE.search(_ANSI.sub("", line))  # werkzeug colours 206 (ranged) lines
             if m:
                 out.append((m["method"], m["path"].split("?", 1)[0], int(m["status"])))
         return out
