@@ -37,6 +37,7 @@ MASTER_PORT ?= 29500
 export INIT
 
 # One process, or torchrun when GPUS>1 or NNODES>1 (c10d rendezvous on MASTER_ADDR:MASTER_PORT).
+# Either way the command follows as `-m t2v2t.<module>` (python -m, or torchrun's -m/--module).
 ifeq ($(GPUS)$(NNODES),11)
 LAUNCH := $(PY)
 else
@@ -88,28 +89,28 @@ format: setup
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
 shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder|vindlu|wds [DATA= OUT=shards|s3://... SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_BYTES= SHARD_SIZE= WINDOW=]
-	$(PY) scripts/build_shards.py --dataset $(DATASET) $(SHARD_OPTS)
+	$(PY) -m t2v2t.shards --dataset $(DATASET) $(SHARD_OPTS)
 
 verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f|s3://... [WORKERS= SCHEDULER=]
-	$(PY) scripts/verify_shards.py $(DIR) $(if $(filter command line environment,$(origin WORKERS)),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(PY) -m t2v2t.verify_shards $(DIR) $(if $(filter command line environment,$(origin WORKERS)),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 pretrain: setup  ## pre-training, the paper's recipe [SOURCES=webvid PRESET=tiny GPUS= CKPT= RUN= RESUME=1 ARGS='k=v ...']
-	$(LAUNCH) scripts/train.py --task pretrain $(TRAIN_OPTS)
+	$(LAUNCH) -m t2v2t.train --task pretrain $(TRAIN_OPTS)
 
 finetune-msrvtt finetune-didemo finetune-anet: finetune-%: setup  ## fine-tuning from CKPT= (default runs/pretrain/last.pt)
-	$(LAUNCH) scripts/train.py --task finetune-$* $(TRAIN_OPTS)
+	$(LAUNCH) -m t2v2t.train --task finetune-$* $(TRAIN_OPTS)
 
 finetune: setup  ## fine-tuning on DATASET=folder|vindlu (or msrvtt|didemo|anet): shards/<d>/train_12f, eval on test_12f
-	$(LAUNCH) scripts/train.py --task finetune-$(DATASET) $(TRAIN_OPTS)
+	$(LAUNCH) -m t2v2t.train --task finetune-$(DATASET) $(TRAIN_OPTS)
 
 eval-msrvtt eval-didemo eval-anet: eval-%: setup  ## retrieval evaluation [FUSION=t2v2t|naive|none CKPT= PRESET= SHARDS=]
-	$(LAUNCH) scripts/evaluate.py --dataset $* $(EVAL_OPTS)
+	$(LAUNCH) -m t2v2t.eval --dataset $* $(EVAL_OPTS)
 
 eval: setup  ## retrieval evaluation of DATASET=folder|vindlu|... on shards/<d>/test_12f [SHARDS= CKPT= FUSION=]
-	$(LAUNCH) scripts/evaluate.py --dataset $(DATASET) $(EVAL_OPTS)
+	$(LAUNCH) -m t2v2t.eval --dataset $(DATASET) $(EVAL_OPTS)
 
 ablation: setup  ## the three fusions on one checkpoint per dataset, the paper's ablation table
-	$(PY) scripts/ablation.py --preset $(PRESET) $(call opt,--run,$(RUN)) $(ARGS)
+	$(PY) -m t2v2t.ablation --preset $(PRESET) $(call opt,--run,$(RUN)) $(ARGS)
 
 tune-fusion: setup  ## post-hoc methods' parameters on held-out train captions -> <ckpt dir>/fusion_params.json [DATASET= CKPT= PRESET= SHARDS=]
 	$(PY) scripts/tune_fusion.py --dataset $(DATASET) --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--shards,$(SHARDS)) $(ARGS)

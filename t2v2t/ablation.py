@@ -1,10 +1,10 @@
-"""`make ablation`: the paper's ablation table — VindLU / naïve T2V2T / T2V2T on each dataset.
+"""`t2v2t ablation` (`make ablation`): the paper's ablation table — VindLU / naïve T2V2T / T2V2T on each dataset.
 
 For every dataset whose checkpoint and eval shards exist, reuses the evaluation JSON already
 written for that checkpoint (by `make eval-<dataset>` or an earlier ablation) when its settings
 match, else evaluates; then prints the table (R1 R5 R10 Avg per dataset, Total Avg) and writes it
 as Markdown to ``runs/ablation.md`` (or ``<RUN>/ablation.md``). Datasets without a checkpoint or
-shards are listed under the table, not fatal. Options: ``eval.<key>=value`` as for evaluate.py.
+shards are listed under the table, not fatal. Options: ``eval.<key>=value`` as for ``t2v2t eval``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from t2v2t.retrieval.stats import statistics_from_scores
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(
-        epilog="example: python scripts/ablation.py --preset tiny --run runs/demo  (make ablation PRESET=tiny)",
+        epilog="example: t2v2t ablation --preset tiny --run runs/demo  (make ablation PRESET=tiny)",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )

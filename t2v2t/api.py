@@ -2,7 +2,7 @@
 
 >>> r = Retriever.from_checkpoint("vindlu_msrvtt.pth")          # or a project .pt / export folder
 >>> r.similarity(["a dog runs"], frames)                         # stage-1 scores [texts, videos]
->>> idx = r.index("my_videos/", cache_dir="runs/index")          # encoded once, cached on disk
+>>> idx = r.index("my_videos/")              # encoded once, cached in ~/.cache/t2v2t/index
 >>> r.search(["a dog runs"], idx, k=5)                           # [[(key, score), ...]]
 
 Texts are cleaned and tokenised as the checkpoint's evaluation does; frames are uint8
@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from preprocessing.decode import decode_frames
 from t2v2t.data.augment import normalize, squash_bicubic
+from t2v2t.data.cache import user_cache_dir
 from t2v2t.data.captions import tokenize
 from t2v2t.data.frames import frame_indices
 from t2v2t.models.loading import load_any_checkpoint, tokenizer_for
@@ -250,10 +251,16 @@ class Retriever:
             return [str(p.resolve())] + _video_fingerprint(p / "model.safetensors")
         return [str(p.resolve())] + _video_fingerprint(p)
 
-    def index(self, videos_or_shard_dir: str | Path, cache_dir: str | Path) -> VideoIndex:
+    def index(
+        self, videos_or_shard_dir: str | Path, cache_dir: str | Path | None = None
+    ) -> VideoIndex:
         """Encode every video of a folder of video files (or a shard folder, recognised by its
         ``manifest.json``) once; cached under ``cache_dir`` and reused while the videos (name,
-        size, modification time), the checkpoint and the preprocessing are unchanged."""
+        size, modification time), the checkpoint and the preprocessing are unchanged.
+
+        ``cache_dir`` None: the user's cache (``$XDG_CACHE_HOME/t2v2t/index``, else
+        ``~/.cache/t2v2t/index``), never the video folder, which may be a read-only mount. The
+        file name is a digest of the folder's path and contents, so many folders share it."""
         src = Path(videos_or_shard_dir)
         if not src.is_dir():
             raise FileNotFoundError(f"{src}: not a folder of videos or shards")
@@ -279,7 +286,7 @@ class Retriever:
             "image_size": self.image_size,
         }
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
-        cache = Path(cache_dir)
+        cache = Path(cache_dir) if cache_dir is not None else user_cache_dir("index")
         cache.mkdir(parents=True, exist_ok=True)
         tensors_path, meta_path = cache / f"{digest}.safetensors", cache / f"{digest}.json"
         if tensors_path.is_file() and meta_path.is_file():

@@ -1,4 +1,4 @@
-"""Convert a checkpoint saved by VindLU's own code into a project checkpoint (once).
+"""`t2v2t convert-vindlu`: convert a checkpoint saved by VindLU's own code into a project checkpoint (once).
 
 Reads IN.pth with an allow-list unpickler (a pickle naming any other global is refused and
 nothing in it runs), maps its keys onto the project's VindLU model, prints the mapping report
@@ -15,7 +15,7 @@ from pathlib import Path
 from t2v2t.errors import ArgumentParser, cli
 
 EXAMPLE = """example:
-  python scripts/convert_vindlu.py ckpt_best.pth runs/vindlu-msrvtt/vindlu.pt
+  t2v2t convert-vindlu ckpt_best.pth runs/vindlu-msrvtt/vindlu.pt
   make eval-msrvtt PRESET=base CKPT=runs/vindlu-msrvtt/vindlu.pt"""
 
 

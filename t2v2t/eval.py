@@ -1,11 +1,11 @@
-"""`make eval-<dataset>`: two-stage retrieval with the three fusions on one checkpoint.
+"""`t2v2t eval` (`make eval-<dataset>`): two-stage retrieval with the three fusions on one checkpoint.
 
 Prints the chosen fusion's text->video row in the paper's format (R1 R5 R10 Avg) and a table of
 all fusions; writes ``<dataset>_<split>.json``, ``<dataset>_<split>_scores.npz`` and the visual
 report ``<dataset>_<split>.html`` (open it in a browser) into the
 checkpoint's ``eval/`` folder (or ``<RUN>/eval``). Options after the flags are ``key=value``:
 ``eval.k=64 eval.batch_size=16 eval.rerank=none eval.tau=0.5``. Works under torchrun (videos and
-candidate pairs are split across ranks; rank 0 prints and writes).
+candidate pairs are split across ranks; rank 0 prints and writes): ``torchrun ... -m t2v2t.eval``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from t2v2t.retrieval.run import (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(
-        epilog="example: python scripts/evaluate.py --dataset msrvtt --preset tiny --ckpt runs/finetune-msrvtt/best.pt  (make eval-msrvtt PRESET=tiny)",
+        epilog="example: t2v2t eval --dataset msrvtt --preset tiny --ckpt runs/finetune-msrvtt/best.pt  (make eval-msrvtt PRESET=tiny)",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""Export a checkpoint (a project .pt, a VindLU .pth, or an exported folder) as a plain folder:
+"""`t2v2t export`: export a checkpoint (a project .pt, a VindLU .pth, or an exported folder) as a plain folder:
 model.safetensors, config.json and the tokenizer files. Every command that takes CKPT= accepts
 the folder, and loading it unpickles nothing (docs/evaluation.md, "Export")."""
 
@@ -13,7 +13,7 @@ from t2v2t.errors import ArgumentParser, cli
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(
         description=__doc__,
-        epilog="example: python scripts/export.py vindlu_msrvtt.pth exports/msrvtt  "
+        epilog="example: t2v2t export vindlu_msrvtt.pth exports/msrvtt  "
         "(then make eval-msrvtt CKPT=exports/msrvtt)",
     )
     p.add_argument("ckpt", help="checkpoint file or exported folder")

@@ -1,10 +1,10 @@
-"""Print a shard folder's training stream, one sample per line, in the order the trainer gets it.
+"""`t2v2t inspect-stream`: print a shard folder's training stream, one sample per line, in the order the trainer gets it.
 
 Each line: ``key`` then the chosen frame indices (original video frame numbers), e.g.
 ``vid_0003 2 11 19 27``. Runs the real loader (same plan, same workers, same decode), so it is
 the tool to debug data order and to check determinism across workers, epochs and ranks::
 
-    python scripts/inspect_stream.py --shards shards/webvid/train_4f --epoch 1 --workers 2 \\
+    t2v2t inspect-stream --shards shards/webvid/train_4f --epoch 1 --workers 2 \\
         --world-size 2 --rank 1 --limit 20
 """
 
@@ -20,7 +20,7 @@ from t2v2t.errors import ArgumentParser, cli
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(
-        epilog="example: python scripts/inspect_stream.py --shards shards/webvid/train_4f --world-size 2 --limit 8",
+        epilog="example: t2v2t inspect-stream --shards shards/webvid/train_4f --world-size 2 --limit 8",
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )

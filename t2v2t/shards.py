@@ -1,4 +1,4 @@
-"""`make shards DATASET=...`: annotation files + videos -> shards/<dataset>/<split>_<N>f/.
+"""`t2v2t shards` (`make shards DATASET=...`): annotation files + videos -> shards/<dataset>/<split>_<N>f/.
 
 Builds every split of the paper's recipe, or the one asked. A data folder without the dataset's
 annotation files is one error naming the files looked for: nothing is generated or written
@@ -49,7 +49,7 @@ from t2v2t.storage import is_url
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(
-        epilog="example: python scripts/build_shards.py --dataset msrvtt --data runs/data/msrvtt --synthetic --out runs/shards  (make shards DATASET=msrvtt DATA=runs/data/msrvtt SYNTHETIC=1)",
+        epilog="example: t2v2t shards --dataset msrvtt --data runs/data/msrvtt --synthetic --out runs/shards  (make shards DATASET=msrvtt DATA=runs/data/msrvtt SYNTHETIC=1)",
         description=__doc__,
     )
     p.add_argument("--dataset", required=True, choices=sorted(RECIPES))
@@ -116,7 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _synthetic_hint(dataset: str) -> str:
     return (
-        f"`make shards DATASET={dataset} SYNTHETIC=1` (scripts/build_shards.py --dataset {dataset} "
+        f"`make shards DATASET={dataset} SYNTHETIC=1` (t2v2t shards --dataset {dataset} "
         f"--synthetic) makes a synthetic corpus under runs/synthetic/{dataset}"
     )
 

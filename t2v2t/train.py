@@ -1,10 +1,12 @@
-"""`make pretrain` / `make finetune-<dataset>`: train with a recipe from ``t2v2t/configs``.
+"""`t2v2t train` (`make pretrain` / `make finetune-<dataset>`): train with a recipe from
+``t2v2t/configs``.
 
-    scripts/train.py --task pretrain|finetune-<msrvtt|didemo|anet|folder|vindlu>
+    t2v2t train --task pretrain|finetune-<msrvtt|didemo|anet|folder|vindlu>
                      [--preset base|tiny] [--ckpt PATH] [--run DIR] [--resume] [--sources A,B]
                      [--resume-from RUN_DIR|CKPT] [key=value ...]
 
-Run with ``torchrun`` for several GPUs or nodes (use ``--run-dir``: torchrun rejects ``--run``).
+Run with ``torchrun ... -m t2v2t.train`` for several GPUs or nodes (use ``--run-dir``: torchrun
+rejects ``--run``).
 ``--resume`` continues ``<run>/last.pt`` exactly; ``RESUME=<run dir or .pt>`` in the environment
 (the Makefile's ``RESUME=`` is exported) or ``--resume-from`` names another run.
 A bad config is one ``error:`` line and exit status 2.
@@ -27,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(
         description="Pre-train or fine-tune T2V2T with the paper's recipe.",
         epilog="overrides: dotted key=value, e.g. optim.lr=3e-5 train.max_steps=100. "
-        "example: python scripts/train.py --task pretrain --preset tiny train.max_steps=100 "
+        "example: t2v2t train --task pretrain --preset tiny train.max_steps=100 "
         "(make pretrain PRESET=tiny ARGS='train.max_steps=100')",
     )
     parser.add_argument("--task", required=True, choices=TASKS)

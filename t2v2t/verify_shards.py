@@ -1,4 +1,4 @@
-"""`make verify-shards DIR=...`: check shard folders against their manifests; exit 1 on failure."""
+"""`t2v2t verify-shards` (`make verify-shards DIR=...`): check shard folders against their manifests; exit 1 on failure."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from t2v2t.errors import ArgumentParser, UsageError, cli
 
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(
-        epilog="example: python scripts/verify_shards.py shards/webvid/train_4f  (make verify-shards DIR=shards/webvid/train_4f)",
+        epilog="example: t2v2t verify-shards shards/webvid/train_4f  (make verify-shards DIR=shards/webvid/train_4f)",
         description=__doc__,
     )
     p.add_argument(

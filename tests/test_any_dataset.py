@@ -46,11 +46,11 @@ def test_finetune_and_eval_of_any_dataset_resolve_the_recipe_table(dataset: str)
     assert cfg.train.eval_every_epoch and cfg.loss.mlm == 0
     assert cfg.optim.lr == 1e-4  # the tiny fine-tuning layer (presets/tiny-finetune.yaml)
     assert load_config(f"finetune-{dataset}").optim.lr == 1e-5  # MSR-VTT's recipe
-    assert f"scripts/train.py --task finetune-{dataset} --preset tiny" in dry_make(
+    assert f"-m t2v2t.train --task finetune-{dataset} --preset tiny" in dry_make(
         "finetune", f"DATASET={dataset}", "PRESET=tiny"
     )
     line = dry_make("eval", f"DATASET={dataset}", "SHARDS=/data/shards")
-    assert f"scripts/evaluate.py --dataset {dataset}" in line and "--shards /data/shards" in line
+    assert f"-m t2v2t.eval --dataset {dataset}" in line and "--shards /data/shards" in line
     # The paper's recipes are untouched, and the ablation keeps the paper's three datasets.
     ms = load_config("finetune-msrvtt")
     assert list(ms.data.sources) == ["msrvtt"] and ms.eval.shards == "shards/msrvtt/test_12f"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import t2v2t.search as search_command
 from t2v2t.api import Retriever
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def test_search_over_real_videos_reuses_and_rebuilds_index(tmp_path, capsys):
 
 def test_search_help_ends_with_an_example(capsys):
     with pytest.raises(SystemExit):
-        _script("search").parse_args(["--help"])
+        search_command.parse_args(["--help"])
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("example: ")
 
 

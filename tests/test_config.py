@@ -217,11 +217,8 @@ def test_init_of_the_makefile_is_read_by_the_train_command(tmp_path: Path) -> No
 
 
 def test_resume_target_from_flag_env_and_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
+    import t2v2t.train as cli
 
-    spec = importlib.util.spec_from_file_location("train_cli", ROOT / "scripts" / "train.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     monkeypatch.delenv("RESUME", raising=False)
     args = cli.parse_args(["--task", "pretrain", "--resume", "optim.lr=1e-5"])
     assert args.overrides == ["optim.lr=1e-5"]  # --resume takes no value: overrides stay

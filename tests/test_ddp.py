@@ -91,7 +91,8 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
             "--nproc_per_node",
             "2",
             "--standalone",
-            str(ROOT / "scripts" / "train.py"),
+            "-m",  # torchrun's --module, as `make pretrain GPUS=2` runs it
+            "t2v2t.train",
             "--task",
             "pretrain",
             "--preset",

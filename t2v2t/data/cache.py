@@ -40,7 +40,7 @@ from t2v2t import storage
 from t2v2t.data.integrity import ShardError, corrupt_message, sha256_file
 from t2v2t.errors import UsageError
 
-__all__ = ["CACHE_ENV", "CACHE_GB_ENV", "CachedFile", "NodeCache", "node_cache"]
+__all__ = ["CACHE_ENV", "CACHE_GB_ENV", "CachedFile", "NodeCache", "node_cache", "user_cache_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,15 @@ _SEAL_NS = 0  # the mtime of a checked entry (see the module docstring)
 _ENTRY = re.compile(r"^[0-9a-f]{64}-")  # <sha256>-<shard name>
 
 
-def _default_root() -> Path:
+def user_cache_dir(name: str) -> Path:
+    """``$XDG_CACHE_HOME/t2v2t/<name>`` (else ``~/.cache/t2v2t/<name>``): the user's own cache,
+    so nothing is written beside data that may sit on a read-only or shared mount."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "t2v2t" / "shards"
+    return Path(base) / "t2v2t" / name
+
+
+def _default_root() -> Path:
+    return user_cache_dir("shards")
 
 
 def _lock_fd(path: Path, mode: int) -> int | None:
