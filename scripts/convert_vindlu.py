@@ -3,8 +3,8 @@ job scripts written against the checkout; same options, output and exit status."
 
 import sys
 
-from t2v2t.errors import cli
 from t2v2t.convert_vindlu import main
+from t2v2t.errors import cli
 
 if __name__ == "__main__":
     sys.exit(cli(main))

@@ -47,10 +47,8 @@ def usage() -> str:
     rows = [f"  {n:<{width}}  {doc}" for n, (_, doc) in COMMANDS.items()]
     return (
         "usage: t2v2t <command> [options]   (t2v2t <command> --help for its options)\n\n"
-        "commands (each also python -m t2v2t.<command with _ for ->):\n"
-        + "\n".join(rows)
-        + "\n\n"
-        + EXAMPLE
+        "commands (each also python -m t2v2t.<name with - as _>, e.g. python -m "
+        "t2v2t.verify_shards; torchrun -m t2v2t.train):\n" + "\n".join(rows) + "\n\n" + EXAMPLE
     )
 
 
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``t2v2t <command> ...``: the command's own ``main`` with the rest of the line."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(usage())
+        print(usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] == "--version":
         print(f"t2v2t {_version()}")

