@@ -113,6 +113,7 @@ def _called_name(func: object) -> str:
     """``ArgumentParser`` for ``ArgumentParser(...)`` and ``argparse.ArgumentParser(...)``."""
     return getattr(func, "attr", "") or getattr(func, "id", "")
 
+
 def _shim_target(tree) -> str | None:
     """The package command a ``scripts/`` shim runs (``from t2v2t.<cmd> import main``), or None."""
     import ast

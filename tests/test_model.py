@@ -312,7 +312,7 @@ def test_base_preset_loads_local_weight_files(tmp_path, monkeypatch, minilm_dir)
 
 
 def test_init_random_is_an_argument_not_the_environment(monkeypatch, minilm_dir):
-    # The Makefile's INIT is read by the commands (scripts/train.py), never by the library.
+    # The Makefile's INIT is read by the train command (t2v2t/train.py), never by the library.
     monkeypatch.setenv("INIT", "random")
     minilm = load_file(str(minilm_dir / "model.safetensors"))
     key = next(k for k in minilm if k.endswith("encoder.layer.0.attention.self.query.weight"))
