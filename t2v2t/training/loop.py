@@ -172,8 +172,11 @@ class Run:
         end = (state.epoch + 1) * self.steps_per_epoch
         max_steps = self.cfg.train.max_steps
         if self.ahead is None and nxt.epoch < self.cfg.optim.epochs and not 0 < max_steps <= end:
-            loader = self.loader(nxt)
-            self.ahead = (nxt.epoch, loader.start() if hasattr(loader, "start") else loader)
+            try:
+                loader = self.loader(nxt)
+                self.ahead = (nxt.epoch, loader.start() if hasattr(loader, "start") else loader)
+            except Exception:  # noqa: BLE001 - the epoch's own start raises it, after the checkpoint
+                self.ahead = None
 
     def take_ahead(self, state: TrainState) -> Any:
         """The started loader when it is ``state``'s (an epoch's start), else None."""
