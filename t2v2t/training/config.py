@@ -111,6 +111,7 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimiser steps; 0 = run every epoch
     ckpt_every_steps: int = 1000  # also saved at every epoch end
     log_every: int = 10  # progress-bar refresh; metrics.jsonl gets every step
+    log_samples: bool = False  # <run>/samples.jsonl: each rank's sample keys at every step
     # jsonl (metrics.jsonl, always written) plus any of tensorboard, wandb (WANDB_MODE honoured)
     loggers: list[str] = field(default_factory=lambda: ["jsonl"])
     wandb_project: str = "t2v2t"

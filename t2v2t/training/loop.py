@@ -42,6 +42,7 @@ from t2v2t.training.metrics_log import setup_logging
 from t2v2t.training.objective import Objective
 from t2v2t.training.optim import CosineSchedule, build_optimizer
 from t2v2t.training.preflight import check_files
+from t2v2t.training.samples_log import append_samples, keep_until
 
 LOSS_TERMS = ("loss", "vtc", "vtm", "mlm")
 # Steps before an epoch's end at which the next epoch's loader starts: more than its workers'
@@ -203,6 +204,14 @@ def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
         out = optimizer_step(run, batch)
         state.step += 1
         state.samples += int(batch["frames"].shape[0])
+        if cfg.train.log_samples:
+            append_samples(
+                run.run_dir,
+                step=state.step,
+                epoch=state.epoch,
+                rank=run.dev.rank,
+                keys=list(batch["keys"]),
+            )
         t_last = log_step(run, state, batch, out, lr, t_last, bar)
         if epoch_end - state.step == min(AHEAD_STEPS, spe - 1):
             run.start_ahead(state)
@@ -320,6 +329,8 @@ def open_run_dir(
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    if cfg.train.log_samples:
+        keep_until(run_dir, resume_step)
     return RunLoggers(
         run_dir,
         cfg.train.loggers,
