@@ -84,30 +84,43 @@ def _gather_padded(x: torch.Tensor) -> tuple[list[torch.Tensor], list[int]]:
     return [o[:c] for o, c in zip(out, counts, strict=True)], counts
 
 
+# How VTC's gathered features send their gradient back (README.md / docs/training.md,
+# "Training: the paper, VindLU's code and this project"): "local" is VindLU's rule, "global"
+# the gradient of the loss over the global batch.
+VTC_GATHERS = ("local", "global")
+
+
 class _GatherWithGrad(torch.autograd.Function):
-    """Forward: concatenate every rank's tensor. Backward: sum the gradients of all ranks and
-    keep this rank's slice, so the loss every rank computes over the global batch trains the
-    local features (with DDP's gradient averaging this gives the global loss's gradient)."""
+    """Forward: concatenate every rank's tensor. Backward, ``global``: sum the gradients of all
+    ranks and keep this rank's slice, so the loss every rank computes over the global batch
+    trains the local features (with DDP's gradient averaging: the global loss's gradient).
+    ``local`` (VindLU's AllGather): this rank's slice of its own gradient, not summed, so after
+    DDP's averaging the features get 1/world_size of the global loss's gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, mode: str) -> torch.Tensor:  # type: ignore[override]
         parts, counts = _gather_padded(x)
         rank = dist.get_rank()
         ctx.start, ctx.stop = sum(counts[:rank]), sum(counts[: rank + 1])
+        ctx.mode = mode
         return torch.cat(parts, dim=0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         grad = grad.contiguous()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.start : ctx.stop]
+        if ctx.mode == "global":
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.start : ctx.stop], None
 
 
-def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate `x` from all ranks along dim 0, differentiable; identity on one process."""
+def all_gather_with_grad(x: torch.Tensor, mode: str = "global") -> torch.Tensor:
+    """Concatenate `x` from all ranks along dim 0, differentiable; identity on one process.
+    ``mode``: how the gradient comes back (:data:`VTC_GATHERS`)."""
+    if mode not in VTC_GATHERS:
+        raise ValueError(f"gather mode {mode!r} is not one of {', '.join(VTC_GATHERS)}")
     if not _active() or dist.get_world_size() == 1:
         return x
-    return _GatherWithGrad.apply(x)
+    return _GatherWithGrad.apply(x, mode)
 
 
 def all_gather_tensor(x: torch.Tensor) -> torch.Tensor:

@@ -221,3 +221,61 @@ def test_vtc_gathered_across_two_ranks_with_gradients(tmp_path):
         # global loss's gradient; DDP's averaging over the 2 ranks brings it back to 1x.
         torch.testing.assert_close(gt / 2, t.grad[lo:hi])
         torch.testing.assert_close(gv / 2, v.grad[lo:hi])
+
+
+# ---- VTC's gradient across ranks: VindLU's rule (local) and the summed rule (global) --------
+class _Encoders(torch.nn.Module):
+    """Two linear 'encoders' (text, video) feeding VTC, wrapped in DDP by the workers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(7)
+        self.text = torch.nn.Parameter(torch.randn(4, 3, generator=g, dtype=torch.float64))
+        self.video = torch.nn.Parameter(torch.randn(4, 3, generator=g, dtype=torch.float64))
+
+    def forward(self, t, v, ids, gather, gather_grad):  # noqa: ANN001
+        tf, vf = F.normalize(t @ self.text, dim=-1), F.normalize(v @ self.video, dim=-1)
+        return vtc_loss(tf, vf, ids, 0.1, gather=gather, gather_grad=gather_grad)
+
+
+def _ddp_worker(rank: int, world: int, folder: str) -> None:
+    tdist.init_process_group("gloo", init_method=f"file://{folder}/pg", rank=rank, world_size=world)
+    try:
+        t, v, ids, _ = _global_batch()
+        lo, hi = sum(SIZES[:rank]), sum(SIZES[: rank + 1])
+        out = {}
+        for mode in dist.VTC_GATHERS:
+            model = torch.nn.parallel.DistributedDataParallel(_Encoders())
+            model(t[lo:hi], v[lo:hi], ids[lo:hi], True, mode).backward()
+            inner = model.module
+            out[mode] = (inner.text.grad.clone(), inner.video.grad.clone())
+        torch.save(out, f"{folder}/ddp{rank}.pt")
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_vtc_gather_local_is_vindlus_rule_global_the_summed_one(tmp_path):
+    """After DDP's averaging over W ranks, an encoder parameter's gradient is:
+    global: d(global-batch loss)/d(param);  local (VindLU's AllGather, whose backward returns
+    rank r's rows of d(loss)/d(gathered features) unsummed): (1/W) sum_r J_r^T slice_r(dL/dF)
+    = d(global-batch loss)/d(param) / W. The two differ by the factor W = 2."""
+    world = 2
+    mp.spawn(_ddp_worker, args=(world, str(tmp_path)), nprocs=world, join=True)
+    t, v, ids, _ = _global_batch()
+    ref = _Encoders()
+    ref(t, v, ids, False, "global").backward()
+    full = (ref.text.grad, ref.video.grad)
+    for rank in range(world):
+        got = torch.load(tmp_path / f"ddp{rank}.pt", weights_only=True)
+        for g_global, g_local, g_ref in zip(got["global"], got["local"], full, strict=True):
+            torch.testing.assert_close(g_global, g_ref)
+            torch.testing.assert_close(g_local, g_ref / world)
+            torch.testing.assert_close(g_global, world * g_local)
+            assert not torch.allclose(g_global, g_local)
+
+
+def test_vtc_gather_mode_is_checked():
+    x = torch.randn(2, 3)
+    assert dist.all_gather_with_grad(x, "local") is x
+    with pytest.raises(ValueError, match="local, global"):
+        dist.all_gather_with_grad(x, "sum")

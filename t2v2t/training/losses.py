@@ -53,6 +53,7 @@ def vtc_loss(
     temp: torch.Tensor | float,
     gather: bool = True,
     negative_videos: torch.Tensor | None = None,
+    gather_grad: str = "global",
 ) -> torch.Tensor:
     """Symmetric InfoNCE over the global batch (VindLU's vtc_loss).
 
@@ -60,14 +61,16 @@ def vtc_loss(
     the dot product is the mean of per-frame cosines) belong to the same samples; video_ids [B].
     Targets spread evenly over every column with the same video id (soft labels).
     ``negative_videos`` [R, E] are extra text->video columns that match no text (time-reversed
-    videos); they take no part in the video->text direction.
+    videos); they take no part in the video->text direction. ``gather_grad``: how the gathered
+    features' gradient returns to this rank (``local``: VindLU's, ``global``: summed over ranks;
+    :data:`t2v2t.dist.VTC_GATHERS`).
     """
     if gather:
-        text_feat = dist.all_gather_with_grad(text_feat)
-        video_feat = dist.all_gather_with_grad(video_feat)
+        text_feat = dist.all_gather_with_grad(text_feat, gather_grad)
+        video_feat = dist.all_gather_with_grad(video_feat, gather_grad)
         video_ids = dist.all_gather_tensor(video_ids)
         if negative_videos is not None:
-            negative_videos = dist.all_gather_with_grad(negative_videos)
+            negative_videos = dist.all_gather_with_grad(negative_videos, gather_grad)
     # Similarities and softmax in fp32 even under bf16 autocast (temperature as low as 0.001).
     with torch.autocast(text_feat.device.type, enabled=False):
         dt = torch.promote_types(text_feat.dtype, torch.float32)

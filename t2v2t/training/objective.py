@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from t2v2t.dist import VTC_GATHERS
 from t2v2t.training.losses import (
     LossWeights,
     mask_tokens,
@@ -30,28 +31,40 @@ from t2v2t.training.losses import (
 class Objective(nn.Module):
     """VTC + VTM (hard negatives) + MLM of one batch, weighted; ``reverse``: the share of each
     batch's videos also encoded with their frames in reverse order, as negatives of their own
-    captions in VTC (text->video) and VTM (0 = off, as in VindLU)."""
+    captions in VTC (text->video) and VTM (0 = off, as in VindLU); ``vtc_gather``: how VTC's
+    features gathered across ranks send their gradient back (``local``, VindLU's, or
+    ``global``; docs/training.md)."""
 
     def __init__(
-        self, model: nn.Module, weights: LossWeights | None = None, reverse: float = 0.0
+        self,
+        model: nn.Module,
+        weights: LossWeights | None = None,
+        reverse: float = 0.0,
+        vtc_gather: str = "local",
     ) -> None:
         super().__init__()
         if not 0 <= reverse <= 1:
             raise ValueError(f"reverse: a share of the batch in [0, 1], got {reverse}")
+        if vtc_gather not in VTC_GATHERS:
+            raise ValueError(f"vtc_gather: {vtc_gather!r} is not one of {', '.join(VTC_GATHERS)}")
         self.model = model
         self.weights = weights or LossWeights()
         self.reverse = float(reverse)
+        self.vtc_gather = vtc_gather
 
     @classmethod
     def from_config(cls, model: nn.Module, loss: Any = None) -> Objective:
-        """From the config's ``loss`` section (weights ``vtc``/``vtm``/``mlm`` and the ``reverse``
-        share), a mapping with those keys, or None (every loss at 1, no reversal)."""
+        """From the config's ``loss`` section (weights ``vtc``/``vtm``/``mlm``, the ``reverse``
+        share, ``vtc_gather``), a mapping with those keys, or None (every loss at 1, no
+        reversal, VindLU's gather)."""
         if isinstance(loss, Mapping):
             loss = dict(loss)
             reverse = loss.pop("reverse", 0.0)
+            gather = loss.pop("vtc_gather", "local")
         else:
             reverse = getattr(loss, "reverse", 0.0)
-        return cls(model, LossWeights.from_any(loss), float(reverse))
+            gather = getattr(loss, "vtc_gather", "local")
+        return cls(model, LossWeights.from_any(loss), float(reverse), gather)
 
     def reversed_count(self, batch: int, num_frames: int) -> int:
         """How many of a batch's videos get a time-reversed negative (none for still images,
@@ -87,7 +100,12 @@ class Objective(nn.Module):
         if w.vtc:
             reversed_mean = video_mean[b:] if n_rev else None
             parts["vtc"] = vtc_loss(
-                text_feat, video_mean[:b], video_ids, temp, negative_videos=reversed_mean
+                text_feat,
+                video_mean[:b],
+                video_ids,
+                temp,
+                negative_videos=reversed_mean,
+                gather_grad=self.vtc_gather,
             )
         if w.vtm:
             parts["vtm"] = self.vtm(
