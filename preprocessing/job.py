@@ -131,7 +131,8 @@ def _reusable(out_dir: Path | str, task: ShardTask, digest: str) -> dict[str, An
     except (OSError, json.JSONDecodeError):
         return None
     path = Path(task.path)
-    if done.get("fingerprint") != digest or not path.is_file():
+    # A shard recorded before caption counts were kept is rebuilt (per-caption epochs need them).
+    if done.get("fingerprint") != digest or not path.is_file() or "captions" not in done["info"]:
         return None
     if path.stat().st_size != done["info"]["bytes"] or sha256_file(path) != done["info"]["sha256"]:
         return None

@@ -141,8 +141,8 @@ def _object_sha256(url: str) -> str:
 def reusable(url: str, name: str, digest: str, index: int) -> dict[str, Any] | None:
     """A published shard's recorded result if its inputs and its object are unchanged."""
     done = _read_marker(url, name)
-    if done is None or done.get("fingerprint") != digest:
-        return None
+    if done is None or done.get("fingerprint") != digest or "captions" not in done["info"]:
+        return None  # changed inputs, or recorded before caption counts were kept
     fs, path = url_fs(str(join(url, name)))
     try:
         meta = retry.call(path, "info", fs.info, path)

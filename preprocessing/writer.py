@@ -8,7 +8,7 @@ any worker produces the same bytes. A record that cannot be used becomes a failu
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from preprocessing.remote import local_copy
 from preprocessing.spec import ShardSpec
 from t2v2t.data.frames import frame_indices
 from t2v2t.data.schema import SampleMeta, encode_sample
-from t2v2t.data.shards import write_shard
+from t2v2t.data.shards import info_dict, write_shard
 from t2v2t.errors import on_path
 
 
@@ -110,7 +110,7 @@ def run_shard_task(task: ShardTask) -> dict[str, Any]:
         info = write_shard(Path(task.path), samples())
     return {
         "index": task.index,
-        "info": asdict(info),
+        "info": info_dict(info),
         "failures": failures,
         "fps_warnings": len(warned),
     }

@@ -23,6 +23,23 @@ def choose_caption(captions: list[str], seed: int, epoch: int, key: str) -> str:
     return captions[int(rng_for(seed, epoch, key, "caption").integers(len(captions)))]
 
 
+CAPTIONS_PER_EPOCH = ("all", "one")  # data.captions_per_epoch (docs/training.md)
+
+
+def caption_in_pass(captions: list[str], seed: int, epoch: int, key: str, j: int) -> str:
+    """A per-caption epoch's caption of this video in pass ``j``: the ``j``-th of its captions
+    in an order shuffled by ``(seed, epoch, key)``, so the passes of one epoch visit each of its
+    captions once (:func:`t2v2t.data.plan.train_plan` with caption counts)."""
+    if not 0 <= j < len(captions):
+        raise ValueError(
+            f"sample {key} has {len(captions)} captions but is planned for caption {j + 1} "
+            "(the manifest's caption counts disagree with the shard: rebuild it)"
+        )
+    if len(captions) == 1:
+        return captions[0]
+    return captions[int(rng_for(seed, epoch, key, "captions").permutation(len(captions))[j])]
+
+
 def video_id(key: str) -> int:
     """A stable 63-bit integer per video key: VTC treats equal ids as positives."""
     return stable_int(key) & _ID_MASK

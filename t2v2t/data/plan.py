@@ -16,7 +16,7 @@ the shards are) -> sample shuffle through a simulated seeded buffer (the WebData
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,9 @@ class RankPlan:
     (indices into the caller's shard list). ``order``: stream positions (into the concatenation of
     those shards) in the order the rank yields them, padded to the same length on every rank
     (the last batch may be short). ``num_real``: how many entries of ``order`` come before padding.
+    ``passes``: the caption pass of each streamed shard (a per-caption epoch streams a shard once
+    per pass; a video's caption in pass ``j`` is the ``j``-th of its shuffled captions); empty:
+    all pass 0.
     """
 
     shards: list[int]
@@ -38,6 +41,7 @@ class RankPlan:
     order: np.ndarray
     num_real: int
     batch_size: int
+    passes: list[int] = field(default_factory=list)
 
     @property
     def num_batches(self) -> int:
@@ -55,6 +59,10 @@ class RankPlan:
         starts = self.shard_starts()
         i = int(np.searchsorted(starts, position, side="right") - 1)
         return i, int(position - starts[i])
+
+    def pass_of(self, position: int) -> int:
+        """The caption pass a stream position belongs to (0 outside a per-caption epoch)."""
+        return self.passes[self.locate(position)[0]] if self.passes else 0
 
 
 def buffer_shuffle(n: int, buffer: int, rng: np.random.Generator) -> np.ndarray:
@@ -108,6 +116,43 @@ def rank_range(total: int, rank: int, world_size: int) -> tuple[int, int]:
     return total * rank // world_size, total * (rank + 1) // world_size
 
 
+def _segments(
+    counts: list[int], captions: list[np.ndarray | None] | None, seed: int, epoch: int, tag: str
+) -> list[tuple[int, int, int]]:
+    """The epoch's item sequence as ``(pass, shard, items)`` runs, in global order.
+
+    ``captions[s]``: shard ``s``'s per-sample caption counts (None: one caption each); None for
+    all: one pass over the samples (one caption per video). A per-caption epoch makes one pass
+    per caption rank: pass ``j`` holds, in shard order shuffled by ``(seed, epoch, j)``, the
+    samples with more than ``j`` captions, so every (video, caption) is one item.
+    """
+    live = [i for i, c in enumerate(counts) if c > 0]
+    if not live:
+        raise ValueError("no samples: every shard is empty or was skipped")
+    per_shard = captions or [None] * len(counts)
+    passes = max((int(c.max()) for c in per_shard if c is not None and len(c)), default=1)
+    runs = []
+    for j in range(passes):
+        # Pass 0 keeps the shard order of a one-caption epoch (the same plan where every
+        # video has one caption).
+        rng = rng_for(seed, epoch, "shards", tag, *([j] if j else []))
+        for s in (live[i] for i in rng.permutation(len(live))):
+            c = per_shard[s]
+            n = (counts[s] if j == 0 else 0) if c is None else int((c > j).sum())
+            if n:
+                runs.append((j, s, n))
+    return runs
+
+
+def _items(
+    run: tuple[int, int, int], counts: list[int], captions: list[np.ndarray | None] | None
+) -> np.ndarray:
+    """The sample indices (inside the shard) of one run's items, in shard order."""
+    j, s, _ = run
+    c = captions[s] if captions else None
+    return np.arange(counts[s], dtype=np.int64) if c is None else np.flatnonzero(c > j)
+
+
 def train_plan(
     counts: list[int],
     *,
@@ -118,13 +163,15 @@ def train_plan(
     batch_size: int,
     shuffle_buffer: int,
     tag: str,
+    captions: list[np.ndarray | None] | None = None,
 ) -> RankPlan:
     """Rank ``rank``'s training plan for one source.
 
-    The shards, shuffled by ``(seed, epoch)``, are laid end to end; rank ``r`` takes the
+    The epoch's items (samples, or with ``captions`` every (video, caption): :func:`_segments`)
+    are laid end to end in shard order shuffled by ``(seed, epoch)``; rank ``r`` takes the
     contiguous range :func:`rank_range` of that global order, cutting through a shard where the
-    range does (the rank opens that shard and skips to its first sample). Every rank yields
-    ``ceil(total / world_size)`` samples, so the ranks one short repeat their last sample: at most
+    range does (the rank opens that shard and skips to its first item). Every rank yields
+    ``ceil(total / world_size)`` items, so the ranks one short repeat their last item: at most
     ``world_size - 1`` repeats per epoch for any shard count, as ``DistributedSampler`` allows.
     The last batch may be short. Only this rank's order is shuffled; the others' ranges are
     known from the counts.
@@ -133,27 +180,30 @@ def train_plan(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world_size {world_size}")
-    live = [i for i, c in enumerate(counts) if c > 0]
-    if not live:
-        raise ValueError("no samples: every shard is empty or was skipped")
-    shard_order = [live[i] for i in rng_for(seed, epoch, "shards", tag).permutation(len(live))]
-    starts = np.concatenate([[0], np.cumsum([counts[s] for s in shard_order])]).astype(np.int64)
+    runs = _segments(counts, captions, seed, epoch, tag)
+    starts = np.concatenate([[0], np.cumsum([n for _, _, n in runs])]).astype(np.int64)
     total = int(starts[-1])
     if total < world_size:
         raise ValueError(f"{world_size} ranks but only {total} samples: some rank gets none")
     lo, hi = rank_range(total, rank, world_size)
     first = int(np.searchsorted(starts, lo, side="right") - 1)
     last = int(np.searchsorted(starts, hi - 1, side="right") - 1)
-    shards = shard_order[first : last + 1]
-    positions = np.arange(lo - starts[first], hi - starts[first], dtype=np.int64)
+    mine = runs[first : last + 1]
+    parts, offset = [], 0
+    for k, run in enumerate(mine, start=first):
+        a, b = max(lo, starts[k]) - starts[k], min(hi, starts[k + 1]) - starts[k]
+        parts.append(offset + _items(run, counts, captions)[a:b])
+        offset += counts[run[1]]
+    positions = np.concatenate(parts)
     rng = rng_for(seed, epoch, "samples", tag, rank)
     order = positions[buffer_shuffle(len(positions), shuffle_buffer, rng)]
     return RankPlan(
-        shards=list(shards),
-        counts=[counts[s] for s in shards],
+        shards=[s for _, s, _ in mine],
+        counts=[counts[s] for _, s, _ in mine],
         order=pad_order(order, -(-total // world_size)),
         num_real=len(order),
         batch_size=batch_size,
+        passes=[j for j, _, _ in mine] if captions else [],
     )
 
 

@@ -22,7 +22,7 @@ from t2v2t import storage
 from t2v2t.atomic import atomic_write_bytes, fsync_dir
 from t2v2t.data.cache import node_cache
 from t2v2t.data.integrity import HashingReader, ShardError, sha256_file
-from t2v2t.data.schema import FORMAT
+from t2v2t.data.schema import FORMAT, META_EXT
 from t2v2t.data.tarstream import group_members, iter_shard_samples
 
 MANIFEST = "manifest.json"
@@ -44,10 +44,16 @@ def shard_name(dataset: str, split: str, index: int) -> str:
 
 @dataclass(frozen=True)
 class ShardInfo:
+    """A manifest's entry for one shard. ``captions``: the shard's (video, caption) pairs (None:
+    written before they were counted); ``caption_counts``: each sample's caption count, only
+    where some sample has more than one (per-caption epochs plan from them, docs/training.md)."""
+
     name: str
     samples: int
     bytes: int
     sha256: str
+    captions: int | None = None
+    caption_counts: list[int] | None = None
 
 
 def _tar_info(name: str, size: int) -> tarfile.TarInfo:
@@ -65,7 +71,7 @@ def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) ->
     """Write samples (each a list of tar members) as one zstd-compressed tar, atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    count = 0
+    caption_counts: list[int] = []
     try:
         with open(tmp, "wb") as raw:
             # The frame checksum lets zstd itself reject damaged bytes (docs/reliability.md,
@@ -76,7 +82,7 @@ def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) ->
                     for members in samples:
                         for name, data in members:
                             tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
-                        count += 1
+                        caption_counts.append(_caption_count(members))
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, path)
@@ -84,7 +90,21 @@ def write_shard(path: str | Path, samples: Iterable[list[tuple[str, bytes]]]) ->
     finally:
         if tmp.exists():
             tmp.unlink()
-    return ShardInfo(path.name, count, path.stat().st_size, sha256_file(path))
+    count, total = len(caption_counts), sum(caption_counts)
+    per_sample = caption_counts if total != count else None  # all ones: nothing to record
+    return ShardInfo(path.name, count, path.stat().st_size, sha256_file(path), total, per_sample)
+
+
+def _caption_count(members: list[tuple[str, bytes]]) -> int:
+    """How many captions a sample's metadata member lists (1 when it lists none)."""
+    for name, data in members:
+        if name.endswith(f".{META_EXT}"):
+            try:
+                captions = json.loads(data).get("captions")
+            except (ValueError, AttributeError):
+                return 1
+            return max(1, len(captions)) if isinstance(captions, list) else 1
+    return 1
 
 
 def open_shard(
@@ -222,7 +242,11 @@ def check_shard_file(
 
 
 def info_dict(info: ShardInfo) -> dict[str, Any]:
-    return asdict(info)
+    """The manifest entry of a shard (``caption_counts`` only when recorded)."""
+    d = asdict(info)
+    if d["caption_counts"] is None:
+        del d["caption_counts"]
+    return d
 
 
 def warn_if_synthetic(dirs: Iterable[str | Path], what: str) -> bool:
