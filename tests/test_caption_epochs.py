@@ -36,7 +36,9 @@ def _items(plan, start=0, stop=None):  # noqa: ANN001
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_every_video_caption_pair_once_per_epoch(world):
     caps = _caption_counts()
-    expected = Counter((s, k, j) for s, c in enumerate(caps) for k in range(len(c)) for j in range(c[k]))
+    expected = Counter(
+        (s, k, j) for s, c in enumerate(caps) for k in range(len(c)) for j in range(c[k])
+    )
     total = sum(expected.values())
     batch = 4
     plans = train_plans(
@@ -106,3 +108,98 @@ def test_shards_record_caption_counts(tmp_path):
     assert (ones.captions, ones.caption_counts) == (2, None)
     assert "caption_counts" not in info_dict(ones)  # absent = one caption each
     assert ShardInfo(**info_dict(many)) == many  # round trip through the manifest
+
+
+# ---- through the loader: a synthetic MSR-VTT train split with several captions per video ------
+def _msrvtt_shards(root):  # noqa: ANN001, ANN202
+    """14 videos with 1..5 captions each, 4 per shard, written with the real shard writer."""
+    from train_shards import COLOURS, _jpeg
+
+    from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+    from t2v2t.data.shards import info_dict, shard_name, write_manifest, write_shard
+
+    out = root / "msrvtt" / "train_2f"
+    out.mkdir(parents=True)
+    colours = list(COLOURS)
+    samples = []
+    for i in range(14):
+        meta = SampleMeta(
+            key=f"video{i}", dataset="msrvtt", split="train", source=f"videos/video{i}.mp4",
+            captions=[f"video {i} caption {c}" for c in range(1 + i % 5)], fps=25.0, vlen=16,
+            duration=0.64, frame_indices=[[4], [12]],
+            sampling={"mode": "rand", "num_frames": 2, "candidates": 1, "seed": 0}, size=[16, 16],
+        )  # fmt: skip
+        rgb = COLOURS[colours[i % 8]]
+        samples.append(encode_sample(meta, [_jpeg(rgb, rgb, 16, t) for t in range(2)]))
+    infos = [
+        write_shard(out / shard_name("msrvtt", "train", s // 4), samples[s : s + 4])
+        for s in range(0, 14, 4)
+    ]
+    write_manifest(out, {
+        "format": FORMAT, "dataset": "msrvtt", "split": "train", "num_frames": 2, "mode": "rand",
+        "candidates": 1, "seed": 0, "short_side": 16, "jpeg_quality": 90, "num_samples": 14,
+        "num_failed": 0, "shards": [info_dict(i) for i in infos], "created_with": {},
+    })  # fmt: skip
+    pairs = Counter(
+        (f"video{i}", f"video {i} caption {c}") for i in range(14) for c in range(1 + i % 5)
+    )
+    return out, pairs
+
+
+def _pairs(folder, *, rank=0, world=1, workers=0, skip=0, epoch=0, mode="all"):  # noqa: ANN001, ANN202
+    from t2v2t.data.loader import TrainSource, make_train_loader
+
+    loader = make_train_loader(
+        [TrainSource(folder, 4, 2)], None, seed=11, epoch=epoch, rank=rank, world_size=world,
+        num_workers=workers, image_size=16, skip_samples=skip, captions_per_epoch=mode,
+    )  # fmt: skip
+    batches = [list(zip(b["keys"], b["texts"], strict=True)) for b in loader]
+    return loader, batches
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_epoch_visits_every_video_caption_once(tmp_path, workers):
+    folder, pairs = _msrvtt_shards(tmp_path)
+    total = sum(pairs.values())  # 40 (video, caption) pairs
+    for world in (1, 2):
+        seen: Counter = Counter()
+        for rank in range(world):
+            loader, batches = _pairs(folder, rank=rank, world=world, workers=workers)
+            assert len(loader) == math.ceil(total / (world * 4))  # steps per epoch
+            seen.update(p for b in batches for p in b)
+        assert set(seen) == set(pairs)
+        assert sum(seen.values()) - total <= world - 1
+    # The same plan for any worker count
+    assert _pairs(folder, world=2, rank=1, workers=workers)[1] == _pairs(folder, world=2, rank=1)[1]
+
+
+def test_loader_resumes_mid_epoch_exactly(tmp_path):
+    folder, _ = _msrvtt_shards(tmp_path)
+    _, full = _pairs(folder, world=2, rank=0)
+    k = 3
+    _, rest = _pairs(folder, world=2, rank=0, skip=sum(len(b) for b in full[:k]))
+    assert rest == full[k:]
+
+
+def test_one_caption_per_epoch_keeps_todays_epoch(tmp_path):
+    folder, _ = _msrvtt_shards(tmp_path)
+    loader, batches = _pairs(folder, mode="one")
+    keys = [k for b in batches for k, _ in b]
+    assert sorted(keys) == sorted(f"video{i}" for i in range(14)) and len(loader) == 4
+    with pytest.raises(ValueError, match="captions_per_epoch"):
+        _pairs(folder, mode="every")
+
+
+def test_old_manifest_without_caption_counts_is_one_error(tmp_path):
+    import json
+
+    from t2v2t.data.shards import ShardError
+
+    folder, _ = _msrvtt_shards(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for s in manifest["shards"]:
+        s.pop("captions"), s.pop("caption_counts", None)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="captions_per_epoch: one"):
+        _pairs(folder)
+    assert len(_pairs(folder, mode="one")[0]) == 4

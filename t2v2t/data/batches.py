@@ -32,7 +32,7 @@ from t2v2t.data.augment import (
     full_frame,
     train_crop,
 )
-from t2v2t.data.captions import choose_caption, tokenize, video_id
+from t2v2t.data.captions import caption_in_pass, choose_caption, tokenize, video_id
 from t2v2t.data.frames import choose_candidates, subsample_segments
 from t2v2t.data.gpu_decode import decode_on_device, pack_jpegs
 from t2v2t.data.integrity import ShardError, corrupt_message
@@ -158,7 +158,10 @@ class PlannedBatches(IterableDataset):
                 raise self._error(src, positions[i], raw, err) from None
             todo.append((jpegs, crop))
             keys.append(meta.key)
-            if self.train:
+            if self.train and src.plan.passes:  # a per-caption epoch: this pass's caption
+                j = src.plan.pass_of(int(positions[i]))
+                texts.append(caption_in_pass(meta.captions, seed, epoch, meta.key, j))
+            elif self.train:
                 texts.append(choose_caption(meta.captions, seed, epoch, meta.key))
             else:  # evaluation reads every caption in the same pass as the frames
                 texts.append(list(meta.captions))

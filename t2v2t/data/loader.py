@@ -28,7 +28,8 @@ How an epoch is made (see :mod:`t2v2t.data.plan` for the pure part):
 Padding: each rank yields ``ceil(samples / world_size)`` samples per source (the last batch may
 be short); the ranks one sample short repeat their last one, so an epoch repeats at most
 ``world_size - 1`` samples per source, as ``DistributedSampler`` does. Before padding, every key
-appears exactly once across ranks. Mixed sources alternate batches in VindLU's MetaLoader way (a seeded permutation of the
+appears exactly once across ranks. With ``captions_per_epoch="all"`` the plan's items are
+(video, caption) pairs instead of videos (:func:`t2v2t.data.plan.train_plan`). Mixed sources alternate batches in VindLU's MetaLoader way (a seeded permutation of the
 sources' batches, identical on every rank).
 
 Resume: ``skip_samples`` counts the samples *this rank* has already consumed in the epoch (the sum
@@ -47,14 +48,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from t2v2t import storage
 from t2v2t.data.augment import TRAIN_SCALE
 from t2v2t.data.batches import BatchSource, PlannedBatches, PlannedLoader
-from t2v2t.data.captions import SENTENCE_LEN
+from t2v2t.data.captions import CAPTIONS_PER_EPOCH, SENTENCE_LEN
 from t2v2t.data.plan import interleave, train_plan
 from t2v2t.data.shard_checks import SHARD_CHECKS
-from t2v2t.data.shards import read_manifest, shard_infos
+from t2v2t.data.shards import MANIFEST, ShardError, ShardInfo, read_manifest, shard_infos
 from t2v2t.seeding import rng_for
+from t2v2t.storage import Location
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "TrainSource", "make_train_loader"]
 
@@ -110,8 +114,13 @@ def make_train_loader(
     pin_memory: bool = False,
     verify_stream: bool = True,
     decode_device: str | None = None,
+    captions_per_epoch: str = "one",
 ) -> PlannedLoader:
     """The training batches of one epoch on one rank (see the module docstring).
+
+    ``captions_per_epoch``: ``one`` caption per video and epoch (drawn by ``(seed, epoch,
+    key)``), or ``all``: every (video, caption) once per epoch, as VindLU's training set (one
+    entry per caption; the video id stays shared, docs/training.md).
 
     ``tokenizer`` may be ``None`` (batches then carry ``texts`` but no ``input_ids``; used by
     ``scripts/inspect_stream.py``). ``skip_samples``: samples this rank already consumed.
@@ -126,10 +135,17 @@ def make_train_loader(
     before any batch exists: the same decision on every rank and for any worker count.
     """
     scale = _check_train_args(sources, crop_scale, rank, world_size)
+    if captions_per_epoch not in CAPTIONS_PER_EPOCH:
+        raise ValueError(
+            f"captions_per_epoch: {captions_per_epoch!r} is not one of "
+            f"{', '.join(CAPTIONS_PER_EPOCH)}"
+        )
     where = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size)
     verify = verify_hash or skip_bad_shards  # leaving a bad shard out needs its digest
     picked = [
-        _train_source(i, spec, where, shuffle_buffer, skip_bad_shards, verify)
+        _train_source(
+            i, spec, where, shuffle_buffer, (skip_bad_shards, verify), captions_per_epoch == "all"
+        )
         for i, spec in enumerate(sources)
     ]
     resolved = [src for src, _ in picked]
@@ -184,13 +200,15 @@ def _train_source(
     spec: TrainSource,
     where: dict[str, int],
     shuffle_buffer: int,
-    skip_bad: bool,
-    verify_hash: bool,
+    checks: tuple[bool, bool],
+    per_caption: bool,
 ) -> tuple[BatchSource, list[str]]:
     """One corpus's checked shards and this rank's plan over them; the skipped shards' messages.
 
-    ``where``: the epoch's ``seed``, ``epoch``, ``rank`` and ``world_size``.
+    ``where``: the epoch's ``seed``, ``epoch``, ``rank`` and ``world_size``; ``checks``:
+    ``(skip_bad, verify_hash)``; ``per_caption``: plan every (video, caption) once.
     """
+    skip_bad, verify_hash = checks
     directory = storage.location(spec.dir)
     manifest = read_manifest(directory)
     good, bad = SHARD_CHECKS.check(
@@ -202,8 +220,14 @@ def _train_source(
     )
     tag = f"{index}:{manifest.get('dataset')}/{manifest.get('split')}"
     counts = [s.samples for s in good]
+    captions = caption_counts(directory, good) if per_caption else None
     plan = train_plan(
-        counts, batch_size=spec.batch_size, shuffle_buffer=shuffle_buffer, tag=tag, **where
+        counts,
+        batch_size=spec.batch_size,
+        shuffle_buffer=shuffle_buffer,
+        tag=tag,
+        captions=captions,
+        **where,
     )
     source = BatchSource(
         directory=directory,
@@ -215,6 +239,21 @@ def _train_source(
         max_text_len=spec.max_text_len,
     )
     return source, bad
+
+
+def caption_counts(directory: Location, infos: Sequence[ShardInfo]) -> list[np.ndarray | None]:
+    """Each shard's per-sample caption counts from the manifest (None: one caption each)."""
+    out: list[np.ndarray | None] = []
+    for info in infos:
+        if info.captions is None:
+            raise ShardError(
+                f"{storage.join(directory, MANIFEST)}: shard {info.name} has no caption counts "
+                "(built before per-caption epochs): rebuild the folder with make shards, or set "
+                "data.captions_per_epoch: one"
+            )
+        counts = info.caption_counts
+        out.append(None if counts is None else np.asarray(counts, dtype=np.int64))
+    return out
 
 
 def _loader_seed(seed: int, epoch: int, rank: int, skip: int) -> int:
