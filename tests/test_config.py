@@ -92,6 +92,8 @@ def test_overrides_are_typed() -> None:
         ("noequals", "is not key=value"),
         ("loss.reverse=1.5", "loss.reverse: a share of the batch"),
         ("optim.temporal_lr_scale=0", "temporal_lr_scale must be > 0"),
+        ("loss.vtc_gather=sum", "loss.vtc_gather: 'sum' is not one of local, global"),
+        ("data.captions_per_epoch=some", "data.captions_per_epoch: 'some' is not one of all, one"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, message: str) -> None:

@@ -110,5 +110,8 @@ def tiny_overrides(shards: Path, *extra: str, source: str = "webvid") -> list[st
         "train.deterministic=true",
         "optim.lr=1e-3",
         "optim.warmup_epochs=0.25",
+        # One caption per video keeps these epochs short; per-caption epochs have their own
+        # tests (tests/test_caption_epochs.py).
+        "data.captions_per_epoch=one",
         *extra,
     ]

@@ -72,6 +72,9 @@ class DataConfig:
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area
     # e.g. cuda: decode JPEGs there in batches (docs/training.md, "Decoding JPEGs on the GPU")
     decode_device: str | None = None
+    # all: every (video, caption) once per epoch, as VindLU's training set; one: one caption per
+    # video and epoch (docs/training.md, "Training: the paper, VindLU's code and this project").
+    captions_per_epoch: str = "all"
 
 
 @dataclass
@@ -103,6 +106,9 @@ class LossConfig:
     # for captions that state an order or direction ("walks in" vs "walks out"); the synthetic
     # corpora's always do. Costs that share of extra video-encoder work.
     reverse: float = 0.0
+    # VTC's gradient across GPUs: local (VindLU's AllGather, each rank's slice unsummed) or
+    # global (the summed gradient of the global-batch loss; docs/training.md).
+    vtc_gather: str = "local"
 
 
 @dataclass
@@ -272,6 +278,8 @@ def check_values(cfg: Config) -> None:
         raise ConfigError("loss: weights must be >= 0 and at least one > 0")
     if not 0 <= cfg.loss.reverse <= 1:
         raise ConfigError(f"loss.reverse: a share of the batch in [0, 1], got {cfg.loss.reverse}")
+    _check_choice("loss.vtc_gather", cfg.loss.vtc_gather, ("local", "global"))
+    _check_choice("data.captions_per_epoch", cfg.data.captions_per_epoch, ("all", "one"))
     t = cfg.train
     if t.max_steps < 0 or t.ckpt_every_steps < 0 or t.log_every < 1:
         raise ConfigError("train: max_steps, ckpt_every_steps >= 0 and log_every >= 1")
@@ -290,3 +298,8 @@ def check_values(cfg: Config) -> None:
 def dump_yaml(cfg: Config) -> str:
     """The resolved config as YAML text (written to ``<run>/config.yaml``)."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")

@@ -487,6 +487,7 @@ def make_loader(
         hflip=cfg.data.hflip,
         pin_memory=torch.cuda.is_available(),
         decode_device=cfg.data.decode_device,
+        captions_per_epoch=cfg.data.captions_per_epoch,
     )
 
 
