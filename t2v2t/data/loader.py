@@ -134,12 +134,7 @@ def make_train_loader(
     front (once per process while its size and mtime stay), so a bad shard leaves this epoch's plan
     before any batch exists: the same decision on every rank and for any worker count.
     """
-    scale = _check_train_args(sources, crop_scale, rank, world_size)
-    if captions_per_epoch not in CAPTIONS_PER_EPOCH:
-        raise ValueError(
-            f"captions_per_epoch: {captions_per_epoch!r} is not one of "
-            f"{', '.join(CAPTIONS_PER_EPOCH)}"
-        )
+    scale = _check_train_args(sources, crop_scale, rank, world_size, captions_per_epoch)
     where = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size)
     verify = verify_hash or skip_bad_shards  # leaving a bad shard out needs its digest
     picked = [
@@ -180,11 +175,20 @@ def make_train_loader(
 
 
 def _check_train_args(
-    sources: Sequence[TrainSource], crop_scale: Sequence[float], rank: int, world_size: int
+    sources: Sequence[TrainSource],
+    crop_scale: Sequence[float],
+    rank: int,
+    world_size: int,
+    captions_per_epoch: str,
 ) -> tuple[float, float]:
     """Refuse arguments no plan can be made from; the crop scale as a ``(min, max)`` pair."""
     if not sources:
         raise ValueError("make_train_loader needs at least one TrainSource")
+    if captions_per_epoch not in CAPTIONS_PER_EPOCH:
+        raise ValueError(
+            f"captions_per_epoch: {captions_per_epoch!r} is not one of "
+            f"{', '.join(CAPTIONS_PER_EPOCH)}"
+        )
     scale = tuple(float(x) for x in crop_scale)
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
         raise ValueError(
