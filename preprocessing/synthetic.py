@@ -591,11 +591,10 @@ def _msrvtt(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:
         "sentences": sents,
     }
     (root / "MSRVTT_data.json").write_text(json.dumps(data) + "\n")
-    _write_csv(
-        root / "MSRVTT_train.9k.csv",
-        ["video_id"],
-        [[v["video_id"]] for v in vids if v["split"] == "train"],
-    )
+    for name in ("MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv"):  # both lists: the same videos
+        _write_csv(
+            root / name, ["video_id"], [[v["video_id"]] for v in vids if v["split"] == "train"]
+        )
     _write_csv(
         root / "MSRVTT_JSFUSION_test.csv", ["key", "vid_key", "video_id", "sentence"], test_rows
     )

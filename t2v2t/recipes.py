@@ -41,7 +41,7 @@ RECIPES: dict[str, DatasetRecipe] = {
     "cc3m": DatasetRecipe((SplitRecipe("train", 1, "middle"),), ("train", "val")),
     "msrvtt": DatasetRecipe(
         (_TRAIN_12, SplitRecipe("test", 12, "middle")),
-        ("train", "test", "validate"),
+        ("train", "train7k", "train9k", "test", "validate"),  # train = the 7k list (docs/data.md)
         eval_split="test",
     ),
     "didemo": DatasetRecipe(
@@ -93,6 +93,8 @@ def recipe(dataset: str, split: str | None = None, frames: int | None = None) ->
     splits = list(row.build)
     if split is not None:
         known = [s for s in splits if s.split == split]
+        if not known and split.startswith("train"):  # another training list (MSR-VTT train9k)
+            known = [replace(s, split=split) for s in splits if s.split == "train"]
         splits = known or [SplitRecipe(split, splits[-1].num_frames, "middle")]
     if frames is not None:
         splits = [replace(s, num_frames=frames) for s in splits]

@@ -271,3 +271,26 @@ def test_make_shards_reads_the_10m_csv_or_annotations(tmp_path: Path) -> None:
     proc = _make_shards("DATASET=webvid", f"DATA={data}", "SPLIT=val", f"OUT={tmp_path / 'v'}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert read_manifest(tmp_path / "v/webvid/val_4f")["num_samples"] == 1
+
+
+def test_msrvtt_train_lists_7k_default_9k_on_request(tmp_path: Path) -> None:
+    """``train`` is the 7k list (VindLU's configs/ret_msrvtt.py), ``train9k`` the 9k list; a
+    missing list file is one error naming it, never a silent fall-back to another split."""
+    vids = [{"video_id": f"video{i}", "split": "train" if i < 5 else "validate"} for i in range(8)]
+    sents = [{"video_id": f"video{i}", "caption": f"c{i} {j}"} for i in range(8) for j in range(3)]
+    (tmp_path / "MSRVTT_data.json").write_text(json.dumps({"videos": vids, "sentences": sents}))
+    with pytest.raises(
+        AnnotationError, match=r"MSRVTT_train\.7k\.csv: no such file.*SPLIT=train9k"
+    ):
+        load_records("msrvtt", tmp_path, "train")
+    (tmp_path / "MSRVTT_train.7k.csv").write_text(
+        "video_id\n" + "".join(f"video{i}\n" for i in range(6))
+    )
+    (tmp_path / "MSRVTT_train.9k.csv").write_text(
+        "video_id\n" + "".join(f"video{i}\n" for i in range(8))
+    )
+    seven = load_records("msrvtt", tmp_path, "train")
+    assert [r.key for r in seven] == [f"video{i}" for i in range(6)]
+    assert [r.key for r in load_records("msrvtt", tmp_path, "train7k")] == [r.key for r in seven]
+    nine = load_records("msrvtt", tmp_path, "train9k")
+    assert len(nine) == 8 and all(len(r.captions) == 3 for r in nine)

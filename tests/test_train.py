@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from train_shards import make_train_shards, tiny_overrides
 
 from t2v2t.models import build_model, load_weights
@@ -30,6 +32,7 @@ from t2v2t.training.optim import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def test_cosine_schedule_with_fractional_warmup() -> None:
@@ -198,8 +201,11 @@ def test_plot_run(tiny_run: Path) -> None:
     assert json.loads((tiny_run / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
 
 
-def test_finetune_evaluates_each_epoch_and_keeps_best(tiny_run: Path, tmp_path: Path) -> None:
-    """Fine-tuning from the pre-training checkpoint: eval JSON per epoch, best.pt by T2V Avg."""
+def test_finetune_msrvtt_hands_on_the_last_epoch_test_only_monitored(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """MSR-VTT (VindLU: stop_key None): best.pt is the last epoch whatever the test split says;
+    the per-epoch test evaluation is labelled monitoring and chooses nothing."""
     train_dir = make_train_shards(
         tmp_path / "shards", dataset="msrvtt", num_samples=16, per_shard=8
     )
@@ -218,17 +224,77 @@ def test_finetune_evaluates_each_epoch_and_keeps_best(tiny_run: Path, tmp_path: 
         source="msrvtt",
     )
     cfg = load_config("finetune-msrvtt", "tiny", overrides)
-    assert cfg.loss.mlm == 0 and cfg.train.eval_every_epoch
+    assert cfg.loss.mlm == 0 and cfg.train.eval_every_epoch and cfg.train.select == "last"
     run = tmp_path / "ft"
     result = train(cfg, run)
     evals = [r for r in read_metrics(run / "metrics.jsonl") if "eval_t2v_avg" in r]
-    assert [r["epoch"] for r in evals] == [1, 2]
+    assert [(r["epoch"], r["split"], r["role"]) for r in evals] == [
+        (1, "test", "monitor"),
+        (2, "test", "monitor"),
+    ]
     for epoch in (1, 2):
         res = json.loads((run / f"eval_epoch{epoch}.json").read_text())
         assert set(res["results"]) == {"none", "naive", "t2v2t"} and res["num_videos"] == 12
-    best_epoch = 1 + max(range(2), key=lambda i: (evals[i]["eval_t2v_avg"], -i))
-    best = load_checkpoint(run / "best.pt")
-    assert best["data_position"]["epoch"] == best_epoch
-    assert result.best_metric == pytest.approx(max(r["eval_t2v_avg"] for r in evals))
+        assert (res["role"], res["selected_by"]) == ("monitor", "last")
+    assert not list(run.glob("select_epoch*.json"))  # nothing chose on any split
+    assert load_checkpoint(run / "best.pt")["data_position"]["epoch"] == 2  # the last epoch
+    assert result.best_metric is None
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["select"] == "last"
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
     assert all(r["mlm"] == 0.0 for r in rows) and max(r["lr"] for r in rows) <= 1e-4
+
+
+def test_finetune_didemo_chooses_on_val_without_reading_test(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """DiDeMo (VindLU: stop_key val/): best.pt is the epoch with the best val r_mean, the mean
+    of text-to-video and video-to-text R@1/5/10; the test folder need not even exist."""
+    root = tmp_path / "shards"
+    train_dir = make_train_shards(root, dataset="didemo", num_samples=16, per_shard=8)
+    make_train_shards(root, dataset="didemo", split="val", num_samples=10, per_shard=10)
+    overrides = tiny_overrides(
+        train_dir,
+        f"train.init_checkpoint={tiny_run / 'last.pt'}",
+        f"eval.shards={root / 'didemo' / 'test_4f'}",  # never built: val is beside its name
+        "train.eval_every_epoch=false",
+        "eval.num_frames=2",
+        "eval.k=4",
+        "eval.batch_size=8",
+        "optim.epochs=2",
+        "optim.lr=1e-4",
+        source="didemo",
+    )
+    cfg = load_config("finetune-didemo", "tiny", overrides)
+    assert cfg.train.select == "val:r_mean"
+    run = tmp_path / "ft"
+    result = train(cfg, run)
+    values = []
+    for epoch in (1, 2):
+        res = json.loads((run / f"select_epoch{epoch}.json").read_text())
+        assert (res["split"], res["role"], res["selected_by"]) == ("val", "select", "val:r_mean")
+        t2v, v2t = res["results"]["t2v2t"]["t2v"], res["results"]["t2v2t"]["v2t"]
+        # VindLU's r_mean: the six recalls' mean
+        values.append(sum(d[k] for d in (t2v, v2t) for k in ("R1", "R5", "R10")) / 6)
+    assert not list(run.glob("eval_epoch*.json"))
+    best_epoch = 1 + max(range(2), key=lambda i: (values[i], -i))
+    assert load_checkpoint(run / "best.pt")["data_position"]["epoch"] == best_epoch
+    assert result.best_metric == pytest.approx(max(values))
+
+
+def test_a_selection_split_without_shards_is_one_error(tmp_path: Path) -> None:
+    train_dir = make_train_shards(tmp_path / "shards", dataset="didemo", num_samples=8)
+    test_dir = make_train_shards(tmp_path / "shards", dataset="didemo", split="test", num_samples=8)
+    run = tmp_path / "ft"
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--task", "finetune-didemo",
+           "--preset", "tiny", "--run-dir", str(run),
+           *tiny_overrides(train_dir, "train.init_checkpoint=null", "model.init=random",
+                           f"eval.shards={test_dir}", source="didemo")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "train.select" in lines[0] and "SPLIT=val" in lines[0], proc.stderr
+    assert not run.exists()  # nothing written
+    bad = subprocess.run([*cmd, "train.select=val:r_max"], capture_output=True, text=True,
+                         timeout=300, env=ENV)  # fmt: skip
+    assert bad.returncode == 2 and "train.select: 'val:r_max'" in bad.stderr
+    assert not run.exists()

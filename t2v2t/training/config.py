@@ -123,7 +123,11 @@ class TrainConfig:
     wandb_project: str = "t2v2t"
     grad_checkpointing: bool = False
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-    eval_every_epoch: bool = False
+    eval_every_epoch: bool = False  # evaluate the eval section's split each epoch (monitoring)
+    # Which epoch best.pt keeps: last, or <split>:<metric> (r_mean | t2v_avg) evaluated on that
+    # split each epoch, never the reported one by default (t2v2t/training/select.py).
+    select: str = "last"
+    select_shards: str | None = None  # the selecting split's shards; None = beside eval.shards
     deterministic: bool = False  # torch deterministic algorithms (CPU tests, exact resume)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 

@@ -35,6 +35,7 @@ from t2v2t.models import build_tokenizer, load_weights
 from t2v2t.models.loading import CheckpointError
 from t2v2t.models.start import TrainModelSpec, build_for_training, init_from_checkpoint
 from t2v2t.retrieval.evaluate import evaluate_retrieval
+from t2v2t.retrieval.settings import EvalConfig
 from t2v2t.training.checkpoint import Checkpointer, TrainState, load_checkpoint
 from t2v2t.training.config import Config, ConfigError, dump_yaml
 from t2v2t.training.loggers import RunLoggers, eval_scalars
@@ -43,6 +44,13 @@ from t2v2t.training.objective import Objective
 from t2v2t.training.optim import CosineSchedule, build_optimizer
 from t2v2t.training.preflight import check_files
 from t2v2t.training.samples_log import append_samples, keep_until
+from t2v2t.training.select import (
+    Selection,
+    check_select,
+    parse_select,
+    select_eval,
+    selection_value,
+)
 
 LOSS_TERMS = ("loss", "vtc", "vtm", "mlm")
 # Steps before an epoch's end at which the next epoch's loader starts: more than its workers'
@@ -69,6 +77,7 @@ def train(
     run_dir = Path(run_dir)
     setup_torch(cfg)
     check_files(cfg, resume_from=resume_from)
+    check_select(cfg)
     dev = setup_device(cfg, run_dir)
 
     # -- model: the same seed on every rank gives the same initial weights
@@ -225,10 +234,15 @@ def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
 
 
 def end_of_epoch(run: Run, state: TrainState) -> None:
-    """Evaluate (fine-tuning), keep ``best.pt``, checkpoint the next epoch's start."""
+    """Evaluate (fine-tuning): the monitored split, the selecting one; keep ``best.pt`` as
+    ``train.select`` says; checkpoint the next epoch's start."""
     state.epoch += 1
     state.samples = 0
-    improved = run.cfg.train.eval_every_epoch and evaluate_and_log(run, state)
+    sel = parse_select(run.cfg.train.select)
+    monitored = None
+    if run.cfg.train.eval_every_epoch:
+        monitored = evaluate_and_log(run, state, run.cfg.eval, "monitor", sel)
+    improved = choose_epoch(run, state, sel, monitored)
     run.checkpointer.save(run.checkpointer.last, state)
     if improved:
         run.checkpointer.save(run.checkpointer.best, state)
@@ -382,28 +396,52 @@ def log_step(
     return now
 
 
-def evaluate_and_log(run: Run, state: TrainState) -> bool:
-    """Retrieval after an epoch: ``eval_epochN.json``, a metrics line, ``state.best``
-    updated; True when this epoch is the best so far."""
+def evaluate_and_log(
+    run: Run, state: TrainState, settings: EvalConfig, role: str, sel: Selection
+) -> dict[str, Any]:
+    """Retrieval after an epoch on ``settings``' split: ``eval_epochN.json`` (``role``
+    ``monitor``: the eval section's split, never choosing) or ``select_epochN.json``
+    (``select``: the split ``train.select`` chooses on), and a metrics line."""
     cfg = run.cfg
-    result = evaluate_epoch(cfg, run.model, run.tokenizer, run.dev.device)
+    result = evaluate_epoch(cfg, run.model, run.tokenizer, run.dev.device, settings)
+    result.update(role=role, selected_by=sel.label)
     metric = t2v_avg(result, cfg.eval.fusion)
-    improved = state.best is None or metric > state.best
-    state.best = metric if improved else state.best
     if run.log is not None:
-        (run.run_dir / f"eval_epoch{state.epoch}.json").write_text(json.dumps(result, indent=1))
-        run.log.write(
-            {
-                "step": state.step,
-                "epoch": state.epoch,
-                "eval_t2v_avg": metric,
-                "best": state.best,
-                "fusion": cfg.eval.fusion,
-                **eval_scalars(result),
-            }
+        name = (
+            f"eval_epoch{state.epoch}.json"
+            if role == "monitor"
+            else f"select_epoch{state.epoch}.json"
         )
-        note = " (best)" if improved else ""
-        print(f"[eval] epoch {state.epoch}: T2V Avg ({cfg.eval.fusion}) {metric:.2f}{note}")
+        (run.run_dir / name).write_text(json.dumps(result, indent=1))
+        key = "eval_t2v_avg" if role == "monitor" else "select_t2v_avg"
+        row = {"step": state.step, "epoch": state.epoch, "split": settings.split, "role": role}
+        run.log.write({**row, key: metric, "fusion": cfg.eval.fusion, **eval_scalars(result)})
+        what = "monitoring only" if role == "monitor" else f"chooses best.pt ({sel.label})"
+        print(
+            f"[eval] epoch {state.epoch}: {settings.split} T2V Avg ({cfg.eval.fusion}) "
+            f"{metric:.2f}, {what}"
+        )
+    return result
+
+
+def choose_epoch(
+    run: Run, state: TrainState, sel: Selection, monitored: dict[str, Any] | None
+) -> bool:
+    """True when this epoch becomes ``best.pt``: always for ``last``, else when its selection
+    value on the selecting split beats ``state.best``."""
+    if sel.split is None:
+        return True
+    settings = select_eval(run.cfg, sel)
+    same = monitored is not None and str(settings.shards) == str(run.cfg.eval.shards)
+    if same and run.dev.main:
+        print(f"[select] train.select={sel.label} chooses on the evaluated split itself")
+    result = monitored if same else evaluate_and_log(run, state, settings, "select", sel)
+    value = selection_value(result, run.cfg.eval.fusion, sel.metric)
+    improved = state.best is None or value > state.best
+    state.best = value if improved else state.best
+    if run.log is not None:
+        run.log.write({"step": state.step, "epoch": state.epoch, "select": sel.label,
+                       "select_value": value, "best": state.best})  # fmt: skip
     return improved
 
 
@@ -501,13 +539,18 @@ def reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
 
 
 def evaluate_epoch(
-    cfg: Config, model: nn.Module, tokenizer: Any, device: torch.device
+    cfg: Config,
+    model: nn.Module,
+    tokenizer: Any,
+    device: torch.device,
+    settings: EvalConfig | None = None,
 ) -> dict[str, Any]:
-    """Retrieval on the task's test/val shards through the evaluator (all ranks take part)."""
+    """Retrieval on ``settings``' shards (default: the eval section's) through the evaluator
+    (all ranks take part)."""
     was_training = model.training
     model.eval()
     try:
-        result = evaluate_retrieval(model, tokenizer, cfg.eval, device=device)
+        result = evaluate_retrieval(model, tokenizer, settings or cfg.eval, device=device)
     finally:
         model.train(was_training)
     return result

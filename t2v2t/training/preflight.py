@@ -11,7 +11,7 @@ from t2v2t.training.config import Config
 from t2v2t.typed_yaml import ConfigError
 
 
-def _check_shard_dir(key: str, path: str, make_hint: str) -> None:
+def check_shard_dir(key: str, path: str, make_hint: str) -> None:
     if storage.is_url(path):  # an object store has no folders, only the manifest's object
         if not storage.exists(storage.join(path, "manifest.json")):
             raise ConfigError(
@@ -37,9 +37,9 @@ def _make_hint(path: str) -> str:
 def check_files(cfg: Config, *, resume_from: str | Path | None = None) -> None:
     """Start-up checks on disk: every shard folder has its manifest, checkpoints exist."""
     for name, src in cfg.data.sources.items():
-        _check_shard_dir(f"data.sources.{name}.dir", src.dir, _make_hint(src.dir))
+        check_shard_dir(f"data.sources.{name}.dir", src.dir, _make_hint(src.dir))
     if cfg.train.eval_every_epoch and cfg.eval.shards:
-        _check_shard_dir("eval.shards", cfg.eval.shards, _make_hint(cfg.eval.shards))
+        check_shard_dir("eval.shards", cfg.eval.shards, _make_hint(cfg.eval.shards))
     if resume_from is None and cfg.train.init_checkpoint:
         ckpt = Path(cfg.train.init_checkpoint)
         if not ckpt.exists():  # a file, or an exported folder
