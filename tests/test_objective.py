@@ -87,13 +87,15 @@ def reference_forward(model, frames, input_ids, attention_mask, video_ids, weigh
         parts["vtm"] = losses.vtm_loss(logits, labels)
     if w["mlm"]:
         c = model.config
+        tok = build_tokenizer("tiny")
         masked, labels = losses.mask_tokens(
             input_ids,
             attention_mask,
             mask_prob=c.mlm_prob,
             mask_token_id=c.mask_token_id,
             vocab_size=c.vocab_size,
-            special_ids=c.special_token_ids,
+            # VindLU's MLMLoss.mask: every token may be picked but [PAD] and [CLS]
+            special_ids=(tok.pad_token_id, tok.cls_token_id),
         )
         hidden = model.fusion(model.text(masked, attention_mask), attention_mask, video_embeds[:b])
         picked = labels != -100
@@ -126,7 +128,8 @@ def test_objective_equals_the_former_model_forward(batch, index: int) -> None:
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     if FROZEN[index] is not None:
         frozen = dict(zip(("loss", "vtc", "vtm", "mlm"), FROZEN[index], strict=True))
-        for k, v in frozen.items():
+        # MLM (and so the total) changed on purpose since: [SEP] may be masked, as in VindLU.
+        for k, v in ((k, frozen[k]) for k in ("vtc", "vtm")):
             assert got[k] == pytest.approx(v, rel=1e-4), k
     # Disabled terms are exact zeros, enabled ones are real losses.
     for k in ("vtc", "vtm", "mlm"):
@@ -157,3 +160,28 @@ def test_reverse_is_an_objective_setting_from_the_loss_section() -> None:
         Objective(torch.nn.Identity(), reverse=1.5)
     with pytest.raises(ValueError, match="itc"):
         Objective.from_config(torch.nn.Identity(), {"itc": 1.0})
+
+
+def test_mlm_masks_as_vindlu_sep_yes_cls_and_pad_never(batch) -> None:
+    """VindLU's rule: Bernoulli(p) over every position, then [PAD] and [CLS] unpicked; so [SEP]
+    is picked at rate p like any word, [CLS] and padding never."""
+    from t2v2t.training.objective import mlm_never_masked
+
+    model, (_, ids, mask, _) = batch
+    tok = build_tokenizer("tiny")
+    c = model.config
+    assert set(mlm_never_masked(c)) == {tok.pad_token_id, tok.cls_token_id}
+    g = torch.Generator().manual_seed(3)
+    picked_sep = picked_cls = picked_pad = total_sep = 0
+    for _ in range(200):
+        _, labels = losses.mask_tokens(
+            ids, mask, mask_prob=0.5, mask_token_id=c.mask_token_id, vocab_size=c.vocab_size,
+            special_ids=mlm_never_masked(c), generator=g,
+        )  # fmt: skip
+        picked = labels != -100
+        picked_sep += int(picked[ids == tok.sep_token_id].sum())
+        total_sep += int((ids == tok.sep_token_id).sum())
+        picked_cls += int(picked[ids == tok.cls_token_id].sum())
+        picked_pad += int(picked[ids == tok.pad_token_id].sum())
+    assert picked_cls == 0 and picked_pad == 0
+    assert picked_sep / total_sep == pytest.approx(0.5, abs=0.06)

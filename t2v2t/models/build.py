@@ -216,6 +216,7 @@ def build_model(
     tok = build_tokenizer(preset, overrides)
     cfg.vocab_size = len(tok)
     cfg.pad_token_id = tok.pad_token_id
+    cfg.cls_token_id = tok.cls_token_id
     cfg.mask_token_id = tok.mask_token_id
     cfg.special_token_ids = sorted(set(tok.all_special_ids))
     vision = build_vision(cfg, init)

@@ -51,6 +51,7 @@ class ModelConfig:
     # Filled from the tokenizer at build time (MLM never masks these).
     vocab_size: int = 30522
     pad_token_id: int = 0
+    cls_token_id: int = 101  # with pad: the tokens VindLU's MLM never masks ([SEP] can be)
     mask_token_id: int = 103
     special_token_ids: list[int] = field(default_factory=lambda: [0, 100, 101, 102, 103])
 

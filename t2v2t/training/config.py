@@ -94,6 +94,12 @@ class OptimConfig:
     # 1 = the paper. Their per-channel scale starts at 0 and Adam moves it ~lr per step, so in a
     # short schedule (a few hundred steps) frame order never gets a voice unless this is larger.
     temporal_lr_scale: float = 1.0
+    # paper: warmup_epochs and the cosine down to min_lr (the paper's table); vindlu: VindLU's
+    # configs' warm-up (pretrain 1, MSR-VTT/DiDeMo 0, ActivityNet 1 epoch) and its 0.01 x lr floor.
+    schedule: str = "paper"
+    # Which parameters skip weight decay: vindlu (only 1-D and .bias, VindLU's add_weight_decay)
+    # or project (also the temperature, position embeddings, class token).
+    decay_rule: str = "vindlu"
 
 
 @dataclass
@@ -283,6 +289,8 @@ def check_values(cfg: Config) -> None:
     if not 0 <= cfg.loss.reverse <= 1:
         raise ConfigError(f"loss.reverse: a share of the batch in [0, 1], got {cfg.loss.reverse}")
     _check_choice("loss.vtc_gather", cfg.loss.vtc_gather, ("local", "global"))
+    _check_choice("optim.schedule", o.schedule, ("paper", "vindlu"))
+    _check_choice("optim.decay_rule", o.decay_rule, ("vindlu", "project"))
     _check_choice("data.captions_per_epoch", cfg.data.captions_per_epoch, ("all", "one"))
     t = cfg.train
     if t.max_steps < 0 or t.ckpt_every_steps < 0 or t.log_every < 1:

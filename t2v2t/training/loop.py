@@ -41,7 +41,7 @@ from t2v2t.training.config import Config, ConfigError, dump_yaml
 from t2v2t.training.loggers import RunLoggers, eval_scalars
 from t2v2t.training.metrics_log import setup_logging
 from t2v2t.training.objective import Objective
-from t2v2t.training.optim import CosineSchedule, build_optimizer
+from t2v2t.training.optim import VINDLU_WARMUP_EPOCHS, CosineSchedule, build_optimizer
 from t2v2t.training.preflight import check_files
 from t2v2t.training.samples_log import append_samples, keep_until
 from t2v2t.training.select import (
@@ -309,15 +309,18 @@ def optimizer_and_schedule(
         o.eps,
         o.text_lr_scale,
         o.temporal_lr_scale,
+        o.decay_rule,
     )
+    vindlu = o.schedule == "vindlu"
     schedule = CosineSchedule(
         optimizer,
         lr=o.lr,
         min_lr=o.min_lr,
-        warmup_epochs=o.warmup_epochs,
+        warmup_epochs=VINDLU_WARMUP_EPOCHS.get(cfg.task, 0.0) if vindlu else o.warmup_epochs,
         epochs=o.epochs,
         steps_per_epoch=steps_per_epoch,
         max_steps=cfg.train.max_steps,
+        rule=o.schedule,
     )
     return optimizer, schedule
 

@@ -154,7 +154,7 @@ class Objective(nn.Module):
             mask_prob=c.mlm_prob,
             mask_token_id=c.mask_token_id,
             vocab_size=c.vocab_size,
-            special_ids=c.special_token_ids,
+            special_ids=mlm_never_masked(c),
         )
         hidden = m.cross_encode(m.text_tokens(masked, attention_mask), attention_mask, video_embeds)
         picked = labels != -100
@@ -162,6 +162,12 @@ class Objective(nn.Module):
             return hidden.sum() * 0.0  # keeps the graph (DDP) when nothing was masked
         # The vocabulary projection only for the picked positions (about half at p=0.5).
         return mlm_loss(m.mlm_logits(hidden[picked]), labels[picked])
+
+
+def mlm_never_masked(config: Any) -> tuple[int, int]:
+    """The tokens MLM never picks: padding and [CLS], as VindLU's MLMLoss.mask ([SEP] and the
+    other special tokens of a caption can be masked)."""
+    return (int(config.pad_token_id), int(config.cls_token_id))
 
 
 def hard_negatives(

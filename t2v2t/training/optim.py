@@ -23,7 +23,15 @@ NO_DECAY_NAMES = (
 )
 
 
-def no_weight_decay(name: str, param: torch.Tensor) -> bool:
+DECAY_RULES = ("vindlu", "project")  # optim.decay_rule (docs/training.md)
+
+
+def no_weight_decay(name: str, param: torch.Tensor, rule: str = "project") -> bool:
+    """Whether ``param`` is exempt from weight decay. ``vindlu``: VindLU's add_weight_decay, only
+    1-D parameters and ``.bias`` names (the 0-D temperature, position embeddings and class token
+    are decayed); ``project``: also every tensor with < 2 dims and :data:`NO_DECAY_NAMES`."""
+    if rule == "vindlu":
+        return param.ndim == 1 or name.endswith(".bias")
     leaf = name.rsplit(".", 1)[-1]
     return param.ndim < 2 or any(k in name for k in NO_DECAY_NAMES) or leaf == "temp"
 
@@ -40,14 +48,15 @@ def param_groups(
     weight_decay: float,
     text_lr_scale: float = 1.0,
     temporal_lr_scale: float = 1.0,
+    decay_rule: str = "project",
 ) -> list[dict[str, Any]]:
-    """AdamW groups: decayed weights vs. biases/norms/temperature/position embeddings, each split
+    """AdamW groups: decayed weights vs. the exempt ones (:func:`no_weight_decay`), each split
     by ``lr_scale`` (:func:`lr_scale_for`)."""
     groups: dict[tuple[bool, float], list[torch.Tensor]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
             scale = lr_scale_for(name, text_lr_scale, temporal_lr_scale)
-            groups.setdefault((no_weight_decay(name, p), scale), []).append(p)
+            groups.setdefault((no_weight_decay(name, p, decay_rule), scale), []).append(p)
     return [
         {"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_scale": scale}
         for (nd, scale), ps in sorted(groups.items())
@@ -62,12 +71,29 @@ def build_optimizer(
     eps: float = 1e-8,
     text_lr_scale: float = 1.0,
     temporal_lr_scale: float = 1.0,
+    decay_rule: str = "project",
 ) -> torch.optim.AdamW:
     # The fused kernel (CPU and CUDA) is several times faster than the per-tensor loop.
-    groups = param_groups(model, weight_decay, text_lr_scale, temporal_lr_scale)
+    groups = param_groups(model, weight_decay, text_lr_scale, temporal_lr_scale, decay_rule)
     for group in groups:  # right before the first schedule step too
         group["lr"] = lr * group["lr_scale"]
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
+
+
+SCHEDULES = ("paper", "vindlu")  # optim.schedule (docs/training.md)
+# VindLU's configs: scheduler min_lr_multi, and warm-up epochs per recipe (pretrain.py: 1;
+# ret_msrvtt.py, ret_didemo.py: 0; ret_anet.py keeps pretrain.py's 1).
+VINDLU_MIN_LR_MULTI = 0.01
+VINDLU_WARMUP_EPOCHS = {"pretrain": 1.0, "finetune-anet": 1.0}  # any other task: 0
+
+
+def vindlu_lr(step: int, *, lr: float, warmup_steps: int, total_steps: int) -> float:
+    """VindLU's get_cosine_schedule_with_warmup at ``step``: lr x max(0.01, step / warm-up) in
+    warm-up, then lr x max(0.01, half-cosine); the floor is a clamp, not a shifted cosine."""
+    if step < warmup_steps:
+        return lr * max(VINDLU_MIN_LR_MULTI, step / max(1, warmup_steps))
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return lr * max(VINDLU_MIN_LR_MULTI, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -96,9 +122,11 @@ class CosineSchedule:
         epochs: int,
         steps_per_epoch: int,
         max_steps: int = 0,
+        rule: str = "paper",
     ) -> None:
         self.optimizer = optimizer
         self.lr, self.min_lr = lr, min_lr
+        self.rule = rule  # paper: min_lr floor of the cosine; vindlu: VindLU's clamp
         self.total_steps = max(1, epochs * steps_per_epoch)
         if max_steps > 0:  # a run cut short by train.max_steps still decays to min_lr
             self.total_steps = min(self.total_steps, max_steps)
@@ -108,8 +136,13 @@ class CosineSchedule:
         self._apply()
 
     def get_lr(self, step: int | None = None) -> float:
+        step = self.step_count if step is None else step
+        if self.rule == "vindlu":
+            return vindlu_lr(
+                step, lr=self.lr, warmup_steps=self.warmup_steps, total_steps=self.total_steps
+            )
         return cosine_lr(
-            self.step_count if step is None else step,
+            step,
             lr=self.lr,
             min_lr=self.min_lr,
             warmup_steps=self.warmup_steps,
