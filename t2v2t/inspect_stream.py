@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--skip-samples", type=int, default=0, help="resume point (this rank)")
     parser.add_argument("--shuffle-buffer", type=int, default=1000)
+    parser.add_argument("--captions", action="store_true", help="print each sample's caption")
+    parser.add_argument(
+        "--captions-per-epoch",
+        choices=("all", "one"),
+        default="one",
+        help="all: every (video, caption) once (the recipes' data.captions_per_epoch)",
+    )
     args = parser.parse_args(argv)
     try:
         frames = args.frames or int(read_manifest(args.shards)["num_frames"])
@@ -52,14 +59,17 @@ def main(argv: list[str] | None = None) -> int:
             image_size=args.image_size,
             skip_samples=args.skip_samples,
             shuffle_buffer=args.shuffle_buffer,
+            captions_per_epoch=args.captions_per_epoch,
         )
     except (ShardError, ValueError) as err:
         print(f"inspect_stream: {err}", file=sys.stderr)
         return 2
     shown = 0
     for batch in loader:
-        for key, idx in zip(batch["keys"], batch["frame_indices"].tolist(), strict=True):
-            print(key, *idx)
+        rows = zip(batch["keys"], batch["frame_indices"].tolist(), batch["texts"], strict=True)
+        for key, idx, text in rows:
+            line = " ".join([key, *map(str, idx)])
+            print(f"{line}\t{text}" if args.captions else line)
             shown += 1
             if args.limit and shown >= args.limit:
                 return 0

@@ -103,6 +103,8 @@ def test_finetune_then_eval_a_folder_dataset_end_to_end(tmp_path: Path) -> None:
     _run(evaluate, tmp_path)
     result = json.loads((run / "eval/folder_test.json").read_text())
     assert result["num_videos"] == 8 and set(result["results"]) == {"none", "naive", "t2v2t"}
+    assert result["checkpoint_selected_by"] == "last"  # the test split chose nothing
+    assert json.loads((run / "eval_epoch1.json").read_text())["role"] == "monitor"
 
 
 def test_eval_of_a_folder_dataset_names_the_commands_that_make_its_inputs(tmp_path: Path) -> None:

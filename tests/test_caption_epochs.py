@@ -203,3 +203,28 @@ def test_old_manifest_without_caption_counts_is_one_error(tmp_path):
     with pytest.raises(ShardError, match="captions_per_epoch: one"):
         _pairs(folder)
     assert len(_pairs(folder, mode="one")[0]) == 4
+
+
+def test_inspect_stream_prints_the_caption_of_each_visit(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "inspect_stream.py"
+    spec = importlib.util.spec_from_file_location("inspect_stream", script)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    folder, pairs = _msrvtt_shards(tmp_path)
+    argv = ["--shards", str(folder), "--image-size", "16", "--batch-size", "4", "--seed", "11"]
+    assert tool.main([*argv, "--captions", "--captions-per-epoch", "all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    visits = Counter()
+    for line in lines:
+        head, caption = line.split("\t")
+        key, *frames = head.split(" ")
+        assert len(frames) == 2 and caption.startswith(f"{key.replace('video', 'video ')} caption")
+        visits[(key, caption)] += 1
+    assert visits == pairs  # one rank: every (video, caption) exactly once
+    _, batches = _pairs(folder)
+    assert [ln.split("\t")[1] for ln in lines] == [t for b in batches for _, t in b]
+    assert tool.main(argv) == 0  # without --captions: the former lines, one caption per video
+    assert all("\t" not in ln for ln in capsys.readouterr().out.splitlines())

@@ -130,7 +130,7 @@ def evaluate_dataset(
         f"[eval] {dataset}: {loaded.source} model from {ckpt} on {device} "
         f"({time.perf_counter() - t0:.1f}s), eval.preprocess={preprocess}"
     )
-    return evaluate_retrieval(
+    result = evaluate_retrieval(
         model,
         tokenizer,
         dataclasses.replace(settings, preprocess=preprocess),
@@ -139,6 +139,17 @@ def evaluate_dataset(
         log=lambda m: say(f"[eval] {dataset}: {m}"),
         bank_cache=output_dir(ckpt, None),  # the bank's features, next to the eval outputs
     )
+    result["checkpoint_selected_by"] = selected_by(loaded.extra)
+    return result
+
+
+def selected_by(extra: dict[str, Any]) -> str | None:
+    """How a fine-tuning run chose this checkpoint: its ``train.select`` (``last``,
+    ``val:r_mean``, ...; docs/training.md, "Choosing the checkpoint"); None when the checkpoint
+    does not say (an export, VindLU's own, a run from before ``train.select``)."""
+    train = (extra.get("config") or {}).get("train") or {}
+    select = train.get("select")
+    return str(select) if select is not None else None
 
 
 __all__ = [
