@@ -74,3 +74,61 @@ def test_bad_rule_words_are_config_errors() -> None:
         load_config("finetune-msrvtt", "tiny", ["optim.schedule=hf"])
     with pytest.raises(ConfigError, match="optim.decay_rule"):
         load_config("finetune-msrvtt", "tiny", ["optim.decay_rule=none"])
+
+
+def test_training_crop_is_bicubic_as_vindlus_random_resized_crop(tmp_path) -> None:
+    """VindLU's train transform: RandomResizedCrop(224, scale=(0.5, 1), BICUBIC) on the uint8
+    frames tensor, i.e. crop, then bicubic interpolation (align_corners False, no antialias),
+    rounded and clamped to uint8, then the horizontal flip. Written out here with torch."""
+    import io
+
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from t2v2t.data.augment import TRAIN_SCALE, train_crop
+    from t2v2t.data.loader import TrainSource, make_train_loader
+    from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+    from t2v2t.data.shards import info_dict, shard_name, write_manifest, write_shard
+
+    h, w, size = 48, 64, 32
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 4) % 256, (yy * 5) % 256, ((xx * yy) // 3) % 256], -1).astype(np.uint8)
+    jpeg = io.BytesIO()
+    Image.fromarray(img).save(jpeg, "JPEG", quality=100, subsampling=0)
+    decoded = np.asarray(Image.open(io.BytesIO(jpeg.getvalue())).convert("RGB"))
+    out = tmp_path / "rrc"
+    out.mkdir()
+    samples = []
+    for k in range(4):
+        meta = SampleMeta(
+            key=f"v{k}", dataset="rrc", split="train", source="x.mp4", captions=["c"], fps=10.0,
+            vlen=10, duration=1.0, frame_indices=[[5]],
+            sampling={"mode": "rand", "num_frames": 1, "candidates": 1, "seed": 0}, size=[h, w],
+        )  # fmt: skip
+        samples.append(encode_sample(meta, [jpeg.getvalue()]))
+    info = write_shard(out / shard_name("rrc", "train", 0), samples)
+    write_manifest(out, {
+        "format": FORMAT, "dataset": "rrc", "split": "train", "num_frames": 1, "mode": "rand",
+        "candidates": 1, "seed": 0, "short_side": h, "jpeg_quality": 100, "num_samples": 4,
+        "num_failed": 0, "shards": [info_dict(info)], "created_with": {},
+    })  # fmt: skip
+
+    def batch(interp: str) -> dict:
+        loader = make_train_loader([TrainSource(out, 4, 1)], None, seed=3, epoch=0,
+                                   image_size=size, interp=interp)  # fmt: skip
+        return next(iter(loader))
+
+    bicubic, bilinear = batch("bicubic"), batch("bilinear")
+    err_cubic = err_linear = 0.0
+    for i, key in enumerate(bicubic["keys"]):
+        c = train_crop(h, w, 3, 0, key, TRAIN_SCALE, True)
+        region = torch.from_numpy(decoded[c.top : c.top + c.height, c.left : c.left + c.width])
+        x = region.permute(2, 0, 1)[None].float()
+        ref = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+        ref = ref.round().clamp(0, 255)[0]  # [3, S, S]
+        ref = ref.flip(-1) if c.flip else ref
+        err_cubic = max(err_cubic, (bicubic["frames"][i, 0].float() - ref).abs().max().item())
+        err_linear = max(err_linear, (bilinear["frames"][i, 0].float() - ref).abs().max().item())
+    assert err_cubic <= 1.0  # rounding only
+    assert err_linear > 4 * max(err_cubic, 1.0)  # the former bilinear crop is another image

@@ -92,6 +92,8 @@ class PlannedBatches(IterableDataset):
     # frame squashed to a square, bicubic: docs/evaluation.md, "What `eval.preprocess=vindlu`
     # does").
     preprocess: str = "project"
+    # The training crop's resampling: bicubic (VindLU's RandomResizedCrop) or bilinear.
+    train_interp: str = "bilinear"
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -186,7 +188,7 @@ class PlannedBatches(IterableDataset):
             batch.update(crops=[c for _, c in todo], frame_size=size, num_frames=t)
             return batch
         squash = not self.train and self.preprocess == "vindlu"
-        interp = "bicubic" if squash else "bilinear"
+        interp = "bicubic" if squash else (self.train_interp if self.train else "bilinear")
         for i, (jpegs, crop) in enumerate(todo):  # fills batch["frames"]
             try:
                 decode_jpegs(jpegs, crop, size, buf[i], keys[i], interp)

@@ -115,9 +115,11 @@ def make_train_loader(
     verify_stream: bool = True,
     decode_device: str | None = None,
     captions_per_epoch: str = "one",
+    interp: str = "bilinear",
 ) -> PlannedLoader:
     """The training batches of one epoch on one rank (see the module docstring).
 
+    ``interp``: the random resized crop's resampling, ``bilinear`` or ``bicubic`` (VindLU's).
     ``captions_per_epoch``: ``one`` caption per video and epoch (drawn by ``(seed, epoch,
     key)``), or ``all``: every (video, caption) once per epoch, as VindLU's training set (one
     entry per caption; the video id stays shared, docs/training.md).
@@ -161,6 +163,7 @@ def make_train_loader(
         verify_stream=verify_stream,
         hint=" (or set data.skip_bad_shards=true to train without it)",
         decode=decode_device is None,
+        train_interp=interp,
     )
     return PlannedLoader(
         dataset,

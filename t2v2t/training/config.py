@@ -75,6 +75,8 @@ class DataConfig:
     # all: every (video, caption) once per epoch, as VindLU's training set; one: one caption per
     # video and epoch (docs/training.md, "Training: the paper, VindLU's code and this project").
     captions_per_epoch: str = "all"
+    # The random resized crop's resampling: bicubic (VindLU's) or bilinear (faster, the former).
+    interp: str = "bicubic"
 
 
 @dataclass
@@ -292,6 +294,7 @@ def check_values(cfg: Config) -> None:
     _check_choice("optim.schedule", o.schedule, ("paper", "vindlu"))
     _check_choice("optim.decay_rule", o.decay_rule, ("vindlu", "project"))
     _check_choice("data.captions_per_epoch", cfg.data.captions_per_epoch, ("all", "one"))
+    _check_choice("data.interp", cfg.data.interp, ("bicubic", "bilinear"))
     t = cfg.train
     if t.max_steps < 0 or t.ckpt_every_steps < 0 or t.log_every < 1:
         raise ConfigError("train: max_steps, ckpt_every_steps >= 0 and log_every >= 1")

@@ -126,6 +126,8 @@ def train(
         fresh = state.epoch == 0 and state.samples == 0
         loader = first if fresh else run.take_ahead(state) or run.loader(state)
         if not run_one_epoch(run, loader, state):
+            if keeps_last(cfg):  # best.pt is the weights the run ends with, as at an epoch end
+                checkpointer.save(checkpointer.best, state)
             break  # stopped mid-epoch by max_steps; last.pt holds the position
         end_of_epoch(run, state)
 
@@ -427,13 +429,18 @@ def evaluate_and_log(
     return result
 
 
+def keeps_last(cfg: Config) -> bool:
+    """A fine-tuning run with ``train.select=last``: ``best.pt`` is the last weights."""
+    return cfg.task.startswith("finetune") and parse_select(cfg.train.select).split is None
+
+
 def choose_epoch(
     run: Run, state: TrainState, sel: Selection, monitored: dict[str, Any] | None
 ) -> bool:
-    """True when this epoch becomes ``best.pt``: always for ``last``, else when its selection
-    value on the selecting split beats ``state.best``."""
+    """True when this epoch becomes ``best.pt``: always for ``last`` when fine-tuning, else
+    when its selection value on the selecting split beats ``state.best``."""
     if sel.split is None:
-        return True
+        return keeps_last(run.cfg)
     settings = select_eval(run.cfg, sel)
     same = monitored is not None and str(settings.shards) == str(run.cfg.eval.shards)
     if same and run.dev.main:
@@ -529,6 +536,7 @@ def make_loader(
         pin_memory=torch.cuda.is_available(),
         decode_device=cfg.data.decode_device,
         captions_per_epoch=cfg.data.captions_per_epoch,
+        interp=cfg.data.interp,
     )
 
 
