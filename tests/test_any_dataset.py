@@ -88,10 +88,20 @@ def test_finetune_then_eval_a_folder_dataset_end_to_end(tmp_path: Path) -> None:
     _run(build, tmp_path)
     _run([*build, "--split", "test"], tmp_path)
     assert (tmp_path / "shards/folder/train_12f/manifest.json").is_file()
-    tiny = ["data.batch_size=4", "data.num_workers=0", "data.sources.folder.num_frames=2",
-            "model.image_size=32", "model.init=random", "train.threads=1", "train.max_steps=2",
-            "optim.epochs=1", "eval.num_frames=2", "eval.k=4", "eval.batch_size=8",
-            "data.captions_per_epoch=one"]  # fmt: skip  (one epoch = the 2 steps)
+    tiny = [
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "data.sources.folder.num_frames=2",
+        "model.image_size=32",
+        "model.init=random",
+        "train.threads=1",
+        "train.max_steps=2",
+        "optim.epochs=1",
+        "eval.num_frames=2",
+        "eval.k=4",
+        "eval.batch_size=8",
+        "data.captions_per_epoch=one",  # one epoch = the 2 steps: eval_epoch1.json exists
+    ]
     train = [sys.executable, str(ROOT / "scripts/train.py"), "--task", "finetune-folder",
              "--preset", "tiny", "train.init_checkpoint=null", *tiny]  # fmt: skip
     _run(train, tmp_path)
