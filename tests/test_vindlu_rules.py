@@ -132,3 +132,56 @@ def test_training_crop_is_bicubic_as_vindlus_random_resized_crop(tmp_path) -> No
         err_linear = max(err_linear, (bilinear["frames"][i, 0].float() - ref).abs().max().item())
     assert err_cubic <= 1.0  # rounding only
     assert err_linear > 4 * max(err_cubic, 1.0)  # the former bilinear crop is another image
+
+
+def test_training_captions_cleaned_by_vindlus_pre_text(tmp_path) -> None:
+    """VindLU's ImgTxtRetTrainDataset returns pre_text(caption): lower case, the characters
+    , . ' ! ? " ( ) * # : ; ~ removed, - and / as spaces, <person> -> person, spaces collapsed."""
+    import re
+
+    from t2v2t.data.loader import TrainSource, make_train_loader
+    from t2v2t.data.schema import FORMAT, SampleMeta, encode_sample
+    from t2v2t.data.shards import info_dict, shard_name, write_manifest, write_shard
+
+    def vindlu_pre_text(text: str) -> str:
+        text = re.sub(r"([,.'!?\"()*#:;~])", "", text.lower())
+        text = text.replace("-", " ").replace("/", " ").replace("<person>", "person")
+        return re.sub(r"\s{2,}", " ", text).rstrip("\n").strip(" ")
+
+    raw = ["A <person>'s Dog runs in/out -- FAST!", "  Two  cats; (sleeping) on a mat.  "]
+    out = tmp_path / "pt"
+    out.mkdir()
+    samples = []
+    for k, caption in enumerate(raw):
+        meta = SampleMeta(
+            key=f"v{k}", dataset="pt", split="train", source="x.mp4", captions=[caption],
+            fps=10.0, vlen=10, duration=1.0, frame_indices=[[5]],
+            sampling={"mode": "rand", "num_frames": 1, "candidates": 1, "seed": 0}, size=[8, 8],
+        )  # fmt: skip
+        samples.append(encode_sample(meta, [_tiny_jpeg()]))
+    info = write_shard(out / shard_name("pt", "train", 0), samples)
+    write_manifest(out, {
+        "format": FORMAT, "dataset": "pt", "split": "train", "num_frames": 1, "mode": "rand",
+        "candidates": 1, "seed": 0, "short_side": 8, "jpeg_quality": 90, "num_samples": 2,
+        "num_failed": 0, "shards": [info_dict(info)], "created_with": {},
+    })  # fmt: skip
+
+    def texts(clean: bool) -> dict[str, str]:
+        loader = make_train_loader([TrainSource(out, 2, 1)], None, seed=0, epoch=0, image_size=8,
+                                   pre_text=clean)  # fmt: skip
+        b = next(iter(loader))
+        return dict(zip(b["keys"], b["texts"], strict=True))
+
+    assert texts(True) == {f"v{k}": vindlu_pre_text(c) for k, c in enumerate(raw)}
+    assert texts(False) == {f"v{k}": c for k, c in enumerate(raw)}
+    assert load_config("finetune-msrvtt", "tiny").data.pre_text  # the recipes' default
+
+
+def _tiny_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (120, 30, 200)).save(buf, "JPEG")
+    return buf.getvalue()

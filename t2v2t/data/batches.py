@@ -32,7 +32,7 @@ from t2v2t.data.augment import (
     full_frame,
     train_crop,
 )
-from t2v2t.data.captions import caption_in_pass, choose_caption, tokenize, video_id
+from t2v2t.data.captions import caption_in_pass, choose_caption, pre_text, tokenize, video_id
 from t2v2t.data.frames import choose_candidates, subsample_segments
 from t2v2t.data.gpu_decode import decode_on_device, pack_jpegs
 from t2v2t.data.integrity import ShardError, corrupt_message
@@ -94,6 +94,7 @@ class PlannedBatches(IterableDataset):
     preprocess: str = "project"
     # The training crop's resampling: bicubic (VindLU's RandomResizedCrop) or bilinear.
     train_interp: str = "bilinear"
+    clean_captions: bool = False  # training captions through VindLU's pre_text
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -160,11 +161,8 @@ class PlannedBatches(IterableDataset):
                 raise self._error(src, positions[i], raw, err) from None
             todo.append((jpegs, crop))
             keys.append(meta.key)
-            if self.train and src.plan.passes:  # a per-caption epoch: this pass's caption
-                j = src.plan.pass_of(int(positions[i]))
-                texts.append(caption_in_pass(meta.captions, seed, epoch, meta.key, j))
-            elif self.train:
-                texts.append(choose_caption(meta.captions, seed, epoch, meta.key))
+            if self.train:
+                texts.append(self._caption(src, meta, int(positions[i]), seed, epoch))
             else:  # evaluation reads every caption in the same pass as the frames
                 texts.append(list(meta.captions))
         batch: dict[str, Any] = {
@@ -195,6 +193,18 @@ class PlannedBatches(IterableDataset):
             except ValueError as err:
                 raise self._error(src, positions[i], raws[i], err) from None
         return batch
+
+    def _caption(
+        self, src: BatchSource, meta: SampleMeta, position: int, seed: int, epoch: int
+    ) -> str:
+        """A training sample's caption: its pass's (a per-caption epoch) or the epoch's one,
+        cleaned by VindLU's ``pre_text`` when ``clean_captions``."""
+        if src.plan.passes:
+            j = src.plan.pass_of(position)
+            text = caption_in_pass(meta.captions, seed, epoch, meta.key, j)
+        else:
+            text = choose_caption(meta.captions, seed, epoch, meta.key)
+        return pre_text(text) if self.clean_captions else text
 
     def _error(
         self, src: BatchSource, position: Any, raw: dict[str, Any], err: Exception

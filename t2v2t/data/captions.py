@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,24 @@ from t2v2t.recipes import SENTENCE_LEN  # noqa: F401  (the loader's default; one
 from t2v2t.seeding import rng_for, stable_int
 
 _ID_MASK = (1 << 63) - 1  # video ids must fit a signed int64 tensor
+
+
+_PUNCT = re.compile(r"[,.'!?\"()*#:;~]")
+_SPACES = re.compile(r"\s{2,}")
+
+
+def pre_text(text: str, max_words: int | None = None) -> str:
+    """VindLU's caption cleaning: lower case; drop ``, . ' ! ? " ( ) * # : ; ~``; ``-`` and
+    ``/`` become spaces; ``<person>`` becomes ``person``; runs of whitespace collapse to one
+    space; the ends are stripped; optionally only the first ``max_words`` words are kept."""
+    text = _PUNCT.sub("", text.lower())
+    text = text.replace("-", " ").replace("/", " ").replace("<person>", "person")
+    text = _SPACES.sub(" ", text).rstrip("\n").strip(" ")
+    if max_words:
+        words = text.split(" ")
+        if len(words) > max_words:
+            text = " ".join(words[:max_words])
+    return text
 
 
 def choose_caption(captions: list[str], seed: int, epoch: int, key: str) -> str:

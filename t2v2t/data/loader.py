@@ -116,10 +116,12 @@ def make_train_loader(
     decode_device: str | None = None,
     captions_per_epoch: str = "one",
     interp: str = "bilinear",
+    pre_text: bool = False,
 ) -> PlannedLoader:
     """The training batches of one epoch on one rank (see the module docstring).
 
-    ``interp``: the random resized crop's resampling, ``bilinear`` or ``bicubic`` (VindLU's).
+    ``interp``: the random resized crop's resampling, ``bilinear`` or ``bicubic`` (VindLU's);
+    ``pre_text``: captions cleaned as VindLU's training set cleans them.
     ``captions_per_epoch``: ``one`` caption per video and epoch (drawn by ``(seed, epoch,
     key)``), or ``all``: every (video, caption) once per epoch, as VindLU's training set (one
     entry per caption; the video id stays shared, docs/training.md).
@@ -164,6 +166,7 @@ def make_train_loader(
         hint=" (or set data.skip_bad_shards=true to train without it)",
         decode=decode_device is None,
         train_interp=interp,
+        clean_captions=pre_text,
     )
     return PlannedLoader(
         dataset,

@@ -11,32 +11,15 @@ the raw mean of per-frame cosines (no temperature), fp16 autocast on GPUs.
 from __future__ import annotations
 
 import contextlib
-import re
 from contextlib import nullcontext
 from typing import Any
 
 import torch
 
 from t2v2t.data.augment import squash_bicubic
+from t2v2t.data.captions import pre_text
 
 PREPROCESS = ("project", "vindlu")
-
-_PUNCT = re.compile(r"[,.'!?\"()*#:;~]")
-_SPACES = re.compile(r"\s{2,}")
-
-
-def pre_text(text: str, max_words: int | None = None) -> str:
-    """VindLU's caption cleaning: lower case; drop ``, . ' ! ? " ( ) * # : ; ~``; ``-`` and
-    ``/`` become spaces; ``<person>`` becomes ``person``; runs of whitespace collapse to one
-    space; the ends are stripped; optionally only the first ``max_words`` words are kept."""
-    text = _PUNCT.sub("", text.lower())
-    text = text.replace("-", " ").replace("/", " ").replace("<person>", "person")
-    text = _SPACES.sub(" ", text).rstrip("\n").strip(" ")
-    if max_words:
-        words = text.split(" ")
-        if len(words) > max_words:
-            text = " ".join(words[:max_words])
-    return text
 
 
 def clean_texts(texts: list[str], preprocess: str) -> list[str]:

@@ -77,6 +77,9 @@ class DataConfig:
     captions_per_epoch: str = "all"
     # The random resized crop's resampling: bicubic (VindLU's) or bilinear (faster, the former).
     interp: str = "bicubic"
+    pre_text: bool = (
+        True  # training captions cleaned by VindLU's pre_text (lower case, no punctuation)
+    )
 
 
 @dataclass

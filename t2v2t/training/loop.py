@@ -537,6 +537,7 @@ def make_loader(
         decode_device=cfg.data.decode_device,
         captions_per_epoch=cfg.data.captions_per_epoch,
         interp=cfg.data.interp,
+        pre_text=cfg.data.pre_text,
     )
 
 
