@@ -120,12 +120,9 @@ def make_train_loader(
 ) -> PlannedLoader:
     """The training batches of one epoch on one rank (see the module docstring).
 
-    ``interp``: the random resized crop's resampling, ``bilinear`` or ``bicubic`` (VindLU's);
-    ``pre_text``: captions cleaned as VindLU's training set cleans them.
-    ``captions_per_epoch``: ``one`` caption per video and epoch (drawn by ``(seed, epoch,
-    key)``), or ``all``: every (video, caption) once per epoch, as VindLU's training set (one
-    entry per caption; the video id stays shared, docs/training.md).
-
+    ``interp``: the crop's resampling (``bicubic``: VindLU's); ``pre_text``: VindLU's caption
+    cleaning; ``captions_per_epoch``: ``one`` caption per video and epoch, or ``all`` (every
+    (video, caption) once, the video id shared: docs/training.md).
     ``tokenizer`` may be ``None`` (batches then carry ``texts`` but no ``input_ids``; used by
     ``scripts/inspect_stream.py``). ``skip_samples``: samples this rank already consumed.
     ``crop_scale``: the random resized crop's area range (fractions of the stored frame);
