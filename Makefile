@@ -113,7 +113,7 @@ ablation: setup  ## the three fusions on one checkpoint per dataset, the paper's
 	$(PY) -m t2v2t.ablation --preset $(PRESET) $(call opt,--run,$(RUN)) $(ARGS)
 
 tune-fusion: setup  ## post-hoc methods' parameters on held-out train captions -> <ckpt dir>/fusion_params.json [DATASET= CKPT= PRESET= SHARDS=]
-	$(PY) scripts/tune_fusion.py --dataset $(DATASET) --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--shards,$(SHARDS)) $(ARGS)
+	$(PY) -m t2v2t.tune_fusion --dataset $(DATASET) --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--shards,$(SHARDS)) $(ARGS)
 
 bench: setup  ## benchmarks -> bench/results.json and bench/README.md
 	$(PY) scripts/bench.py $(ARGS)

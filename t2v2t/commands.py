@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("t2v2t.export", "export a checkpoint as a plain safetensors folder"),
     "convert-vindlu": ("t2v2t.convert_vindlu", "convert a VindLU .pth into a project .pt"),
     "inspect-stream": ("t2v2t.inspect_stream", "print a shard folder's training stream"),
+    "tune-fusion": ("t2v2t.tune_fusion", "post-hoc fusions' parameters on held-out train captions"),
+    "fuse": ("t2v2t.fuse", "every post-hoc fusion side by side on any retriever's saved scores"),
 }
 
 EXAMPLE = """example:

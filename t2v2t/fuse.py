@@ -17,16 +17,16 @@ import json
 import sys
 from pathlib import Path
 
-from t2v2t.errors import UsageError, cli
+from t2v2t.errors import ArgumentParser, UsageError, cli
 from t2v2t.retrieval.compare import compare, comparison_table, load_inputs, read_params
 from t2v2t.retrieval.posthoc import METHODS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
-        epilog="example: python scripts/fuse.py --scores sims.npz --bank bank.npz --json out.json",
+        epilog="example: t2v2t fuse --scores sims.npz --bank bank.npz --json out.json",
     )
     p.add_argument("--scores", required=True, help="npz with sims, gt [, bank, video_bank]")
     p.add_argument("--bank", default=None, help="npz with bank [, video_bank]")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from t2v2t.data.eval_loader import eval_texts, open_eval_shards
-from t2v2t.errors import UsageError, cli
+from t2v2t.errors import ArgumentParser, UsageError, cli
 from t2v2t.recipes import eval_shard_dir, text_len
 from t2v2t.retrieval.bank import BANK_SEED, bank_dir, first_videos
 from t2v2t.retrieval.evaluate import encode_texts, encode_videos, stage1_similarity
@@ -31,10 +31,10 @@ from t2v2t.retrieval.tune import tune
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
-        epilog="example: python scripts/tune_fusion.py --dataset msrvtt  (make tune-fusion DATASET=msrvtt)",
+        epilog="example: t2v2t tune-fusion --dataset msrvtt  (make tune-fusion DATASET=msrvtt)",
     )
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--ckpt", default=None, help="default runs/finetune-<dataset>/best.pt")
