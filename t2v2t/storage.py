@@ -17,6 +17,7 @@ import os
 import posixpath
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,6 +28,7 @@ from t2v2t.errors import UsageError
 __all__ = [
     "READ_ONLY_SCHEMES",
     "Location",
+    "ShardFolder",
     "basename",
     "check_writable",
     "exists",
@@ -49,6 +51,53 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PACKAGES = {"s3": "s3fs (pip install 't2v2t[s3]')", "gs": "gcsfs", "gcs": "gcsfs"}
 _RANGED = ("s3", "gs", "gcs")  # stores that answer byte ranges: read as retried blocks
 _PACKAGES.update(http="aiohttp", https="aiohttp", hf="huggingface_hub")
+
+
+@dataclass(frozen=True)
+class ShardFolder:
+    """A shard folder resolved once: a local folder (``root`` a Path) or a URL prefix (``root`` a
+    string, ``remote``). Made at the edge where a command, config or API first gets the folder
+    (:meth:`of`); the read path below lists, opens and joins through it without asking again
+    what kind of place it is (docs/architecture.md, "A shard folder, resolved once")."""
+
+    root: Location
+    remote: bool
+
+    @classmethod
+    def of(cls, where: str | os.PathLike[str] | ShardFolder) -> ShardFolder:
+        """``where`` as a ShardFolder; one already made comes back unchanged."""
+        if isinstance(where, ShardFolder):
+            return where
+        remote = is_url(where)
+        return cls(str(where) if remote else Path(where), remote)
+
+    def __str__(self) -> str:  # messages name the folder as before, a URL as typed
+        return str(self.root)
+
+    @property
+    def name(self) -> str:
+        """The folder's last component (``train_4f`` for ``s3://b/webvid/train_4f/``)."""
+        return basename(self.root)
+
+    def join(self, *parts: str) -> Location:
+        """A member's location: a URL string in a remote folder, a Path in a local one."""
+        return join(self.root, *parts)
+
+    def exists(self) -> bool:
+        """Whether the folder is there (a store: whether its prefix exists)."""
+        return exists(self.root) if self.remote else Path(self.root).is_dir()
+
+    def has(self, name: str) -> bool:
+        """Whether member ``name`` is there (a local one must be a file)."""
+        return exists(self.join(name)) if self.remote else Path(self.join(name)).is_file()
+
+    def list_sizes(self) -> dict[str, int]:
+        """``{file name: bytes}`` of the members (one listing request for a store)."""
+        return list_sizes(self.root)
+
+    def open(self, name: str) -> BinaryIO:
+        """A binary reader of member ``name`` (the caller closes it)."""
+        return open_read(self.join(name))
 
 
 def is_url(path: object) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import boto3
@@ -53,6 +54,27 @@ def test_round_trip_local_and_s3(root, tmp_path):
     assert err.value.filename == str(missing)
     with pytest.raises(FileNotFoundError, match="nope.bin"):
         storage.open_read(missing)
+
+
+def test_shard_folder_lists_opens_and_joins(root, tmp_path):
+    """A ShardFolder, made once from a path or URL, lists, opens and joins as the module's
+    helpers do, and survives pickling into a loader worker unchanged."""
+    folder = storage.ShardFolder.of(root)
+    assert storage.ShardFolder.of(folder) is folder  # made once: handed on as is
+    assert folder.remote == storage.is_url(root)
+    assert str(folder) == str(root) and folder.name == storage.basename(root)
+    assert not folder.exists()  # nothing there yet, on disk or under the prefix
+    assert not folder.has("a.bin") and folder.list_sizes() == {}
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"abc" * 7)
+    storage.put_file(src, folder.join("a.bin"))
+    assert folder.join("a.bin") == storage.join(root, "a.bin")
+    assert isinstance(folder.join("a.bin"), str) == folder.remote
+    assert folder.exists() and folder.has("a.bin") and not folder.has("b.bin")
+    assert folder.list_sizes() == {"a.bin": 21}
+    with folder.open("a.bin") as f:
+        assert f.read() == b"abc" * 7
+    assert pickle.loads(pickle.dumps(folder)) == folder
 
 
 def test_url_parsing():

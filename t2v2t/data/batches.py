@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from t2v2t import storage
 from t2v2t.data.augment import (
     TRAIN_SCALE,
     Crop,
@@ -40,7 +39,7 @@ from t2v2t.data.plan import RankPlan
 from t2v2t.data.schema import META_EXT, SampleMeta, frame_ext
 from t2v2t.data.shards import shard_matches
 from t2v2t.data.stream import ShardStream
-from t2v2t.storage import Location
+from t2v2t.storage import ShardFolder
 
 __all__ = ["BatchSource", "PlannedBatches", "PlannedLoader", "pick_frames"]
 
@@ -63,7 +62,7 @@ def pick_frames(
 class BatchSource:
     """What a worker needs to know about one source (picklable)."""
 
-    directory: Location
+    directory: ShardFolder
     name: str
     shard_names: list[str]  # stream order, per the plan
     shard_sha256: list[str]  # the manifest's digests, same order
@@ -211,7 +210,7 @@ class PlannedBatches(IterableDataset):
     ) -> ShardError:
         i = src.plan.locate(int(position))[0]
         name = src.shard_names[i]
-        path = storage.join(src.directory, name)
+        path = src.directory.join(name)
         if self.verify_stream and not shard_matches(src.directory, name, src.shard_sha256[i]):
             return ShardError(corrupt_message(path) + self.hint)  # the cause, not the symptom
         return ShardError(f"{path}: sample {raw.get('__key__')!r}: {err}")

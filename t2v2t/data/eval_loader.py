@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from t2v2t import storage
 from t2v2t.data.batches import BatchSource, PlannedBatches, PlannedLoader
 from t2v2t.data.plan import eval_plan
 from t2v2t.data.schema import META_EXT, SampleMeta
@@ -25,6 +24,7 @@ from t2v2t.data.shards import (
     read_shard,
     shard_infos,
 )
+from t2v2t.storage import ShardFolder
 
 __all__ = ["EvalShards", "EvalTexts", "eval_texts", "make_eval_loader", "open_eval_shards"]
 
@@ -33,7 +33,7 @@ __all__ = ["EvalShards", "EvalTexts", "eval_texts", "make_eval_loader", "open_ev
 class EvalShards:
     """An evaluation shard folder, opened: its manifest (read once) and its checked shards."""
 
-    directory: storage.Location  # a local folder or a shard URL
+    directory: ShardFolder  # a local folder or a shard URL, resolved once
     manifest: dict[str, Any]
     infos: list[ShardInfo]
 
@@ -47,12 +47,12 @@ class EvalShards:
 
 
 def open_eval_shards(
-    shard_dir: str | Path | EvalShards, *, verify_hash: bool = False
+    shard_dir: str | Path | ShardFolder | EvalShards, *, verify_hash: bool = False
 ) -> EvalShards:
     """Read the manifest and check every shard's size (a stat); an :class:`EvalShards` as is."""
     if isinstance(shard_dir, EvalShards):
         return shard_dir
-    directory = storage.location(shard_dir)  # a URL stays a string
+    directory = ShardFolder.of(shard_dir)  # a URL stays a string
     manifest = read_manifest(directory)
     infos, _ = SHARD_CHECKS.check(
         directory, shard_infos(manifest), skip_bad=False, verify_hash=verify_hash
@@ -90,7 +90,7 @@ def make_eval_loader(
     plan = eval_plan(counts, rank=rank, world_size=world_size, batch_size=batch_size)
     src = BatchSource(
         directory=directory,
-        name=str(manifest.get("dataset", storage.basename(directory))),
+        name=str(manifest.get("dataset", directory.name)),
         shard_names=[s.name for s in infos],
         shard_sha256=[s.sha256 for s in infos],
         plan=plan,
@@ -154,7 +154,7 @@ def eval_texts(shard_dir: str | Path | EvalShards) -> EvalTexts:
                 text_video.append(len(keys))
             keys.append(meta.key)
         if len(keys) - before != info.samples:
-            path = storage.join(directory, info.name)
+            path = directory.join(info.name)
             raise ShardError(
                 f"{path}: {len(keys) - before} samples, the manifest says {info.samples}"
             )

@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 
-from t2v2t import storage
 from t2v2t.data.augment import TRAIN_SCALE
 from t2v2t.data.batches import BatchSource, PlannedBatches, PlannedLoader
 from t2v2t.data.captions import CAPTIONS_PER_EPOCH, SENTENCE_LEN
@@ -58,7 +57,7 @@ from t2v2t.data.plan import interleave, train_plan
 from t2v2t.data.shard_checks import SHARD_CHECKS
 from t2v2t.data.shards import MANIFEST, ShardError, ShardInfo, read_manifest, shard_infos
 from t2v2t.seeding import rng_for
-from t2v2t.storage import Location
+from t2v2t.storage import ShardFolder
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "TrainSource", "make_train_loader"]
 
@@ -69,10 +68,13 @@ DEFAULT_SHUFFLE_BUFFER = 1000
 class TrainSource:
     """One training corpus: its shard folder and per-corpus batch size, frames and text length."""
 
-    dir: str | Path
+    dir: ShardFolder | str | Path  # a ShardFolder once made: the folder is resolved here
     batch_size: int
     num_frames: int
     max_text_len: int = SENTENCE_LEN
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dir", ShardFolder.of(self.dir))
 
 
 def _resolve_skip(skip_samples: int, sizes: list[int]) -> int:
@@ -216,7 +218,7 @@ def _train_source(
     ``(skip_bad, verify_hash)``; ``per_caption``: plan every (video, caption) once.
     """
     skip_bad, verify_hash = checks
-    directory = storage.location(spec.dir)
+    directory = ShardFolder.of(spec.dir)  # TrainSource made it: the same value, typed
     manifest = read_manifest(directory)
     good, bad = SHARD_CHECKS.check(
         directory,
@@ -238,7 +240,7 @@ def _train_source(
     )
     source = BatchSource(
         directory=directory,
-        name=str(manifest.get("dataset", storage.basename(directory))),
+        name=str(manifest.get("dataset", directory.name)),
         shard_names=[good[s].name for s in plan.shards],
         shard_sha256=[good[s].sha256 for s in plan.shards],
         plan=plan,
@@ -248,13 +250,13 @@ def _train_source(
     return source, bad
 
 
-def caption_counts(directory: Location, infos: Sequence[ShardInfo]) -> list[np.ndarray | None]:
+def caption_counts(directory: ShardFolder, infos: Sequence[ShardInfo]) -> list[np.ndarray | None]:
     """Each shard's per-sample caption counts from the manifest (None: one caption each)."""
     out: list[np.ndarray | None] = []
     for info in infos:
         if info.captions is None:
             raise ShardError(
-                f"{storage.join(directory, MANIFEST)}: shard {info.name} has no caption counts "
+                f"{directory.join(MANIFEST)}: shard {info.name} has no caption counts "
                 "(built before per-caption epochs): rebuild the folder with make shards, or set "
                 "data.captions_per_epoch: one"
             )

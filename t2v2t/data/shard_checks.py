@@ -15,9 +15,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from t2v2t import storage
 from t2v2t.data.shards import ShardError, ShardInfo, check_shard_file
-from t2v2t.storage import Location
+from t2v2t.storage import ShardFolder
 
 __all__ = ["SHARD_CHECKS", "ShardChecker", "ShardWarning"]
 
@@ -37,7 +36,7 @@ class ShardChecker:
 
     def check(
         self,
-        directory: Location,
+        directory: ShardFolder,
         infos: list[ShardInfo],
         *,
         skip_bad: bool,
@@ -47,7 +46,7 @@ class ShardChecker:
         """The shards that pass their manifest check, and one message per skipped shard."""
         good, bad = [], []
         # A URL folder: every size from one listing of the store, not a request per shard.
-        listing = storage.list_sizes(directory) if storage.is_url(directory) else None
+        listing = directory.list_sizes() if directory.remote else None
         for info in infos:
             try:
                 # size: always, it is a stat (or a listing)
@@ -74,10 +73,11 @@ class ShardChecker:
 SHARD_CHECKS = ShardChecker()
 
 
-def _hash_token(directory: Location, info: ShardInfo) -> tuple[str, int, int | str]:
+def _hash_token(directory: ShardFolder, info: ShardInfo) -> tuple[str, int, int | str]:
     """What identifies a shard whose digest was checked: a file's path, size and mtime; a URL's
     manifest entry (its node-cache copy is checked by the cache)."""
-    if storage.is_url(directory):
-        return (str(storage.join(directory, info.name)), info.bytes, info.sha256)
-    st = (Path(directory) / info.name).stat()
-    return (str(Path(directory) / info.name), st.st_size, st.st_mtime_ns)
+    path = directory.join(info.name)
+    if directory.remote:
+        return (str(path), info.bytes, info.sha256)
+    st = Path(path).stat()
+    return (str(path), st.st_size, st.st_mtime_ns)

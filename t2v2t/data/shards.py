@@ -24,6 +24,7 @@ from t2v2t.data.cache import node_cache
 from t2v2t.data.integrity import HashingReader, ShardError, sha256_file
 from t2v2t.data.schema import FORMAT, META_EXT
 from t2v2t.data.tarstream import group_members, iter_shard_samples
+from t2v2t.storage import ShardFolder
 
 MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
@@ -108,7 +109,7 @@ def _caption_count(members: list[tuple[str, bytes]]) -> int:
 
 
 def open_shard(
-    directory: str | Path, name: str, sha256: str | None = None
+    directory: ShardFolder | str | Path, name: str, sha256: str | None = None
 ) -> HashingReader | BinaryIO:
     """Shard ``name`` of ``directory``, opened for reading its compressed bytes front to back.
 
@@ -118,9 +119,10 @@ def open_shard(
     (docs/reliability.md, "Shard integrity"). The caller closes it. A URL folder's shards come
     through this node's cache (:func:`open_shard_url`).
     """
-    if storage.is_url(directory):
-        return open_shard_url(str(storage.join(directory, name)), sha256)
-    path = Path(directory) / name
+    folder = ShardFolder.of(directory)
+    if folder.remote:
+        return open_shard_url(str(folder.join(name)), sha256)
+    path = folder.join(name)
     if sha256 is None:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     return HashingReader(path, sha256)
@@ -135,7 +137,7 @@ def open_shard_url(url: str, sha256: str | None) -> HashingReader | BinaryIO:
 
 
 def read_shard(
-    directory: str | Path,
+    directory: ShardFolder | str | Path,
     name: str,
     sha256: str | None = None,
     keep: Callable[[int], bool] | None = None,
@@ -149,7 +151,7 @@ def read_shard(
         yield from iter_shard_samples(f, keep)
 
 
-def shard_matches(directory: str | Path, name: str, sha256: str) -> bool:
+def shard_matches(directory: ShardFolder | str | Path, name: str, sha256: str) -> bool:
     """True when the whole of shard ``name`` has the manifest's ``sha256``."""
     with open_shard(directory, name, sha256) as f:
         return f.matches()  # type: ignore[attr-defined]
@@ -184,15 +186,16 @@ def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> None:
     atomic_write_bytes(Path(directory) / MANIFEST, data.encode())
 
 
-def read_manifest(directory: str | Path) -> dict[str, Any]:
+def read_manifest(directory: ShardFolder | str | Path) -> dict[str, Any]:
     """The manifest of a shard folder or URL, with a clear error when it is missing or not ours."""
-    path = storage.join(directory, MANIFEST)
+    folder = ShardFolder.of(directory)
+    path = folder.join(MANIFEST)
     try:
-        with storage.open_read(path) as f:
+        with folder.open(MANIFEST) as f:
             text = f.read().decode()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ShardError(
-            f"{path} not found: {directory} is not a finished shard folder "
+            f"{path} not found: {folder} is not a finished shard folder "
             "(build it with `make shards DATASET=...`)"
         ) from None
     try:
@@ -209,7 +212,7 @@ def shard_infos(manifest: dict[str, Any]) -> list[ShardInfo]:
 
 
 def check_shard_file(
-    directory: str | Path,
+    directory: ShardFolder | str | Path,
     info: ShardInfo,
     *,
     hash_check: bool = True,
@@ -217,12 +220,13 @@ def check_shard_file(
 ) -> None:
     """Raise :class:`ShardError` naming the shard when its size or sha256 disagrees with the manifest.
 
-    ``directory`` may be a URL; ``listing`` (:func:`t2v2t.storage.list_sizes` of it) saves one
-    request per shard when many are checked (a shard it lacks is asked for by name).
+    ``directory`` may be a URL; ``listing`` (its :meth:`~t2v2t.storage.ShardFolder.list_sizes`)
+    saves one request per shard when many are checked (a shard it lacks is asked for by name).
     """
-    path = storage.join(directory, info.name)
-    if storage.is_url(directory):
-        sizes = storage.list_sizes(directory) if listing is None else listing
+    folder = ShardFolder.of(directory)
+    path = folder.join(info.name)
+    if folder.remote:
+        sizes = folder.list_sizes() if listing is None else listing
         size = sizes.get(info.name)
         if size is None:  # not listed (a store that cannot list): one request for it
             try:
@@ -237,7 +241,7 @@ def check_shard_file(
         raise ShardError(
             f"{path}: {size} bytes, manifest says {info.bytes} (truncated or replaced)"
         )
-    if hash_check and not shard_matches(directory, info.name, info.sha256):
+    if hash_check and not shard_matches(folder, info.name, info.sha256):
         raise ShardError(f"{path}: sha256 differs from the manifest (corrupted or replaced)")
 
 

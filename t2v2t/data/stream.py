@@ -14,12 +14,11 @@ from typing import Any, BinaryIO
 import numpy as np
 import zstandard
 
-from t2v2t import storage
 from t2v2t.data.integrity import HashingReader, ShardError, corrupt_message
 from t2v2t.data.plan import RankPlan
 from t2v2t.data.shards import open_shard
 from t2v2t.data.tarstream import iter_shard_samples
-from t2v2t.storage import Location
+from t2v2t.storage import ShardFolder
 
 __all__ = ["ShardStream"]
 
@@ -34,7 +33,7 @@ class ShardStream:
 
     def __init__(
         self,
-        directory: Location,
+        directory: ShardFolder,
         names: list[str],
         plan: RankPlan,
         needed: Counter,
@@ -87,7 +86,7 @@ class ShardStream:
             if self.it is None or self._next_wanted() >= int(self.starts[self.shard + 1]):
                 self.close(verify=True)  # nothing more wanted here: jump to the next useful one
                 self._open_for(self.pos)
-            path = storage.join(self.directory, self.names[self.shard])
+            path = self.directory.join(self.names[self.shard])
             index = self.pos - int(self.starts[self.shard])
             try:
                 sample = next(self.it)

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from t2v2t import storage
 from t2v2t.data.eval_loader import eval_texts
 from t2v2t.data.schema import decode_sample
 from t2v2t.data.shards import ShardError, read_manifest, read_shard, shard_infos
@@ -30,6 +29,7 @@ from t2v2t.retrieval.metrics import best_ranks
 from t2v2t.retrieval.plots import draw_recall_at_k
 from t2v2t.retrieval.report import FUSION_LABELS as LABELS
 from t2v2t.retrieval.stats import fmt_interval, fmt_p
+from t2v2t.storage import ShardFolder
 
 TOP = 5
 SAMPLE = 12  # random queries shown besides the disagreements
@@ -70,7 +70,7 @@ def load_strips(
 ) -> dict[int, tuple[bytes, int, int]]:
     """Manifest position -> (JPEG of ``frames`` evenly spaced stored frames side by side, width,
     height), read from the eval shards; only the wanted samples are decoded."""
-    directory = storage.location(shard_dir)  # a URL stays one
+    directory = ShardFolder.of(shard_dir)  # a URL stays one
     wanted = set(int(v) for v in videos)
     out: dict[int, tuple[bytes, int, int]] = {}
     offset = 0

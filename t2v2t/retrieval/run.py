@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from t2v2t import storage
 from t2v2t.dist import world_info
 from t2v2t.errors import UsageError  # scripts import it from here too
 from t2v2t.models.loading import CheckpointError, load_any_checkpoint, tokenizer_for
@@ -27,6 +26,7 @@ from t2v2t.retrieval.evaluate import EvalResult, evaluate_retrieval
 from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.preprocess import default_preprocess
 from t2v2t.retrieval.settings import EvalConfig, eval_settings
+from t2v2t.storage import ShardFolder
 from t2v2t.typed_yaml import ConfigError
 
 # The datasets with an evaluation split in the recipe table (t2v2t/recipes.py).
@@ -56,13 +56,13 @@ def default_checkpoint(dataset: str) -> Path:
     return Path("runs") / f"finetune-{dataset}" / "best.pt"
 
 
-def check_inputs(dataset: str, ckpt: Path, shards: Path | str, ckpt_given: bool) -> None:
+def check_inputs(
+    dataset: str, ckpt: Path, shards: ShardFolder | Path | str, ckpt_given: bool
+) -> None:
     """One clear line per missing input, naming the command that makes it."""
-    manifest = storage.join(shards, "manifest.json")
-    url = storage.is_url(shards)
-    if not (storage.exists(manifest) if url else Path(manifest).is_file()):
-        there = storage.exists(shards) if url else Path(shards).is_dir()
-        state = "has no manifest.json" if there else "does not exist"
+    folder = ShardFolder.of(shards)
+    if not folder.has("manifest.json"):
+        state = "has no manifest.json" if folder.exists() else "does not exist"
         split = eval_recipe(dataset).split
         built = any(r.split == split for r in recipe(dataset))  # `folder`: SPLIT=test, own build
         raise UsageError(

@@ -6,23 +6,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from t2v2t import storage
+from t2v2t.storage import ShardFolder
 from t2v2t.training.config import Config
 from t2v2t.typed_yaml import ConfigError
 
 
 def check_shard_dir(key: str, path: str, make_hint: str) -> None:
-    if storage.is_url(path):  # an object store has no folders, only the manifest's object
-        if not storage.exists(storage.join(path, "manifest.json")):
+    folder = ShardFolder.of(path)
+    if folder.remote:  # an object store has no folders, only the manifest's object
+        if not folder.has("manifest.json"):
             raise ConfigError(
                 f"{key}: {path} has no manifest.json (not built or unfinished); build it with "
                 f"{make_hint} OUT=<the URL's root>"
             )
         return
-    p = Path(path)
-    if not p.is_dir():
+    if not folder.exists():
         raise ConfigError(f"{key}: shard folder {path} does not exist; build it with {make_hint}")
-    if not (p / "manifest.json").is_file():
+    if not folder.has("manifest.json"):
         raise ConfigError(
             f"{key}: {path} has no manifest.json (unfinished build?); rebuild with {make_hint}"
         )
