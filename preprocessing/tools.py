@@ -13,11 +13,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from t2v2t.errors import ExpectedError
+
 TOOLS = ("ffmpeg", "ffprobe")
 
 
-class ToolNotFound(FileNotFoundError):
-    """ffmpeg or ffprobe is missing; the message says how to get it."""
+class ToolNotFound(ExpectedError, FileNotFoundError):
+    """ffmpeg or ffprobe is missing; the message says how to get it (one ``error:`` line)."""
 
 
 def find_tool(name: str) -> str:

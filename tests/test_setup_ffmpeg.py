@@ -91,7 +91,10 @@ def test_make_setup_brings_ffmpeg_without_a_system_one(tmp_path: Path) -> None:
 
 def test_missing_ffmpeg_is_one_line_naming_make_setup(tmp_path: Path) -> None:
     syspath = _path_without_ffmpeg(tmp_path)
-    code = "from preprocessing.tools import find_tool; find_tool('ffprobe')"
+    code = (
+        "from preprocessing.tools import find_tool; from t2v2t.errors import cli; "
+        "sys.exit(cli(lambda: find_tool('ffprobe')))"
+    )
     proc = subprocess.run(
         [
             sys.executable,
@@ -102,6 +105,7 @@ def test_missing_ffmpeg_is_one_line_naming_make_setup(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert "ffprobe not found" in last and "make setup" in last, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr  # no traceback
+    assert "ffprobe not found" in lines[0] and "make setup" in lines[0], proc.stderr
