@@ -37,6 +37,7 @@ from typing import Any
 from preprocessing import publish
 from preprocessing.cluster import dask_client, windowed
 from preprocessing.decode import decoder
+from preprocessing.mixing import mix_list
 from preprocessing.records import VideoRecord
 from preprocessing.remote import sizes
 from preprocessing.slices import Slice, SlicedSource, absolute, plan_parts, slice_records
@@ -246,8 +247,9 @@ class Plan:
 
 
 def plan(records: list[VideoRecord] | SlicedSource, out: Path, spec: ShardSpec) -> Plan:
-    """Shard i always holds the same inputs, rows ``[i*n, (i+1)*n)`` of the annotation, whatever
-    the worker count. A list is screened here; a sliced CSV is screened by its workers."""
+    """Shard i always holds the same inputs, whatever the worker count: rows ``[i*n, (i+1)*n)``
+    of the annotation, or with ``spec.mixing="blocks"`` those positions of its seeded mixed
+    order (:mod:`preprocessing.mixing`). A list is screened here; a sliced CSV by its workers."""
     n = spec.samples_per_shard
 
     def task(i: int, recs: list[VideoRecord]) -> ShardTask:
@@ -257,9 +259,11 @@ def plan(records: list[VideoRecord] | SlicedSource, out: Path, spec: ShardSpec) 
         source = absolute(records)
         works = (
             Work(task(i, []), str(out), source, part)
-            for i, part in enumerate(plan_parts(source, n))
+            for i, part in enumerate(plan_parts(source, n, spec.mixing, spec.seed))
         )
         return Plan(works, None, None)
+    if spec.mixed:  # before screening: a duplicate key fails where it lands in the mixed order
+        records = mix_list(records, n, spec.seed)
     unique, early = screen(records)
     listed = [
         Work(task(i, unique[start : start + n]), str(out))

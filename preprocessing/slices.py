@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from preprocessing.mixing import MixedSlice, block_rows, mixed_records, plan_mixed
 from preprocessing.records import VideoRecord
 from preprocessing.remote import location, open_binary
 from preprocessing.wds_input import TarSlice, TarSource, plan_tar_slices, tar_slice_records
+from t2v2t.errors import UsageError
 from t2v2t.storage import Location, is_url
 
 
@@ -75,7 +77,7 @@ def plan_slices(path: str | Path, rows: int) -> Iterator[CsvSlice]:
 
 # Inputs that workers read slice by slice: a CSV, or webdataset tars (preprocessing/wds_input.py).
 SlicedSource = CsvSource | TarSource
-Slice = CsvSlice | TarSlice
+Slice = CsvSlice | TarSlice | MixedSlice
 
 
 def absolute(source: SlicedSource) -> SlicedSource:
@@ -91,8 +93,23 @@ def _absolute(path: str) -> str:
     return path if is_url(path) else os.path.abspath(path)  # a URL is absolute already
 
 
-def plan_parts(source: SlicedSource, rows: int) -> Iterator[Slice]:
-    """The source's slices of ``rows`` inputs each, planned as they are consumed."""
+def plan_parts(
+    source: SlicedSource, rows: int, mixing: str = "none", seed: int = 0
+) -> Iterator[Slice]:
+    """The source's slices of ``rows`` inputs each, planned as they are consumed.
+
+    ``mixing="blocks"`` (a CSV only): each slice gathers its rows from the whole file
+    (:mod:`preprocessing.mixing`); the file is cut into small blocks before the first slice.
+    """
+    if mixing == "blocks":
+        if isinstance(source, TarSource):
+            raise UsageError(
+                f"input tars ({source.folder}) are read in member order, not mixed: "
+                "build them with MIXING=none (--mixing none)"
+            )
+        blocks = plan_slices(source.path, block_rows(rows))
+        parts = ((b.start, b.stop, b.first_line, b.rows) for b in blocks)
+        return plan_mixed(source.path, parts, rows, seed)
     if isinstance(source, TarSource):
         return plan_tar_slices(source, rows)
     return plan_slices(source.path, rows)
@@ -102,6 +119,9 @@ def slice_records(source: SlicedSource, part: Slice) -> list[VideoRecord]:
     """The records of one slice, by the source's adapter (runs in a worker)."""
     if isinstance(source, TarSource) and isinstance(part, TarSlice):
         return tar_slice_records(source, part)
+    if isinstance(source, CsvSource) and isinstance(part, MixedSlice):
+        root, path = location(source.root), location(part.path)
+        return mixed_records(lambda byte_range: source.reader(root, path, byte_range), part)
     if not isinstance(source, CsvSource) or not isinstance(part, CsvSlice):
         raise ValueError(f"no sliced reader for a {type(part).__name__} of {source}")
     return source.reader(

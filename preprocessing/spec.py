@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from preprocessing.mixing import MIXINGS, block_rows
 from t2v2t.data.frames import MIDDLE_MODES
 from t2v2t.errors import UsageError
 
@@ -57,6 +58,10 @@ class ShardSpec:
     shard_bytes: int | None = None
     synthetic: bool = False
     builder_version: int = BUILDER_VERSION
+    # How rows are spread over shards: "blocks" (docs/data.md, "Mixing") or "none" (shard i holds
+    # rows [i*n, (i+1)*n) of the annotation). The records a task gets say which rows it holds, so
+    # its fingerprint follows; the manifest records it.
+    mixing: str = "none"
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -66,6 +71,10 @@ class ShardSpec:
         if self.samples_per_shard < 1:
             raise UsageError(
                 f"samples per shard must be >= 1 (SHARD_SIZE={self.samples_per_shard})"
+            )
+        if self.mixing not in MIXINGS:
+            raise UsageError(
+                f"unknown mixing (MIXING={self.mixing}): choose one of {', '.join(MIXINGS)}"
             )
         if self.mode in MIDDLE_MODES and self.candidates != 1:
             object.__setattr__(self, "candidates", 1)  # one frame per segment: no candidates
@@ -82,7 +91,13 @@ class ShardSpec:
             "shard_bytes": self.shard_bytes,
             "synthetic": bool(self.synthetic),
             "builder_version": self.builder_version,
+            "mixing": self.mixing,
+            **({"mixing_block_rows": block_rows(self.samples_per_shard)} if self.mixed else {}),
         }
+
+    @property
+    def mixed(self) -> bool:
+        return self.mixing != "none"
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> ShardSpec:
@@ -98,6 +113,7 @@ class ShardSpec:
             shard_bytes=manifest.get("shard_bytes"),
             synthetic=bool(manifest.get("synthetic", False)),
             builder_version=manifest.get("builder_version", 0),
+            mixing=manifest.get("mixing", "none"),  # older manifests: annotation order
         )
 
     def sized_by_bytes(self, target: int) -> ShardSpec:

@@ -14,7 +14,7 @@ from t2v2t.errors import ArgumentParser, cli
 from t2v2t.tools.benchlog import BENCH_DIR
 
 SCRIPTS = Path(__file__).resolve().parent
-ORDER = ["shards", "driver", "loader", "rerank", "train"]
+ORDER = ["shards", "driver", "mixing", "loader", "rerank", "train"]
 
 
 def main(argv: list[str] | None = None) -> int:

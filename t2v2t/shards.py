@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from preprocessing.adapters import (
@@ -22,11 +23,12 @@ from preprocessing.adapters import (
     sliced_source,
 )
 from preprocessing.job import build_shards
+from preprocessing.mixing import MIXINGS
 from preprocessing.publish import check_target
 from preprocessing.recipes import RECIPES, SPLITS, SplitRecipe, recipe
 from preprocessing.records import VideoRecord
 from preprocessing.remote import Location, is_file, join, location
-from preprocessing.slices import SlicedSource
+from preprocessing.slices import CsvSource, SlicedSource
 from preprocessing.spec import (
     DEFAULT_SAMPLES_PER_SHARD,
     DEFAULT_SHARD_BYTES,
@@ -41,7 +43,7 @@ from preprocessing.synthetic import (
     generate,
     is_complete,
 )
-from t2v2t.data.frames import FRAME_RULES
+from t2v2t.data.frames import FRAME_RULES, MIDDLE_MODES
 from t2v2t.data.shards import shard_dir
 from t2v2t.errors import ArgumentParser, UsageError, cli
 from t2v2t.storage import is_url
@@ -110,8 +112,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="evaluation splits' middle frame: project ((a+b)//2 of [a, b)) or vindlu "
         "(VindLU's (a+b-1)//2; recorded in the manifest as mode vindlu_middle)",
     )
+    p.add_argument(
+        "--mixing",
+        choices=MIXINGS,
+        default=None,
+        help="blocks: each shard gathers rows from the whole annotation (default for WebVid's "
+        "CSV training splits); none: shard i holds rows [i*n, (i+1)*n) (docs/data.md, 'Mixing')",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
+
+
+def mixing_for(given: str | None, r: SplitRecipe, inputs: object) -> str:
+    """``--mixing``, else ``blocks`` for a training split read from a CSV in slices (WebVid, the
+    corpus at scale: docs/data.md, "Mixing"), else ``none``."""
+    if given is not None:
+        if given != "none" and not isinstance(inputs, (CsvSource, list)):
+            raise UsageError(
+                f"--mixing {given} (MIXING={given}): input tars are read in member order; "
+                "use MIXING=none"
+            )
+        return given
+    return "blocks" if isinstance(inputs, CsvSource) and r.mode not in MIDDLE_MODES else "none"
 
 
 def _synthetic_hint(dataset: str) -> str:
@@ -252,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         records = inputs(args, data, r.split)
         out = shard_dir(args.out, args.dataset, r.split, r.num_frames)
         t0 = time.perf_counter()
-        spec = spec_for(args, r, synthetic)
+        spec = replace(spec_for(args, r, synthetic), mixing=mixing_for(args.mixing, r, records))
         m = build_shards(
             records,
             out,

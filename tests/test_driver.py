@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,37 @@ def test_sliced_build_equals_list_build_for_any_worker_count(corpus: Path, tmp_p
     assert _snapshot(tmp_path / "w2") == _snapshot(tmp_path / "list")
     assert shards[0].stat().st_mtime_ns == stamps[shards[0].name]
     assert shards[2].stat().st_mtime_ns == stamps[shards[2].name]
+
+
+def test_mixed_build_is_the_mixed_order_for_any_worker_count(corpus: Path, tmp_path: Path) -> None:
+    """docs/data.md, "Mixing": shard i holds positions [i*n, (i+1)*n) of the seeded mixed
+    order; the same bytes from the CSV's slices and from the list, with 0 or 2 Dask workers."""
+    from preprocessing.mixing import mixed_rows
+    from t2v2t.data.shards import iter_samples
+
+    spec = replace(SPEC, mixing="blocks", seed=1)
+    recs = load_records("webvid", corpus, "train")
+    build_shards(recs, tmp_path / "list", spec, workers=0, progress=False)
+    source = CsvSource(webvid_slice, str(corpus), str(corpus / "results_2M_train.csv"))
+    build_shards(source, tmp_path / "w0", spec, workers=0, progress=False)
+    build_shards(source, tmp_path / "w2", spec, workers=2, window=1, progress=False)
+    assert _snapshot(tmp_path / "w0") == _snapshot(tmp_path / "list") == _snapshot(tmp_path / "w2")
+    m = read_manifest(tmp_path / "w0")
+    assert (m["mixing"], m["mixing_block_rows"], m["num_samples"], m["num_failed"]) == (
+        "blocks",
+        1,
+        6,
+        1,
+    )
+    order = [recs[i].key for i in mixed_rows(len(recs), 3, 1) if recs[i].key != "999"]
+    keys = [
+        s["__key__"] for p in sorted((tmp_path / "w0").glob("*.tar.zst")) for s in iter_samples(p)
+    ]
+    assert keys == order and keys != [r.key for r in recs if r.key != "999"]
+    # Today's order stays one key away, and differs.
+    build_shards(source, tmp_path / "none", SPEC, workers=0, progress=False)
+    assert read_manifest(tmp_path / "none")["mixing"] == "none"
+    assert _snapshot(tmp_path / "none") != _snapshot(tmp_path / "w0")
 
 
 def test_verify_on_a_cluster_with_a_progress_bar(
