@@ -4,13 +4,15 @@ A video shows one shape (circle, square, triangle, cross) of a colour and size o
 background, moving left/right/up/down slowly or quickly; the path keeps it on screen and a shape
 moving left starts on the right, so direction and speed are readable only from frame order.
 Captions name every attribute in varied wording. Test sets hold "direction twins": a twin is
-its partner's frames in reverse order (opposite direction, everything else equal). ActivityNet-
+its partner's frames in reverse order (opposite direction, everything else equal), and on request
+(``near_duplicates``) near-duplicate distractors: a copy of an earlier test video with exactly
+one of direction, speed or size changed (same shape, colour and background). ActivityNet-
 and DiDeMo-style videos chain 2-3 such events with timestamps, one sentence per event.
 
 Frames are drawn with numpy and piped as raw RGB to ffmpeg (libx264, yuv420p, one thread,
 bitexact), in a process pool. ``data_root/synthetic_attributes.json`` describes every video:
 ``{key: {"events": [attributes...], "twin": key | null, "split": str}}`` (single-event videos
-also carry their attributes at the top level).
+also carry their attributes at the top level; a near duplicate also ``"near_duplicate_of": key``).
 """
 
 from __future__ import annotations
@@ -97,6 +99,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "folder": {"splits": {"train": 50}, "fps": 8, "duration": 4.0},
 }
 TWIN_FRACTION = 0.2
+# What a near duplicate changes (one of them, in one event): the attributes a caption names that
+# the tiny demo model reads least well, so a near duplicate competes with its original.
+NEAR_ATTRIBUTES: dict[str, dict[str, Any]] = {
+    "direction": DIRECTIONS,
+    "speed": SPEEDS,
+    "size": SIZES,
+}
+NEAR_PER_VIDEO = 3  # near duplicates made of one original at most
 ATTRIBUTES_FILE = "synthetic_attributes.json"
 # Present while a corpus is being written: annotation files exist before their videos do, so
 # a killed generation must not pass for a finished corpus.
@@ -296,18 +306,59 @@ class Video:
     twin: str | None = None
     reverse: bool = False
     caps: list[list[str]] | None = None  # per event, its captions
+    near_duplicate_of: str | None = None  # the test video this one copies with one change
+
+
+def near_duplicate(
+    events: list[Event], rng: np.random.Generator, used: set[tuple]
+) -> list[Event] | None:
+    """``events`` with one attribute of one event (direction, speed or size) changed, distinct
+    from every signature in ``used`` (and its direction twin's); None when 8 draws found none."""
+    for _ in range(8):
+        i = int(rng.integers(len(events)))
+        name = str(rng.choice(list(NEAR_ATTRIBUTES)))
+        values = [v for v in NEAR_ATTRIBUTES[name] if v != getattr(events[i], name)]
+        evs = list(events)
+        evs[i] = replace(evs[i], **{name: str(rng.choice(values))})
+        twin_sig = tuple(replace(e, direction=OPPOSITE[e.direction]) for e in evs)
+        if tuple(evs) not in used and twin_sig not in used:
+            return evs
+    return None
+
+
+def _near_duplicates(
+    base: list[Event], rng: np.random.Generator, used: set[tuple], room: int
+) -> list[list[Event]]:
+    """Up to ``min(room, NEAR_PER_VIDEO)`` near duplicates of ``base``'s events, each recorded
+    in ``used``."""
+    out: list[list[Event]] = []
+    for _ in range(min(room, int(rng.integers(1, NEAR_PER_VIDEO + 1)))):
+        evs = near_duplicate(base, rng, used)
+        if evs is None:
+            break
+        used.update([tuple(evs), tuple(replace(e, direction=OPPOSITE[e.direction]) for e in evs)])
+        out.append(evs)
+    return out
 
 
 def plan(
-    dataset: str, splits: dict[str, int], seed: int, events: tuple[int, int], seconds: list[float]
+    dataset: str,
+    splits: dict[str, int],
+    seed: int,
+    events: tuple[int, int],
+    seconds: list[float],
+    near_duplicates: float = 0.0,
 ) -> list[Video]:
-    """Which videos to render: train random, test distinct with ~20% direction twins."""
+    """Which videos to render: train random, test distinct with ~20% direction twins and
+    (``near_duplicates``: that fraction of the test split) near-duplicate distractors."""
     videos: list[Video] = []
     for split, count in splits.items():
         rng = rng_for(seed, dataset, split)
         test = split != "train"
         used: set[tuple] = set()
         n_twins = int(round(count * TWIN_FRACTION / 2)) if test else 0
+        n_near = int(round(count * near_duplicates)) if test else 0
+        near_rng = rng_for(seed, dataset, split, "near") if n_near else None
         i = 0
         while len([v for v in videos if v.split == split]) < count:
             k = int(rng.integers(events[0], events[1] + 1))
@@ -336,6 +387,14 @@ def plan(
                 i += 1
                 videos[-1].twin = twin.key
                 videos.append(twin)
+            elif near_rng is not None and n_near > 0 and left > 0:
+                # Near duplicates draw from their own stream: without them the plan is unchanged.
+                base = videos[-1]
+                for evs in _near_duplicates(base.events, near_rng, used, min(left, n_near)):
+                    videos.append(Video(f"{split}{i:05d}", split, evs, list(secs),
+                                        near_duplicate_of=base.key))  # fmt: skip
+                    i += 1
+                    n_near -= 1
     for v in videos:
         rng = rng_for(seed, dataset, "captions", v.key)
         v.caps = [captions(e, rng, int(rng.integers(3, 6))) for e in v.events]
@@ -350,6 +409,8 @@ def _attributes(videos: list[Video]) -> dict[str, Any]:
             "twin": v.twin,
             "split": v.split,
         }
+        if v.near_duplicate_of:
+            entry["near_duplicate_of"] = v.near_duplicate_of
         if len(v.events) == 1:
             entry.update(asdict(v.events[0]))
         out[v.key] = entry
@@ -464,13 +525,18 @@ def generate(
     fps: float | None = None,
     duration: float | None = None,
     workers: int | None = None,
+    near_duplicates: float = 0.0,
 ) -> dict[str, Any]:
     """Write a synthetic ``dataset`` corpus under ``data_root`` in the dataset's native layout.
 
     ``size`` = number of training videos (default per dataset), ``test_size`` of the evaluation
-    split; ``video_size`` = (width, height); ``duration`` = seconds per single-event clip.
-    Returns the attributes written to ``synthetic_attributes.json``.
+    split; ``video_size`` = (width, height); ``duration`` = seconds per single-event clip;
+    ``near_duplicates`` = the fraction of the evaluation split made of near-duplicate
+    distractors (module docstring). Returns the attributes written to
+    ``synthetic_attributes.json``.
     """
+    if not 0.0 <= near_duplicates < 1.0:
+        raise ValueError(f"near_duplicates must be in [0, 1), got {near_duplicates}")
     if dataset not in DEFAULTS:
         raise ValueError(f"no synthetic corpus for {dataset!r}; known: {', '.join(DEFAULTS)}")
     cfg = DEFAULTS[dataset]
@@ -485,11 +551,12 @@ def generate(
         stale.rmdir()
 
     if dataset == "anet":
-        videos = plan(dataset, splits, seed, (2, 3), [2.0, 2.5, 3.0])
+        events, seconds = (2, 3), [2.0, 2.5, 3.0]
     elif dataset == "didemo":
-        videos = plan(dataset, splits, seed, (2, 3), [5.0, 10.0])
+        events, seconds = (2, 3), [5.0, 10.0]
     else:
-        videos = plan(dataset, splits, seed, (1, 1), [float(duration or cfg.get("duration", 4.0))])
+        events, seconds = (1, 1), [float(duration or cfg.get("duration", 4.0))]
+    videos = plan(dataset, splits, seed, events, seconds, near_duplicates)
     paths = _native_layout(dataset)(root, videos, seed)
     _render_all(_render_jobs(dataset, videos, paths, video_size, fps, seed), workers)
     attrs = _attributes(videos)
@@ -607,6 +674,8 @@ def _rekey(videos: list[Video], keys: list[str]) -> None:
     for v in videos:
         v.key = rename[v.key]
         v.twin = rename.get(v.twin) if v.twin else None
+        if v.near_duplicate_of:
+            v.near_duplicate_of = rename[v.near_duplicate_of]
 
 
 def _anet(root: Path, videos: list[Video], seed: int) -> dict[str, Path]:

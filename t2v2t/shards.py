@@ -92,6 +92,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="training videos of a generated synthetic corpus (dataset default)",
     )
     p.add_argument(
+        "--synthetic-test-size",
+        type=int,
+        default=None,
+        help="evaluation-split videos of a generated synthetic corpus (default: a quarter of "
+        "--synthetic-size, at most the dataset default)",
+    )
+    p.add_argument(
+        "--synthetic-near-duplicates",
+        type=float,
+        default=0.0,
+        help="fraction of the synthetic evaluation split made of near-duplicate distractors "
+        "(one of direction, speed, size changed; docs/data.md, 'Synthetic corpora')",
+    )
+    p.add_argument(
         "--synthetic",
         action="store_true",
         help="generate this dataset's synthetic corpus into --data (default "
@@ -164,7 +178,15 @@ def prepare_synthetic(args: argparse.Namespace, data: Path) -> None:
         )
     why = f"{data} was left incomplete" if ours else "--synthetic"
     t0 = time.perf_counter()
-    attrs = generate(args.dataset, data, size=args.synthetic_size, seed=args.seed)
+    if not 0.0 <= args.synthetic_near_duplicates < 1.0 or (args.synthetic_test_size or 1) < 1:
+        raise UsageError(
+            f"--synthetic-near-duplicates must be in [0, 1) and --synthetic-test-size >= 1 (got "
+            f"{args.synthetic_near_duplicates}, {args.synthetic_test_size}): e.g. 0.3 and 300"
+        )
+    attrs = generate(
+        args.dataset, data, size=args.synthetic_size, test_size=args.synthetic_test_size,
+        seed=args.seed, near_duplicates=args.synthetic_near_duplicates,
+    )  # fmt: skip
     print(
         f"[shards] {why}: generated the synthetic {args.dataset} corpus in {data} "
         f"({len(attrs)} items, {time.perf_counter() - t0:.1f} s)",

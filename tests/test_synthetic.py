@@ -178,3 +178,43 @@ def test_cc3m_images(tmp_path: Path) -> None:
     assert len(recs) == 3 and all(r.is_image and r.media.is_file() for r in recs)
     meta = json.loads((tmp_path / "00000" / "000000000.json").read_text())
     assert meta["caption"] == recs[0].captions[0] and meta["status"] == "success"
+
+
+def test_near_duplicates_change_one_attribute_and_leave_default_plans_alone() -> None:
+    from preprocessing.synthetic import NEAR_ATTRIBUTES, _attributes, plan
+
+    videos = plan("msrvtt", {"train": 6, "test": 60}, 3, (1, 1), [4.0], near_duplicates=0.3)
+    test = [v for v in videos if v.split == "test"]
+    by_key = {v.key: v for v in test}
+    near = [v for v in test if v.near_duplicate_of]
+    assert len(test) == 60 and len(near) == 18 and len(by_key) == 60
+    for v in near:
+        base = by_key[v.near_duplicate_of]
+        assert not base.near_duplicate_of and not v.twin and not v.reverse
+        a, b = v.events[0], base.events[0]
+        changed = [n for n in ("shape", "colour", "size", "background", "direction", "speed")
+                   if getattr(a, n) != getattr(b, n)]  # fmt: skip
+        assert len(changed) == 1 and changed[0] in NEAR_ATTRIBUTES, changed
+    # Still all distinguishable by their captions' attributes, twins included.
+    assert len({tuple(v.events) for v in test}) == 60
+    assert _attributes(near[:1])[near[0].key]["near_duplicate_of"] == near[0].near_duplicate_of
+    # Without near duplicates the plan is the one every other corpus was built from.
+    plain = plan("msrvtt", {"train": 6, "test": 60}, 3, (1, 1), [4.0])
+    again = plan("msrvtt", {"train": 6, "test": 60}, 3, (1, 1), [4.0], near_duplicates=0.0)
+    assert [(v.key, v.events, v.caps) for v in plain] == [(v.key, v.events, v.caps) for v in again]
+    assert not any(v.near_duplicate_of for v in plain)
+    assert [v.events for v in videos if v.split == "train"] == [
+        v.events for v in plain if v.split == "train"
+    ]
+
+
+def test_near_duplicates_out_of_range_is_one_line(tmp_path: Path, capsys) -> None:
+    from t2v2t import shards
+    from t2v2t.errors import cli
+
+    argv = ["--dataset", "msrvtt", "--synthetic", "--data", str(tmp_path / "d"),
+            "--out", str(tmp_path / "o"), "--synthetic-near-duplicates", "1.5"]  # fmt: skip
+    rc = cli(lambda: shards.main(argv))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--synthetic-near-duplicates" in err[0]
+    assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()
