@@ -3,7 +3,8 @@
 For every dataset whose checkpoint and eval shards exist, reuses the evaluation JSON already
 written for that checkpoint (by `make eval-<dataset>` or an earlier ablation) when its settings
 match, else evaluates; then prints the table (R1 R5 R10 Avg per dataset, Total Avg) and writes it
-as Markdown to ``runs/ablation.md`` (or ``<RUN>/ablation.md``). Datasets without a checkpoint or
+as Markdown to ``runs/ablation.md`` (or ``<RUN>/ablation.md``; every post-hoc method x dataset
+also as ``ablation.html``). Datasets without a checkpoint or
 shards are listed under the table, not fatal. Options: ``eval.<key>=value`` as for ``t2v2t eval``.
 """
 
@@ -20,6 +21,7 @@ from t2v2t.errors import ArgumentParser, cli
 from t2v2t.recipes import PAPER_EVAL
 from t2v2t.retrieval.evaluate import load_scores, write_eval_outputs
 from t2v2t.retrieval.fusion import FUSIONS
+from t2v2t.retrieval.html_report import write_ablation_html
 from t2v2t.retrieval.metrics import best_ranks
 from t2v2t.retrieval.report import ablation_markdown, posthoc_markdown
 from t2v2t.retrieval.run import (
@@ -168,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.run or "runs") / "ablation.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Ablation: fusion of text->video and video->text scores\n\n" + table)
+    page = write_ablation_html(results, path.with_suffix(".html"))
     print()
     print(table)
-    print(f"wrote {path}")
+    print(f"wrote {path} and {page}")
     return 0
 
 

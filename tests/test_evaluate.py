@@ -215,6 +215,18 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     r1, (lo, hi) = post["dsl"]["metrics"]["R1"], post["dsl"]["interval"]["R1"]
     assert f"| dsl | transductive | {r1:.1f} [{lo:.1f}, {hi:.1f}]" in table
     assert "Holm" in table and "appears 10x" in table
+    # ... and over the re-ranked candidate logits, where the bank methods do not apply.
+    rer = result["posthoc"]["reranked"]["protocols"]["batch"]["t2v"]
+    r1, (lo, hi) = rer["sinkhorn"]["metrics"]["R1"], rer["sinkhorn"]["interval"]["R1"]
+    after = table.split("On the re-ranked candidate logits")[1]
+    assert f"| sinkhorn | transductive | {r1:.1f} [{lo:.1f}, {hi:.1f}]" in after
+    assert "| dbnorm | not applicable | - |" in after
+    # The same tables in HTML: ablation.html (every dataset) and the dataset's own page.
+    for page in (run / "ablation.html", ckpt.parent / "eval" / "msrvtt_test.html"):
+        html = page.read_text(encoding="utf-8")
+        assert "Every post-hoc method on the re-ranked candidate logits" in html, page
+        assert "<tr data-method='sinkhorn'><th>sinkhorn</th><td>transductive</td>" in html
+        assert f"{r1:.1f} <small>[{lo:.1f}, {hi:.1f}]</small>" in html and "Holm" in html
 
 
 def count_opens(directory, patch) -> Counter:
@@ -373,6 +385,12 @@ def test_posthoc_with_a_train_caption_bank_cached_and_the_test_split_refused(
         plain["protocols"]["batch"]["t2v"]["none"]["metrics"]
         == (post["protocols"]["batch"]["t2v"]["none"]["metrics"])
     )
+    # Over the re-ranked logits: the fusions' rows are the fusion table's, the bank ones skipped.
+    reranked = post["reranked"]["protocols"]["batch"]
+    for d in ("t2v", "v2t"):
+        for fusion in ("none", "naive", "t2v2t"):
+            assert reranked[d][fusion]["metrics"] == res["results"][fusion][d]
+        assert "skipped" in reranked[d]["dbnorm"] and "metrics" in reranked[d]["sinkhorn"]
     again = evaluate_retrieval(model, tok, s, checkpoint=None, bank_cache=cache)
     assert again["posthoc"]["bank"]["cached"] is True
     assert again["posthoc"]["protocols"] == post["protocols"]

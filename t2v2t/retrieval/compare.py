@@ -276,9 +276,10 @@ def comparison_table(result: Mapping[str, Any]) -> str:
                     + "".join(f"{x[c]:6.1f}" for c in COLUMNS)
                     + f" {ci:>13} {x['MdR']:6.1f} {x['MnR']:7.1f}  {_diff(row.get('vs_none'))}"
                 )
-    stress = result["stress"]
-    lines += ["", f"t2v R@1 of the original queries when each appears {stress['times']}x"]
-    for m, row in stress.items():
+    stress = result.get("stress")  # absent from the re-ranked logits' table
+    if stress:
+        lines += ["", f"t2v R@1 of the original queries when each appears {stress['times']}x"]
+    for m, row in (stress or {}).items():
         if m != "times":
             lines.append(f"{m:<11} {row['R1']:6.1f} -> {row['R1_duplicated']:6.1f}")
     return "\n".join(lines).lstrip("\n")

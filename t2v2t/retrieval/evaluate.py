@@ -35,6 +35,7 @@ from t2v2t.retrieval.compare import ScoreInputs, compare, read_params
 from t2v2t.retrieval.fusion import FUSIONS, candidate_masks, fuse_all
 from t2v2t.retrieval.html_report import html_name, write_html_report
 from t2v2t.retrieval.metrics import retrieval_metrics
+from t2v2t.retrieval.posthoc_rerank import compare_reranked
 from t2v2t.retrieval.preprocess import amp_dtype, autocast_for, clean_texts, raw_similarity
 from t2v2t.retrieval.rerank import ModelPairScorer, rerank_shared, rerank_two_pass
 from t2v2t.retrieval.settings import EvalConfig, check_eval
@@ -282,9 +283,11 @@ def posthoc_step(
     *,
     checkpoint: str | None,
     bank_cache: str | Path | None,
+    st2: Stage2 | None = None,
 ) -> dict[str, Any]:
     """Every post-hoc method on the stage-1 matrix, with the training-caption bank when
-    ``eval.bank`` names one (docs/evaluation.md, "Which fusion?")."""
+    ``eval.bank`` names one, and (``st2``: re-ranked logits) those that apply over stage 2's
+    candidate logits, under ``reranked`` (docs/evaluation.md, "Which fusion?")."""
 
     def encode(texts: list[str]) -> torch.Tensor:
         feats = []
@@ -316,9 +319,15 @@ def posthoc_step(
             video_bank = sims.T.cpu().double()
     gt = [[int(v)] for v in enc.videos.texts.text_video]
     inputs = ScoreInputs(sims=st1.sims.double(), gt=gt, bank=bank, video_bank=video_bank)
-    result = compare(inputs, read_params(s.fusion_params))
+    params = read_params(s.fusion_params)
+    result = compare(inputs, params)
     result["bank"] = None if got is None else got[2]
     result["fusion_params"] = s.fusion_params
+    if st2 is not None:  # the same methods over stage 2's re-ranked candidate logits
+        result["reranked"] = compare_reranked(
+            st2.m_t2v.cpu().double(), st2.m_v2t.cpu().double(), st1.cand_t2v, st1.cand_v2t,
+            gt, params, tau=s.tau, lam=s.lam,
+        )  # fmt: skip
     return result
 
 
@@ -396,15 +405,17 @@ def evaluate_retrieval(
         if s.posthoc:
             with _timed(timings, "posthoc"):
                 posthoc = posthoc_step(
-                    model, tokenizer, enc, st1, s, device,
-                    checkpoint=checkpoint, bank_cache=bank_cache,
+                    model, tokenizer, enc, st1, s, device, checkpoint=checkpoint,
+                    bank_cache=bank_cache, st2=st2 if s.rerank else None,
                 )  # fmt: skip
     if s.rerank:
         timings["stage2"] = st2.seconds
         say(f"re-ranked {st2.pairs} pairs ({s.pairing}) in {st2.seconds:.1f}s")
     result = build_result(s, enc, st1, st2, checkpoint=checkpoint, timings=timings, start=start)
     if posthoc is not None:
-        result["posthoc"] = posthoc  # on the stage-1 matrix (docs/evaluation.md, "Which fusion?")
+        # On the stage-1 matrix, and under "reranked" on stage 2's logits (docs/evaluation.md,
+        # "Which fusion?").
+        result["posthoc"] = posthoc
     return result
 
 

@@ -56,7 +56,8 @@ def _masked_logsumexp(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Te
     return torch.logsumexp(torch.where(mask, x, neg_inf), dim=dim)
 
 
-def _with_floor(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def with_floor(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``scores`` on ``mask``, one value strictly below all of them elsewhere."""
     # One floor for the whole matrix, strictly below every candidate score: non-candidates rank
     # after all candidates (and among themselves by index, the metrics' tie rule).
     if not bool(mask.any()):
@@ -84,10 +85,10 @@ def t2v2t_matrices(
     # log softmax over C_v + {t}: when t is already in C_v the set is C_v itself; otherwise t's own
     # logit (from the t->v pass) joins the normaliser.
     back = torch.where(cand_v2t, b - col_lse, a - torch.logaddexp(col_lse, a))
-    t2v = _with_floor((a - row_lse) + lam * back, cand_t2v)
+    t2v = with_floor((a - row_lse) + lam * back, cand_t2v)
     # Mirror image for video->text retrieval.
     fwd = torch.where(cand_t2v, a - row_lse, b - torch.logaddexp(row_lse, b))
-    v2t = _with_floor((b - col_lse) + lam * fwd, cand_v2t)
+    v2t = with_floor((b - col_lse) + lam * fwd, cand_v2t)
     return Fused(t2v=t2v, v2t=v2t.T.contiguous())
 
 

@@ -164,6 +164,60 @@ def _stats_table(result: Mapping[str, Any]) -> str:
     return f"<table class='stats'><tr><th></th>{head}</tr>{''.join(rows)}</table>{note}"
 
 
+def _method_cell(row: Mapping[str, Any] | None) -> str:
+    if not row or "metrics" not in row:
+        why = (row or {}).get("skipped", "")
+        return f"<td title='{_esc(why)}'>–</td>"
+    ci = (row.get("interval") or {}).get("R1")
+    cell = f"<td>{row['metrics']['R1']:.1f}" + (f" <small>{fmt_interval(ci)}</small>" if ci else "")
+    test = (row.get("vs_none") or {}).get("R1")
+    if test:
+        cell += (
+            f"<br>{test['diff']:+.1f} <small>{fmt_interval(test['ci'])} p={fmt_p(test['p'])} "
+            f"Holm {fmt_p(test['p_holm'])}</small>"
+        )
+    return cell + "</td>"
+
+
+def posthoc_html(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Every post-hoc method x dataset (``results``: dataset -> evaluation JSON): its label, and
+    per protocol text->video R@1 with its 95% interval, the paired difference vs none with its
+    interval, sign-flip p and Holm-corrected p; on the stage-1 scores, then over the re-ranked
+    candidate logits where the results carry them. Empty without a ``posthoc`` section."""
+    present = {d: r["posthoc"] for d, r in results.items() if r.get("posthoc")}
+    if not present:
+        return ""
+    parts = []
+    for title, pick in (
+        ("on the stage-1 scores", lambda post: post.get("protocols")),
+        ("on the re-ranked candidate logits", lambda post: (post.get("reranked") or {}).get(
+            "protocols")),
+    ):  # fmt: skip
+        tables = {d: pick(post) for d, post in present.items() if pick(post)}
+        if not tables:
+            continue
+        cols = [(d, p) for d, t in tables.items() for p in t]
+        head = "".join(f"<th>{_esc(d)} {_esc(p)}</th>" for d, p in cols)
+        first = next(iter(tables.values()))
+        methods = first[next(iter(first))]["t2v"]
+        rows = []
+        for m, row in methods.items():
+            cells = "".join(_method_cell(tables[d][p]["t2v"].get(m)) for d, p in cols)
+            rows.append(f"<tr data-method='{_esc(m)}'><th>{_esc(m)}</th><td>{_esc(row['label'])}"
+                        f"</td>{cells}</tr>")  # fmt: skip
+        parts.append(
+            f"<h3>Every post-hoc method {title}</h3><table class='stats posthoc'><tr><th>method"
+            f"</th><th>label</th>{head}</tr>{''.join(rows)}</table>"
+        )
+    note = (
+        "<p class='note'>Text→video R@1 [95% bootstrap interval]; below it the difference vs none "
+        "[paired interval], the sign-flip p and the Holm-corrected p across the methods of the "
+        "table. single: each query scored alone with the bank (transductive methods: –). "
+        'docs/evaluation.md, "Which fusion?".</p>'
+    )
+    return "".join(parts) + note
+
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:20px;
  color:#222;max-width:1360px}
@@ -223,6 +277,7 @@ def build_html(
         f"<code>{_esc(result.get('shards'))}</code>.</p>",
         "<h2>Recall and its uncertainty</h2>",
         _stats_table(result),
+        posthoc_html({str(result.get("dataset", "?")): result}),
         "<div class='plots'>",
         f"<img alt='recall at K' src='{_recall_plot(ranks, num_videos)}'>",
         f"<img alt='rank change' src='{_rank_change_plot(ranks['none'], ranks['t2v2t'])}'>",
@@ -322,6 +377,22 @@ def write_html_report(
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(
         build_html(result, arrays, gt, texts=texts, strips=strips, listed=listed, note=note),
+        encoding="utf-8",
+    )
+    tmp.replace(out)
+    return out
+
+
+def write_ablation_html(results: Mapping[str, Mapping[str, Any]], out_path: str | Path) -> Path:
+    """``ablation.html``: the every-method x dataset tables of :func:`posthoc_html` in one
+    self-contained page (``make ablation``)."""
+    out = Path(out_path)
+    body = posthoc_html(results) or "<p>No evaluation carries the post-hoc section.</p>"
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Ablation: every "
+        f"post-hoc method</title><style>{CSS}</style></head><body><h1>Ablation: every post-hoc "
+        f"method x dataset</h1>{body}</body></html>\n",
         encoding="utf-8",
     )
     tmp.replace(out)

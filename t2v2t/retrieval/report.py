@@ -69,6 +69,9 @@ def eval_summary(result: Mapping[str, Any], fusion: str) -> str:
     if "posthoc" in result:
         lines += ["", "post-hoc methods on the stage-1 scores (docs/evaluation.md#which-fusion)"]
         lines.append(comparison_table(result["posthoc"]))
+        if "reranked" in result["posthoc"]:
+            lines += ["", "post-hoc methods on the re-ranked candidate logits (stage 2)"]
+            lines.append(comparison_table(result["posthoc"]["reranked"]))
     return "\n".join(lines)
 
 
@@ -180,26 +183,46 @@ def _posthoc_cell(row: Mapping[str, Any] | None) -> str:
     return cell
 
 
+def _method_rows(
+    results: Mapping[str, Mapping[str, Any]], present: Sequence[str], section: str
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (method, label, then each dataset x protocol cell) of one post-hoc
+    section: ``stage1`` (the ``posthoc`` protocols) or ``reranked`` (``posthoc.reranked``)."""
+
+    def protocols(d: str) -> Mapping[str, Any]:
+        post = results[d]["posthoc"]
+        return post["protocols"] if section == "stage1" else post["reranked"]["protocols"]
+
+    names = list(protocols(present[0]))
+    header = ["Method", "Label"]
+    header += [f"{DATASET_LABELS.get(d, d)} {p}" for d in present for p in names]
+    rows = []
+    for method, row in protocols(present[0])[names[0]]["t2v"].items():
+        cells = [method, row["label"]]
+        for d in present:
+            for p in names:
+                cells.append(_posthoc_cell(protocols(d)[p]["t2v"].get(method)))
+        rows.append(cells)
+    return header, rows
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(r) + " |" for r in rows
+    ]
+
+
 def posthoc_markdown(
     results: Mapping[str, Mapping[str, Any]], datasets: Sequence[str]
 ) -> str | None:
     """Every post-hoc method x dataset: text->video R@1 on the stage-1 scores with its 95%
     interval and the paired difference vs none (sign-flip p, Holm-corrected across the methods),
-    under both protocols; None when no result carries the ``posthoc`` section."""
+    under both protocols, then the same over the re-ranked candidate logits where the results
+    carry them; None when no result carries the ``posthoc`` section."""
     present = [d for d in datasets if "posthoc" in results.get(d, {})]
     if not present:
         return None
-    header = ["Method", "Label"]
-    header += [f"{DATASET_LABELS.get(d, d)} {p}" for d in present for p in ("batch", "single")]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    first = results[present[0]]["posthoc"]["protocols"]["batch"]["t2v"]
-    for method, row in first.items():
-        cells = [method, row["label"]]
-        for d in present:
-            protocols = results[d]["posthoc"]["protocols"]
-            for p in ("batch", "single"):
-                cells.append(_posthoc_cell(protocols[p]["t2v"].get(method)))
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = _markdown_table(*_method_rows(results, present, "stage1"))
     stress = [
         f"{DATASET_LABELS.get(d, d)}: "
         + ", ".join(
@@ -216,4 +239,15 @@ def posthoc_markdown(
         "single: each query with the bank alone (transductive methods: -).",
         "- R@1 change of the original queries when each appears 10x: " + "; ".join(stress) + ".",
     ]
+    reranked = [d for d in present if "reranked" in results[d]["posthoc"]]
+    if reranked:
+        lines += ["", "On the re-ranked candidate logits (stage 2):", ""]
+        lines += _markdown_table(*_method_rows(results, reranked, "reranked"))
+        lines += [
+            "",
+            "- The same over stage 2's VTM logits of the candidate pairs, batch protocol (every "
+            "method but none is transductive there); none, naive and t2v2t are the fusion table's "
+            "rows; dbnorm and t2v2t_bank (-) need VTM logits of bank captions, which stage 2 does "
+            "not compute.",
+        ]
     return "\n".join(lines) + "\n"
