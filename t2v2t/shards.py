@@ -49,6 +49,36 @@ from t2v2t.errors import ArgumentParser, UsageError, cli
 from t2v2t.storage import is_url
 
 
+def _synthetic_options(p: argparse.ArgumentParser) -> None:
+    """--synthetic and the generated corpus' sizes (docs/data.md, "Synthetic corpora")."""
+    p.add_argument(
+        "--synthetic-size",
+        type=int,
+        default=None,
+        help="training videos of a generated synthetic corpus (dataset default)",
+    )
+    p.add_argument(
+        "--synthetic-test-size",
+        type=int,
+        default=None,
+        help="evaluation-split videos of a generated synthetic corpus (default: a quarter of "
+        "--synthetic-size, at most the dataset default)",
+    )
+    p.add_argument(
+        "--synthetic-near-duplicates",
+        type=float,
+        default=0.0,
+        help="fraction of the synthetic evaluation split made of near-duplicate distractors "
+        "(one of direction, speed, size changed; docs/data.md, 'Synthetic corpora')",
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="generate this dataset's synthetic corpus into --data (default "
+        "runs/synthetic/<dataset>; a new or empty folder) and shard it",
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(
         epilog="example: t2v2t shards --dataset msrvtt --data runs/data/msrvtt --synthetic --out runs/shards  (make shards DATASET=msrvtt DATA=runs/data/msrvtt SYNTHETIC=1)",
@@ -85,32 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--window", type=int, default=0, help="tasks in flight at once (0: 4 per worker)"
     )
-    p.add_argument(
-        "--synthetic-size",
-        type=int,
-        default=None,
-        help="training videos of a generated synthetic corpus (dataset default)",
-    )
-    p.add_argument(
-        "--synthetic-test-size",
-        type=int,
-        default=None,
-        help="evaluation-split videos of a generated synthetic corpus (default: a quarter of "
-        "--synthetic-size, at most the dataset default)",
-    )
-    p.add_argument(
-        "--synthetic-near-duplicates",
-        type=float,
-        default=0.0,
-        help="fraction of the synthetic evaluation split made of near-duplicate distractors "
-        "(one of direction, speed, size changed; docs/data.md, 'Synthetic corpora')",
-    )
-    p.add_argument(
-        "--synthetic",
-        action="store_true",
-        help="generate this dataset's synthetic corpus into --data (default "
-        "runs/synthetic/<dataset>; a new or empty folder) and shard it",
-    )
+    _synthetic_options(p)
     p.add_argument(
         "--annotations",
         default=None,
