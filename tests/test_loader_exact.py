@@ -1,7 +1,7 @@
 """The loader's faster crop/flip/resize gives the pixels of the path it replaced, bit for bit.
 
 ``_old_resize`` is a frozen copy of what ``decode_jpegs`` did after decoding before the
-loader-overhead work (docs/data.md, "Decoding and augmentation"): bilinear resized into the
+loader-overhead work (docs/data.md, "The loader's frame path"): bilinear resized into the
 batch buffer and then mirrored; bicubic through ``squash_bicubic`` on a channels-last stack, then
 mirrored. The new path mirrors the crop before the bilinear resize and runs the bicubic kernel on
 NCHW planes; both must agree exactly on real JPEG frames for random crops, flips and sizes.
