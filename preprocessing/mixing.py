@@ -8,9 +8,9 @@ Small blocks keep a shard's rows spread (two rows of one shard share a block wit
 about ``block_rows / n``), whole blocks keep a worker's reads few: ``n / block_rows`` byte ranges
 of whole rows per shard (docs/data.md, "Mixing").
 
-The driver holds four numbers per block (its byte range, first line and row count) and two for
-the permutation, 48 bytes per ``block_rows`` rows and no row: about 57 MB at WebVid-10M's 10.7M
-rows in 9-row blocks.
+The driver holds three numbers per block (start byte, first line, place in the permutation), 24
+bytes per ``block_rows`` rows and no row: about 52 MB at WebVid-10M's 10.7M rows in the 5-row
+blocks of its default 1,323-sample shards.
 """
 
 from __future__ import annotations
@@ -41,22 +41,37 @@ def block_order(num_blocks: int, seed: int) -> np.ndarray:
 
 
 def shard_runs(
-    order: np.ndarray, sizes: np.ndarray, n: int
+    order: np.ndarray, num_rows: int, m: int, n: int
 ) -> Iterator[list[tuple[int, int, int]]]:
-    """Per shard, its rows as ``(block, first, end)`` runs (rows ``[first, end)`` of a block)."""
-    ends = np.cumsum(sizes[order])
-    total = int(ends[-1]) if len(ends) else 0
-    j = 0
-    for lo in range(0, total, n):
-        hi, runs = min(lo + n, total), []
+    """Per shard, its rows as ``(block, first, end)`` runs (rows ``[first, end)`` of a block).
+
+    Every block holds ``m`` rows but the last one (block ``len(order) - 1``), so where a mixed
+    position falls is arithmetic: no table of block offsets beside ``order``.
+    """
+    if num_rows == 0:
+        return
+    nb = len(order)
+    short = num_rows - m * (nb - 1)
+    at = int(np.flatnonzero(order == nb - 1)[0])  # where the short block lies in the sequence
+
+    def locate(p: int) -> tuple[int, int]:
+        """(index into ``order``, first mixed position of that block) of position ``p``."""
+        if p < at * m:
+            return p // m, p // m * m
+        if p < at * m + short:
+            return at, at * m
+        j = at + 1 + (p - at * m - short) // m
+        return j, at * m + short + (j - at - 1) * m
+
+    for lo in range(0, num_rows, n):
+        hi, runs = min(lo + n, num_rows), []
         while lo < hi:
-            while int(ends[j]) <= lo:
-                j += 1
+            j, begin = locate(lo)
             b = int(order[j])
-            start = int(ends[j]) - int(sizes[b])
-            end = min(hi, int(ends[j])) - start
-            runs.append((b, lo - start, end))
-            lo = start + end
+            size = short if b == nb - 1 else m
+            end = min(hi - begin, size)
+            runs.append((b, lo - begin, end))
+            lo = begin + end
         yield runs
 
 
@@ -99,18 +114,22 @@ class MixedSlice:
 def plan_mixed(
     path: str, blocks: Iterable[tuple[int, int, int, int]], samples_per_shard: int, seed: int
 ) -> Iterator[MixedSlice]:
-    """The shards' slices of a CSV cut into ``blocks`` of ``(start, stop, first line, rows)``
-    (every block :func:`block_rows` rows, the last may hold fewer). Needs the whole block list
-    before the first shard: the permutation spans the file."""
-    flat = array("q")  # 32 bytes a block, no Python object per block
-    for block in blocks:
-        flat.extend(block)
-    table = np.frombuffer(flat, dtype=np.int64).reshape(-1, 4)
-    order = block_order(len(table), seed)
-    for runs in shard_runs(order, table[:, 3], samples_per_shard):
-        parts = tuple(
-            (int(table[b, 0]), int(table[b, 1]), int(table[b, 2]), a, e) for b, a, e in runs
-        )
+    """The shards' slices of a CSV cut into ``blocks`` of ``(start, stop, first line, rows)``,
+    consecutive, each of :func:`block_rows` rows but the last. Needs the whole block list before
+    the first shard: the permutation spans the file."""
+    m = block_rows(samples_per_shard)
+    starts, lines = array("q"), array("q")  # 8 bytes each a block, no Python object per block
+    final, rows, last = 0, 0, m
+    for start, stop, line, last in blocks:
+        starts.append(start)
+        lines.append(line)
+        rows, final = rows + last, stop
+    starts.append(final)
+    if rows and (rows != m * (len(lines) - 1) + last or last > m):
+        raise ValueError(f"{path}: blocks of {m} rows expected (the last may hold fewer)")
+    order = block_order(len(lines), seed)
+    for runs in shard_runs(order, rows, m, samples_per_shard):
+        parts = tuple((starts[b], starts[b + 1], lines[b], a, e) for b, a, e in runs)
         yield MixedSlice(path, parts, sum(e - a for _, _, _, a, e in parts))
 
 

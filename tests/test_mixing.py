@@ -68,17 +68,19 @@ def test_mixed_slices_read_every_row_once_in_mixed_order(tmp_path: Path) -> None
         assert [p.rows for p in parts][:-1] == [n] * (len(parts) - 1)
         got = [r for p in parts for r in slice_records(source, p)]
         assert got == [full[i] for i in mixed_rows(len(full), n, 0)], n  # lines kept too
-    # A bigger file: blocks of 2 rows, a shard's runs are whole blocks except at its ends.
-    with open(csv, "w", encoding="utf-8") as f:
-        f.write("videoid,contentUrl,duration,page_dir,name\n")
-        for i in range(1500):
-            f.write(f'{i},u,PT1S,p{i % 7},"row, {i}"\n')
-    full = webvid(tmp_path, "train", csv)
-    parts = list(plan_parts(source, 600, "blocks", seed=0))
-    assert [p.rows for p in parts] == [600, 600, 300] and block_rows(600) == 2
-    assert all(len(p.runs) <= 302 for p in parts)
-    got = [r.key for p in parts for r in slice_records(source, p)]
-    assert got == [full[i].key for i in mixed_rows(1500, 600, 0)]
+    # Bigger files: blocks of 2 rows (the last one short in the second file, wherever the seed
+    # puts it); a shard's runs are whole blocks except at its ends.
+    for num_rows, seed in ((1500, 0), (1501, 0), (1501, 1), (1501, 2)):
+        with open(csv, "w", encoding="utf-8") as f:
+            f.write("videoid,contentUrl,duration,page_dir,name\n")
+            for i in range(num_rows):
+                f.write(f'{i},u,PT1S,p{i % 7},"row, {i}"\n')
+        full = webvid(tmp_path, "train", csv)
+        parts = list(plan_parts(source, 600, "blocks", seed=seed))
+        assert [p.rows for p in parts] == [600, 600, num_rows - 1200] and block_rows(600) == 2
+        assert all(len(p.runs) <= 302 for p in parts)
+        got = [r.key for p in parts for r in slice_records(source, p)]
+        assert got == [full[i].key for i in mixed_rows(num_rows, 600, seed)], (num_rows, seed)
     with pytest.raises(UsageError, match="input tars .* MIXING=none"):
         plan_parts(TarSource("webvid", str(tmp_path), str(tmp_path)), 4, "blocks")
 
