@@ -8,9 +8,11 @@ Small blocks keep a shard's rows spread (two rows of one shard share a block wit
 about ``block_rows / n``), whole blocks keep a worker's reads few: ``n / block_rows`` byte ranges
 of whole rows per shard (docs/data.md, "Mixing").
 
-The driver holds three numbers per block (start byte, first line, place in the permutation), 24
-bytes per ``block_rows`` rows and no row: about 52 MB at WebVid-10M's 10.7M rows in the 5-row
-blocks of its default 1,323-sample shards.
+The same rule mixes a list in memory, a CSV planned as blocks of whole rows, and input tars
+planned as blocks of whole samples (a block never crosses a tar, so a tar's last block may be
+short). The driver holds about 38 bytes per block (file, byte range, first row, size; its place
+in the permutation and its end position) and no row: about 80 MB at WebVid-10M's 10.7M rows in
+the 5-row blocks of its default 1,323-sample shards.
 """
 
 from __future__ import annotations
@@ -35,61 +37,46 @@ def block_rows(samples_per_shard: int) -> int:
     return max(1, samples_per_shard // BLOCKS_PER_SHARD)
 
 
+def _index_type(count: int) -> type:
+    return np.int32 if count < 2**31 else np.int64  # half the driver's memory below 2**31
+
+
 def block_order(num_blocks: int, seed: int) -> np.ndarray:
     """The mixed sequence's blocks: a permutation of ``0..num_blocks-1`` from the seed."""
-    return rng_for(seed, "mixing", num_blocks).permutation(num_blocks).astype(np.int64)
+    perm = rng_for(seed, "mixing", num_blocks).permutation(num_blocks)
+    return perm.astype(_index_type(num_blocks))
 
 
 def shard_runs(
-    order: np.ndarray, num_rows: int, m: int, n: int
+    order: np.ndarray, sizes: np.ndarray, n: int
 ) -> Iterator[list[tuple[int, int, int]]]:
-    """Per shard, its rows as ``(block, first, end)`` runs (rows ``[first, end)`` of a block).
-
-    Every block holds ``m`` rows but the last one (block ``len(order) - 1``), so where a mixed
-    position falls is arithmetic: no table of block offsets beside ``order``.
-    """
-    if num_rows == 0:
-        return
-    nb = len(order)
-    short = num_rows - m * (nb - 1)
-    at = int(np.flatnonzero(order == nb - 1)[0])  # where the short block lies in the sequence
-
-    def locate(p: int) -> tuple[int, int]:
-        """(index into ``order``, first mixed position of that block) of position ``p``."""
-        if p < at * m:
-            return p // m, p // m * m
-        if p < at * m + short:
-            return at, at * m
-        j = at + 1 + (p - at * m - short) // m
-        return j, at * m + short + (j - at - 1) * m
-
-    for lo in range(0, num_rows, n):
-        hi, runs = min(lo + n, num_rows), []
+    """Per shard, its rows as ``(block, first, end)`` runs (rows ``[first, end)`` of a block);
+    ``sizes``: rows per block, ``order``: :func:`block_order`."""
+    total = int(sizes.sum(dtype=np.int64))
+    ends = np.cumsum(sizes[order], dtype=_index_type(total + 1))
+    j = 0
+    for lo in range(0, total, n):
+        hi, runs = min(lo + n, total), []
         while lo < hi:
-            j, begin = locate(lo)
+            while int(ends[j]) <= lo:
+                j += 1
             b = int(order[j])
-            size = short if b == nb - 1 else m
-            end = min(hi - begin, size)
-            runs.append((b, lo - begin, end))
-            lo = begin + end
+            start = int(ends[j]) - int(sizes[b])
+            end = min(hi, int(ends[j])) - start
+            runs.append((b, lo - start, end))
+            lo = start + end
         yield runs
 
 
-def _sizes(num_rows: int, m: int) -> np.ndarray:
+def mixed_rows(num_rows: int, samples_per_shard: int, seed: int) -> np.ndarray:
+    """The annotation row (0-based, header excluded) at each position of the mixed sequence of
+    ``num_rows`` rows in blocks of :func:`block_rows` (the last may hold fewer): the order a
+    CSV and a list are mixed in, computed whole (lists, tests, simulations)."""
+    m = block_rows(samples_per_shard)
     sizes = np.full(-(-num_rows // m), m, dtype=np.int64)
     if len(sizes):
         sizes[-1] = num_rows - m * (len(sizes) - 1)
-    return sizes
-
-
-def mixed_rows(num_rows: int, samples_per_shard: int, seed: int) -> np.ndarray:
-    """The annotation row (0-based, header excluded) at each position of the mixed sequence.
-
-    The same rule :func:`plan_mixed` plans a CSV by, for rows in memory and for simulations.
-    """
-    m = block_rows(samples_per_shard)
-    sizes = _sizes(num_rows, m)
-    order = block_order(len(sizes), seed)
+    order = block_order(len(sizes), seed).astype(np.int64)
     counts = sizes[order]
     first = np.repeat(order * m, counts)
     begin = np.repeat(np.cumsum(counts) - counts, counts)
@@ -101,41 +88,59 @@ def mix_list(items: Sequence[T], samples_per_shard: int, seed: int) -> list[T]:
     return [items[int(r)] for r in mixed_rows(len(items), samples_per_shard, seed)]
 
 
+# A block of whole rows as its planner gives it: (file, start byte, stop byte, first row or line,
+# rows); a CSV's blocks follow each other, input tars' never cross a tar.
+Block = tuple[str, int, int, int, int]
+
+
 @dataclass(frozen=True)
 class MixedSlice:
-    """One shard's rows of ``path``: ``runs`` of ``(start, stop, first line, first, end)``, in
-    shard order; rows ``[first, end)`` of the block of whole rows at bytes ``[start, stop)``."""
+    """One shard's rows: ``runs`` of ``(block, first, end)`` in shard order, rows ``[first, end)``
+    of each :data:`Block` (read by the source's own slice reader)."""
 
-    path: str
-    runs: tuple[tuple[int, int, int, int, int], ...]
+    runs: tuple[tuple[Block, int, int], ...]
     rows: int
 
 
-def plan_mixed(
-    path: str, blocks: Iterable[tuple[int, int, int, int]], samples_per_shard: int, seed: int
-) -> Iterator[MixedSlice]:
-    """The shards' slices of a CSV cut into ``blocks`` of ``(start, stop, first line, rows)``,
-    consecutive, each of :func:`block_rows` rows but the last. Needs the whole block list before
-    the first shard: the permutation spans the file."""
-    m = block_rows(samples_per_shard)
-    starts, lines = array("q"), array("q")  # 8 bytes each a block, no Python object per block
-    final, rows, last = 0, 0, m
-    for start, stop, line, last in blocks:
-        starts.append(start)
-        lines.append(line)
-        rows, final = rows + last, stop
-    starts.append(final)
-    if rows and (rows != m * (len(lines) - 1) + last or last > m):
-        raise ValueError(f"{path}: blocks of {m} rows expected (the last may hold fewer)")
-    order = block_order(len(lines), seed)
-    for runs in shard_runs(order, rows, m, samples_per_shard):
-        parts = tuple((starts[b], starts[b + 1], lines[b], a, e) for b, a, e in runs)
-        yield MixedSlice(path, parts, sum(e - a for _, _, _, a, e in parts))
+class _Blocks:
+    """The driver's table of blocks: numbers only (file index, bytes, first row, size)."""
+
+    def __init__(self, blocks: Iterable[Block]) -> None:
+        self.files: list[str] = []
+        index: dict[str, int] = {}
+        self.file, self.first = array("i"), array("q")
+        self.start, self.stop, self.size = array("q"), array("q"), array("H")
+        for path, start, stop, first, rows in blocks:
+            self.file.append(index.setdefault(path, len(index)))
+            if len(index) > len(self.files):
+                self.files.append(path)
+            self.start.append(start)
+            self.stop.append(stop)
+            self.first.append(first)
+            self.size.append(rows)
+
+    def block(self, b: int) -> Block:
+        path = self.files[self.file[b]]
+        return (path, self.start[b], self.stop[b], self.first[b], self.size[b])
 
 
-def mixed_records(read: Callable[[tuple[int, int, int]], list[T]], part: MixedSlice) -> list[T]:
-    """A mixed slice's records in shard order; ``read``: a byte range's records (its adapter)."""
+def plan_mixed(blocks: Iterable[Block], samples_per_shard: int, seed: int) -> Iterator[MixedSlice]:
+    """The shards' slices of a source cut into ``blocks`` of at most :func:`block_rows` rows.
+
+    Needs every block before the first shard (the permutation spans the source): the driver
+    holds about 38 bytes per block and no row.
+    """
+    table = _Blocks(blocks)
+    sizes = np.frombuffer(table.size, dtype=np.uint16) if len(table.size) else np.zeros(0, int)
+    order = block_order(len(sizes), seed)
+    for runs in shard_runs(order, sizes, samples_per_shard):
+        parts = tuple((table.block(b), a, e) for b, a, e in runs)
+        yield MixedSlice(parts, sum(e - a for _, a, e in parts))
+
+
+def mixed_records(read: Callable[[Block], list[T]], part: MixedSlice) -> list[T]:
+    """A mixed slice's records in shard order; ``read``: one block's records (its adapter)."""
     out: list[T] = []
-    for start, stop, line, a, e in part.runs:
-        out.extend(read((start, stop, line))[a:e])
+    for block, a, e in part.runs:
+        out.extend(read(block)[a:e])
     return out

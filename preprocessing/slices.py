@@ -17,7 +17,6 @@ from preprocessing.mixing import MixedSlice, block_rows, mixed_records, plan_mix
 from preprocessing.records import VideoRecord
 from preprocessing.remote import location, open_binary
 from preprocessing.wds_input import TarSlice, TarSource, plan_tar_slices, tar_slice_records
-from t2v2t.errors import UsageError
 from t2v2t.storage import Location, is_url
 
 
@@ -98,30 +97,30 @@ def plan_parts(
 ) -> Iterator[Slice]:
     """The source's slices of ``rows`` inputs each, planned as they are consumed.
 
-    ``mixing="blocks"`` (a CSV only): each slice gathers its rows from the whole file
-    (:mod:`preprocessing.mixing`); the file is cut into small blocks before the first slice.
+    ``mixing="blocks"``: each slice gathers its rows from the whole source
+    (:mod:`preprocessing.mixing`); the source is cut into small blocks before the first slice.
     """
     if mixing == "blocks":
-        if isinstance(source, TarSource):
-            raise UsageError(
-                f"input tars ({source.folder}) are read in member order, not mixed: "
-                "build them with MIXING=none (--mixing none)"
-            )
-        blocks = plan_slices(source.path, block_rows(rows))
-        parts = ((b.start, b.stop, b.first_line, b.rows) for b in blocks)
-        return plan_mixed(source.path, parts, rows, seed)
+        return plan_mixed(_blocks(source, block_rows(rows)), rows, seed)
     if isinstance(source, TarSource):
         return plan_tar_slices(source, rows)
     return plan_slices(source.path, rows)
+
+
+def _blocks(source: SlicedSource, rows: int) -> Iterator[tuple[str, int, int, int, int]]:
+    """The source's slices of ``rows`` inputs as plain tuples (the mixing table's rows)."""
+    if isinstance(source, TarSource):
+        return ((p.path, p.start, p.stop, p.first, p.rows) for p in plan_tar_slices(source, rows))
+    return ((p.path, p.start, p.stop, p.first_line, p.rows) for p in plan_slices(source.path, rows))
 
 
 def slice_records(source: SlicedSource, part: Slice) -> list[VideoRecord]:
     """The records of one slice, by the source's adapter (runs in a worker)."""
     if isinstance(source, TarSource) and isinstance(part, TarSlice):
         return tar_slice_records(source, part)
-    if isinstance(source, CsvSource) and isinstance(part, MixedSlice):
-        root, path = location(source.root), location(part.path)
-        return mixed_records(lambda byte_range: source.reader(root, path, byte_range), part)
+    if isinstance(part, MixedSlice):  # each block as the slice of its source it is
+        block = TarSlice if isinstance(source, TarSource) else CsvSlice
+        return mixed_records(lambda b: slice_records(source, block(*b)), part)
     if not isinstance(source, CsvSource) or not isinstance(part, CsvSlice):
         raise ValueError(f"no sliced reader for a {type(part).__name__} of {source}")
     return source.reader(

@@ -43,6 +43,7 @@ from preprocessing.synthetic import (
     generate,
     is_complete,
 )
+from preprocessing.wds_input import TarSource
 from t2v2t.data.frames import FRAME_RULES, MIDDLE_MODES
 from t2v2t.data.shards import shard_dir
 from t2v2t.errors import ArgumentParser, UsageError, cli
@@ -135,24 +136,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--mixing",
         choices=MIXINGS,
         default=None,
-        help="blocks: each shard gathers rows from the whole annotation (default for WebVid's "
-        "CSV training splits); none: shard i holds rows [i*n, (i+1)*n) (docs/data.md, 'Mixing')",
+        help="blocks: each shard gathers rows from the whole annotation (default for training "
+        "splits read in slices: WebVid's CSV, input tars); none: shard i holds rows "
+        "[i*n, (i+1)*n) (docs/data.md, 'Mixing')",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
 def mixing_for(given: str | None, r: SplitRecipe, inputs: object) -> str:
-    """``--mixing``, else ``blocks`` for a training split read from a CSV in slices (WebVid, the
-    corpus at scale: docs/data.md, "Mixing"), else ``none``."""
+    """``--mixing``, else ``blocks`` for a training split its workers read in slices (WebVid's
+    CSV, input tars: the corpora at scale, docs/data.md, "Mixing"), else ``none``."""
     if given is not None:
-        if given != "none" and not isinstance(inputs, (CsvSource, list)):
-            raise UsageError(
-                f"--mixing {given} (MIXING={given}): input tars are read in member order; "
-                "use MIXING=none"
-            )
         return given
-    return "blocks" if isinstance(inputs, CsvSource) and r.mode not in MIDDLE_MODES else "none"
+    sliced = isinstance(inputs, (CsvSource, TarSource))
+    return "blocks" if sliced and r.mode not in MIDDLE_MODES else "none"
 
 
 def _synthetic_hint(dataset: str) -> str:

@@ -81,8 +81,6 @@ def test_mixed_slices_read_every_row_once_in_mixed_order(tmp_path: Path) -> None
         assert all(len(p.runs) <= 302 for p in parts)
         got = [r.key for p in parts for r in slice_records(source, p)]
         assert got == [full[i].key for i in mixed_rows(num_rows, 600, seed)], (num_rows, seed)
-    with pytest.raises(UsageError, match="input tars .* MIXING=none"):
-        plan_parts(TarSource("webvid", str(tmp_path), str(tmp_path)), 4, "blocks")
 
 
 def test_spec_records_mixing_and_the_cli_default(tmp_path: Path) -> None:
@@ -100,9 +98,7 @@ def test_spec_records_mixing_and_the_cli_default(tmp_path: Path) -> None:
     assert mixing_for(None, test, csv) == "none"  # evaluation keeps the annotation order
     assert mixing_for(None, train, []) == "none" and mixing_for("blocks", train, []) == "blocks"
     assert mixing_for("none", train, csv) == "none"
-    tars = TarSource("webvid", str(tmp_path), str(tmp_path))
-    with pytest.raises(UsageError, match="input tars"):
-        mixing_for("blocks", train, tars)
+    assert mixing_for(None, train, TarSource("webvid", str(tmp_path), str(tmp_path))) == "blocks"
 
 
 def test_batch_locality_of_todays_loader_mixed_shards_and_a_permutation() -> None:

@@ -8,6 +8,7 @@ without media).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -186,6 +187,35 @@ def test_video2dataset_tars_shard_with_failures_named(video2dataset: Path, tmp_p
     records = load_records("webvid", video2dataset, "train")
     build_shards(records, tmp_path / "list", WEBVID, workers=0, progress=False)
     assert read_manifest(tmp_path / "list")["num_samples"] == 5
+
+
+def test_mixed_tar_slices_and_build(video2dataset: Path, tmp_path: Path) -> None:
+    """docs/data.md, "Mixing": input tars are mixed as blocks of whole samples within a tar
+    (a tar's last block may be short), laid end to end in the seeded block order."""
+    from preprocessing.mixing import block_order, mixed_rows
+    from preprocessing.slices import plan_parts, slice_records
+
+    source = sliced_source("webvid", video2dataset, "train")
+    keys = [r.key for r in load_records("webvid", video2dataset, "train")]
+    # 768 samples a shard: blocks of 3 within each tar of 4: [0 1 2] [3] [4 5 6] [7].
+    blocks = [keys[0:3], keys[3:4], keys[4:7], keys[7:8]]
+    want = [k for b in block_order(4, 2) for k in blocks[int(b)]]
+    parts = list(plan_parts(source, 768, "blocks", seed=2))
+    assert [p.rows for p in parts] == [8]
+    assert [r.key for r in slice_records(source, parts[0])] == want
+    # A build (shards of 3: one sample a block) holds every sample once in the mixed order, as
+    # the mixed list does (whose refused records leave before shards are cut, as unmixed).
+    spec = dataclasses.replace(WEBVID, mixing="blocks", seed=1)
+    m = build_shards(source, tmp_path / "s", spec, workers=0, progress=False)
+    assert (m["num_samples"], m["num_failed"], m["mixing"]) == (5, 3, "blocks")
+    got = [s["__key__"] for i in m["shards"] for s in iter_samples(tmp_path / "s" / i["name"])]
+    failed = set(_failures(tmp_path / "s"))
+    assert got == [keys[i] for i in mixed_rows(8, 3, 1) if keys[i] not in failed]
+    records = load_records("webvid", video2dataset, "train")
+    m = build_shards(records, tmp_path / "list", spec, workers=0, progress=False)
+    assert [
+        s["__key__"] for i in m["shards"] for s in iter_samples(tmp_path / "list" / i["name"])
+    ] == got
 
 
 def test_a_video_from_a_tar_gives_the_frames_of_its_file(
