@@ -53,7 +53,8 @@ import numpy as np
 from t2v2t.data.augment import TRAIN_SCALE
 from t2v2t.data.batches import BatchSource, PlannedBatches, PlannedLoader
 from t2v2t.data.captions import CAPTIONS_PER_EPOCH, SENTENCE_LEN
-from t2v2t.data.plan import interleave, train_plan
+from t2v2t.data.elastic import EpochItems, resumed_plans
+from t2v2t.data.plan import RankPlan, interleave, train_plan
 from t2v2t.data.shard_checks import SHARD_CHECKS
 from t2v2t.data.shards import MANIFEST, ShardError, ShardInfo, read_manifest, shard_infos
 from t2v2t.seeding import rng_for
@@ -119,12 +120,16 @@ def make_train_loader(
     captions_per_epoch: str = "one",
     interp: str = "bilinear",
     pre_text: bool = False,
+    earlier: Sequence[tuple[int, int]] = (),
 ) -> PlannedLoader:
     """The training batches of one epoch on one rank (see the module docstring).
 
     ``interp``: the crop's resampling (``bicubic``: VindLU's); ``pre_text``: VindLU's caption
     cleaning; ``captions_per_epoch``: ``one`` caption per video and epoch, or ``all`` (every
     (video, caption) once, the video id shared: docs/training.md).
+    ``earlier``: the parts of this epoch that ran on other rank counts, as ``(world size,
+    samples each rank consumed)`` (elastic resume, :mod:`t2v2t.data.elastic`); ``skip_samples``
+    then counts this rank's samples since the last of them.
     ``tokenizer`` may be ``None`` (batches then carry ``texts`` but no ``input_ids``; used by
     ``scripts/inspect_stream.py``). ``skip_samples``: samples this rank already consumed.
     ``crop_scale``: the random resized crop's area range (fractions of the stored frame);
@@ -140,15 +145,12 @@ def make_train_loader(
     scale = _check_train_args(sources, crop_scale, rank, world_size, captions_per_epoch)
     where = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size)
     verify = verify_hash or skip_bad_shards  # leaving a bad shard out needs its digest
-    picked = [
-        _train_source(
-            i, spec, where, shuffle_buffer, (skip_bad_shards, verify), captions_per_epoch == "all"
-        )
+    checked = [
+        _check_source(i, spec, (skip_bad_shards, verify), captions_per_epoch == "all")
         for i, spec in enumerate(sources)
     ]
-    resolved = [src for src, _ in picked]
-    skipped = [msg for _, bad in picked for msg in bad]
-    steps = interleave([s.plan.num_batches for s in resolved], seed, epoch)
+    skipped = [msg for c in checked for msg in c.bad]
+    resolved, steps, done = _plan_sources(checked, where, shuffle_buffer, earlier)
     sizes = [len(resolved[s].plan.batch(b)) for s, b in steps]  # last batches may be short
     skip = _resolve_skip(skip_samples, sizes)
     dataset = PlannedBatches(
@@ -169,12 +171,12 @@ def make_train_loader(
     )
     return PlannedLoader(
         dataset,
-        skip_batches=skip,
-        batch_sizes=sizes,
+        skip_batches=done + skip,
+        batch_sizes=[0] * done + sizes,  # the earlier parts' steps: done on other rank counts
         num_workers=num_workers,
         pin_memory=pin_memory,
         skipped_shards=skipped,
-        loader_seed=_loader_seed(seed, epoch, rank, skip),
+        loader_seed=_loader_seed(seed, epoch, rank, done + skip),
         decode_device=decode_device,
     )
 
@@ -204,19 +206,40 @@ def _check_train_args(
     return scale[0], scale[1]
 
 
-def _train_source(
-    index: int,
-    spec: TrainSource,
-    where: dict[str, int],
-    shuffle_buffer: int,
-    checks: tuple[bool, bool],
-    per_caption: bool,
-) -> tuple[BatchSource, list[str]]:
-    """One corpus's checked shards and this rank's plan over them; the skipped shards' messages.
+@dataclass(frozen=True)
+class _Checked:
+    """One corpus after the shard checks: what its epoch plan is made from."""
 
-    ``where``: the epoch's ``seed``, ``epoch``, ``rank`` and ``world_size``; ``checks``:
-    ``(skip_bad, verify_hash)``; ``per_caption``: plan every (video, caption) once.
-    """
+    spec: TrainSource
+    directory: ShardFolder
+    name: str
+    good: list[ShardInfo]
+    bad: list[str]
+    tag: str
+    captions: list[np.ndarray | None] | None
+
+    @property
+    def counts(self) -> list[int]:
+        return [s.samples for s in self.good]
+
+    def source(self, plan: RankPlan) -> BatchSource:
+        """The worker's view of this corpus under ``plan``."""
+        return BatchSource(
+            directory=self.directory,
+            name=self.name,
+            shard_names=[self.good[s].name for s in plan.shards],
+            shard_sha256=[self.good[s].sha256 for s in plan.shards],
+            plan=plan,
+            num_frames=self.spec.num_frames,
+            max_text_len=self.spec.max_text_len,
+        )
+
+
+def _check_source(
+    index: int, spec: TrainSource, checks: tuple[bool, bool], per_caption: bool
+) -> _Checked:
+    """One corpus's checked shards (``checks``: ``(skip_bad, verify_hash)``); ``per_caption``:
+    its items are every (video, caption)."""
     skip_bad, verify_hash = checks
     directory = ShardFolder.of(spec.dir)  # TrainSource made it: the same value, typed
     manifest = read_manifest(directory)
@@ -227,27 +250,61 @@ def _train_source(
         verify_hash=verify_hash,
         hint=" (or pass skip_bad_shards=True to train without it)",
     )
-    tag = f"{index}:{manifest.get('dataset')}/{manifest.get('split')}"
-    counts = [s.samples for s in good]
-    captions = caption_counts(directory, good) if per_caption else None
-    plan = train_plan(
-        counts,
-        batch_size=spec.batch_size,
-        shuffle_buffer=shuffle_buffer,
-        tag=tag,
-        captions=captions,
-        **where,
-    )
-    source = BatchSource(
+    return _Checked(
+        spec=spec,
         directory=directory,
         name=str(manifest.get("dataset", directory.name)),
-        shard_names=[good[s].name for s in plan.shards],
-        shard_sha256=[good[s].sha256 for s in plan.shards],
-        plan=plan,
-        num_frames=spec.num_frames,
-        max_text_len=spec.max_text_len,
+        good=good,
+        bad=bad,
+        tag=f"{index}:{manifest.get('dataset')}/{manifest.get('split')}",
+        captions=caption_counts(directory, good) if per_caption else None,
     )
-    return source, bad
+
+
+def _plan_sources(
+    checked: list[_Checked], where: dict[str, int], shuffle_buffer: int, earlier: Sequence
+) -> tuple[list[BatchSource], list[tuple[int, int]], int]:
+    """This rank's sources, the epoch's steps left to take, and how many it already took.
+
+    ``where``: the epoch's ``seed``, ``epoch``, ``rank`` and ``world_size``; ``earlier``: the
+    parts of the epoch that ran on other rank counts (:mod:`t2v2t.data.elastic`).
+    """
+    if not earlier:  # the epoch's own plan (an exact resume skips into it)
+        plans = [
+            train_plan(
+                c.counts,
+                batch_size=c.spec.batch_size,
+                shuffle_buffer=shuffle_buffer,
+                tag=c.tag,
+                captions=c.captions,
+                **where,
+            )
+            for c in checked
+        ]
+        steps = interleave([p.num_batches for p in plans], where["seed"], where["epoch"])
+        return [c.source(p) for c, p in zip(checked, plans, strict=True)], steps, 0
+    world = where["world_size"]
+    items = [
+        EpochItems.plan(
+            c.counts,
+            c.captions,
+            seed=where["seed"],
+            epoch=where["epoch"],
+            tag=c.tag,
+            global_batch=c.spec.batch_size * world,
+        )
+        for c in checked
+    ]
+    plans, steps, done = resumed_plans(
+        items,
+        seed=where["seed"],
+        epoch=where["epoch"],
+        buffer=shuffle_buffer,
+        earlier=earlier,
+        world=world,
+        rank=where["rank"],
+    )
+    return [c.source(p) for c, p in zip(checked, plans, strict=True)], steps, done
 
 
 def caption_counts(directory: ShardFolder, infos: Sequence[ShardInfo]) -> list[np.ndarray | None]:

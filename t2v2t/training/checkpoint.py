@@ -3,7 +3,7 @@
 
 A checkpoint is a plain dict: ``model`` (unwrapped state_dict), ``preset``,
 ``config`` (resolved, plain dict), ``optimizer``, ``scheduler``, ``rng``, ``data_position``
-({"epoch", "samples"}), ``step``, ``git_commit``. Everything in it loads with
+({"epoch", "samples", "world_size", "earlier", "global_batch"}), ``step``, ``git_commit``. Everything in it loads with
 ``torch.load(..., weights_only=True)``: RNG states are stored as tensors and lists, not numpy
 objects.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,55 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def reseed(seed: int) -> None:
+    """Seed python, numpy's legacy global and torch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def global_batches(cfg: Config, world: int) -> dict[str, int]:
+    """Each source's global batch: its per-process batch times the process count."""
+    return {name: cfg.source_batch_size(name) * world for name in cfg.data.sources}
+
+
+def check_global_batch(cfg: Config, ckpt: dict[str, Any], world: int, path: str | Path) -> None:
+    """A mid-epoch checkpoint resumes only with its global batch (docs/reliability.md, "Elastic
+    resume"): else one error naming the per-process batch that keeps it."""
+    position = ckpt.get("data_position", {})
+    if not (position.get("samples") or position.get("earlier")):
+        return  # an epoch's start: the next epoch is planned afresh, any batch
+    saved = position.get("global_batch") or _saved_global_batches(ckpt)
+    for name, have in global_batches(cfg, world).items():
+        want = saved.get(name)
+        if want is None or want == have:
+            continue
+        src = cfg.data.sources[name]
+        key = f"data.sources.{name}.batch_size" if src.batch_size is not None else "data.batch_size"
+        now = f"{key}={have // world} on {world} processes is a global batch of {have}"
+        if want % world:
+            fits = ", ".join(str(d) for d in range(1, want + 1) if want % d == 0)
+            raise ConfigError(
+                f"{now}, but {path} stopped mid-epoch with {want}, which does not split over "
+                f"{world} processes ({key}): resume on {fits} processes"
+            )
+        raise ConfigError(
+            f"{now}, but {path} stopped mid-epoch with {want} ({key}): "
+            f"set {key}={want // world} to keep it"
+        )
+
+
+def _saved_global_batches(ckpt: dict[str, Any]) -> dict[str, int]:
+    """A checkpoint without ``global_batch``: from its config and process count."""
+    data = ckpt.get("config", {}).get("data", {})
+    world = int(ckpt["data_position"].get("world_size", 1))
+    return {
+        name: int((src or {}).get("batch_size") or data.get("batch_size", 0)) * world
+        for name, src in data.get("sources", {}).items()
+        if src is not None
+    }
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary sibling, fsync, then rename: a crash never leaves half a file."""
     path = Path(path)
@@ -105,12 +154,19 @@ def gather_rng_states(world: int) -> list[dict[str, Any]]:
 class TrainState:
     """Where a run is: optimiser steps taken, the epoch under way, the samples this rank has
     consumed of it (the loader's ``skip_samples`` on resume; equal on every rank) and the best
-    selection metric so far."""
+    selection metric so far. ``earlier``: the parts of this epoch that ran on other process
+    counts, ``(world size, samples per rank)`` each (elastic resume); ``samples`` then counts
+    from the last of them."""
 
     step: int = 0
     epoch: int = 0
     samples: int = 0
     best: float | None = None
+    earlier: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def mid_epoch(self) -> bool:
+        return bool(self.samples or self.earlier)
 
 
 class Checkpointer:
@@ -154,6 +210,8 @@ class Checkpointer:
                     "epoch": state.epoch,
                     "samples": state.samples,
                     "world_size": self.world,
+                    "earlier": [list(part) for part in state.earlier],
+                    "global_batch": global_batches(self.cfg, self.world),
                 },
                 "step": state.step,
                 "best_metric": state.best,
@@ -173,15 +231,18 @@ class Checkpointer:
             int(position["epoch"]),
             int(position["samples"]),
             ckpt.get("best_metric"),
+            [(int(w), int(n)) for w, n in position.get("earlier", [])],
         )
-        if state.samples and int(position.get("world_size", world)) != world:
-            raise ConfigError(
-                f"{path} stopped mid-epoch with {position['world_size']} processes; "
-                f"resume it with the same number (now {world}) or from an epoch-end checkpoint"
-            )
+        saved_world = int(position.get("world_size", world))
+        if state.mid_epoch and saved_world != world:
+            # Elastic resume: the part on saved_world ranks ends here, the rest is replanned.
+            state.earlier.append((saved_world, state.samples))
+            state.samples = 0
         changed = config_changes(ckpt.get("config", {}), self.cfg.to_dict())
         if changed and self.rank == 0:
             print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")
         states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
         set_rng_state(states[self.rank] if self.rank < len(states) else states[0])
+        if self.rank >= len(states):  # a rank the checkpoint had not: its own streams
+            reseed(self.cfg.data.seed + 1000 * self.rank + 1 + state.step)
         return state

@@ -36,7 +36,12 @@ from t2v2t.models.loading import CheckpointError
 from t2v2t.models.start import TrainModelSpec, build_for_training, init_from_checkpoint
 from t2v2t.retrieval.evaluate import evaluate_retrieval
 from t2v2t.retrieval.settings import EvalConfig
-from t2v2t.training.checkpoint import Checkpointer, TrainState, load_checkpoint
+from t2v2t.training.checkpoint import (
+    Checkpointer,
+    TrainState,
+    check_global_batch,
+    load_checkpoint,
+)
 from t2v2t.training.config import Config, ConfigError, dump_yaml
 from t2v2t.training.loggers import RunLoggers, eval_scalars
 from t2v2t.training.metrics_log import setup_logging
@@ -78,11 +83,13 @@ def train(
     setup_torch(cfg)
     check_files(cfg, resume_from=resume_from)
     check_select(cfg)
+    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
+    if ckpt is not None:  # before anything is written: a wrong batch is one error line
+        check_global_batch(cfg, ckpt, dist.world_info()[1], resume_from)
     dev = setup_device(cfg, run_dir)
 
     # -- model: the same seed on every rank gives the same initial weights
     seed_everything(cfg.data.seed)
-    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     model = model_to_train(cfg, ckpt, dev)
     tokenizer = build_tokenizer(model.config.preset)
 
@@ -123,7 +130,7 @@ def train(
 
     # -- epochs: a resumed run starts inside the epoch its checkpoint stopped in
     while state.epoch < cfg.optim.epochs and not run.max_steps_reached(state):
-        fresh = state.epoch == 0 and state.samples == 0
+        fresh = state.epoch == 0 and not state.mid_epoch
         loader = first if fresh else run.take_ahead(state) or run.loader(state)
         if not run_one_epoch(run, loader, state):
             if keeps_last(cfg):  # best.pt is the weights the run ends with, as at an epoch end
@@ -180,7 +187,7 @@ class Run:
 
     def start_ahead(self, state: TrainState) -> None:
         """Start epoch ``state.epoch + 1``'s loader (from its first sample) if a run gets there."""
-        nxt = replace(state, epoch=state.epoch + 1, samples=0)
+        nxt = replace(state, epoch=state.epoch + 1, samples=0, earlier=[])
         end = (state.epoch + 1) * self.steps_per_epoch
         max_steps = self.cfg.train.max_steps
         if self.ahead is None and nxt.epoch < self.cfg.optim.epochs and not 0 < max_steps <= end:
@@ -195,7 +202,7 @@ class Run:
         ahead, self.ahead = self.ahead, None
         return (
             ahead[1]
-            if ahead is not None and (ahead[0], 0) == (state.epoch, state.samples)
+            if ahead is not None and ahead[0] == state.epoch and not state.mid_epoch
             else None
         )
 
@@ -240,6 +247,7 @@ def end_of_epoch(run: Run, state: TrainState) -> None:
     ``train.select`` says; checkpoint the next epoch's start."""
     state.epoch += 1
     state.samples = 0
+    state.earlier = []
     sel = parse_select(run.cfg.train.select)
     monitored = None
     if run.cfg.train.eval_every_epoch:
@@ -501,7 +509,8 @@ def model_spec(cfg: Config, init: str | None = None) -> TrainModelSpec:
 def epoch_loader(
     cfg: Config, tokenizer: Any, dev: Device, image_size: int, state: TrainState
 ) -> Any:
-    """This rank's loader of ``state.epoch``, skipping the samples it already consumed of it."""
+    """This rank's loader of ``state.epoch``, skipping the samples it already consumed of it
+    (and what ran on other process counts: ``state.earlier``)."""
     return make_loader(
         cfg,
         tokenizer,
@@ -510,11 +519,20 @@ def epoch_loader(
         world=dev.world,
         skip=state.samples,
         image_size=image_size,
+        earlier=state.earlier,
     )
 
 
 def make_loader(
-    cfg: Config, tokenizer: Any, *, epoch: int, rank: int, world: int, skip: int, image_size: int
+    cfg: Config,
+    tokenizer: Any,
+    *,
+    epoch: int,
+    rank: int,
+    world: int,
+    skip: int,
+    image_size: int,
+    earlier: list[tuple[int, int]] | None = None,
 ) -> Any:
     sources = [
         TrainSource(src.dir, cfg.source_batch_size(name), src.num_frames, src.max_text_len)
@@ -538,6 +556,7 @@ def make_loader(
         captions_per_epoch=cfg.data.captions_per_epoch,
         interp=cfg.data.interp,
         pre_text=cfg.data.pre_text,
+        earlier=earlier or (),
     )
 
 

@@ -1,0 +1,175 @@
+"""Elastic resume with real processes: ``torchrun --nproc_per_node 2`` (gloo on CPU) stopped
+mid-epoch after a checkpoint, resumed on 1 process and on 4, and ``samples.jsonl`` shows the epoch
+covered: every sample not read before the checkpoint read once (plus at most ``M - 1`` padding
+repeats), none read before it read again, the next epoch every sample once on ``M`` ranks
+(docs/reliability.md, "Elastic resume")."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from train_shards import make_train_shards, tiny_overrides
+
+from t2v2t.data.shards import iter_samples, read_manifest
+from t2v2t.errors import cli
+from t2v2t.train import main as train_main
+from t2v2t.training.checkpoint import load_checkpoint
+from t2v2t.training.samples_log import read_samples
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+GLOBAL = 12  # the global batch: 2 x 6 -> 1 x 12 or 4 x 3
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def _cmd(run: Path, world: int, overrides: list[str], *extra: str) -> list[str]:
+    launch = [str(TORCHRUN), "--nproc_per_node", str(world), "--standalone", "-m"]
+    return [
+        *(launch if world > 1 else [sys.executable, "-m"]),
+        "t2v2t.train",
+        "--task",
+        "pretrain",
+        "--preset",
+        "tiny",
+        "--run-dir",
+        str(run),
+        *overrides,
+        f"data.batch_size={GLOBAL // world}",
+        *extra,
+    ]
+
+
+def _keys(shards: Path) -> set[str]:
+    return {
+        s["__key__"]
+        for info in read_manifest(shards)["shards"]
+        for s in iter_samples(shards / info["name"])
+    }
+
+
+def _overrides(shards: Path, *extra: str) -> list[str]:
+    # No VTM/MLM: they draw random negatives and masks per rank; the data is what is tested.
+    return tiny_overrides(
+        shards, "optim.epochs=2", "train.log_samples=true", "loss.vtm=0", "loss.mlm=0", *extra
+    )
+
+
+def _check_epochs(run: Path, keys: set[str], stopped: int, world: int, steps_per_epoch: int):  # noqa: ANN202
+    """``samples.jsonl`` after the resume: epoch 0 is 2 ranks up to step ``stopped``, ``world``
+    ranks after; epoch 1 ``world`` ranks."""
+    lines = read_samples(run)
+    assert sorted({r["step"] for r in lines}) == list(range(1, 2 * steps_per_epoch + 1))
+    for r in lines:  # who read each step: 2 ranks before the stop, `world` after
+        ranks = {x["rank"] for x in lines if x["step"] == r["step"]}
+        assert ranks == set(range(2 if r["step"] <= stopped else world)), r["step"]
+        assert len(r["keys"]) <= GLOBAL // (2 if r["step"] <= stopped else world)
+    before = Counter(k for r in lines if r["step"] <= stopped for k in r["keys"])
+    after = Counter(k for r in lines if r["epoch"] == 0 and r["step"] > stopped for k in r["keys"])
+    assert set(before.values()) == {1}  # what two ranks read before the checkpoint: each once
+    assert not set(before) & set(after)  # nothing read before the checkpoint is read again
+    assert set(before) | set(after) == keys  # and every other sample is read
+    assert sum(after.values()) - len(after) <= world - 1  # padding repeats
+    nxt = Counter(k for r in lines if r["epoch"] == 1 for k in r["keys"])
+    assert set(nxt) == keys and sum(nxt.values()) - len(keys) <= world - 1  # the M-rank plan
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """2 processes x 6, 30 samples (3 steps an epoch), stopped by train.max_steps after step 1."""
+    tmp = tmp_path_factory.mktemp("elastic")
+    shards = make_train_shards(tmp / "shards", num_samples=30, per_shard=8)
+    run = tmp / "run2"
+    proc = subprocess.run(
+        _cmd(run, 2, _overrides(shards), "train.max_steps=1"),
+        cwd=tmp,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return shards, run
+
+
+def test_two_processes_resume_on_one(stopped_run: tuple[Path, Path], tmp_path: Path) -> None:
+    shards, stopped = stopped_run
+    run = tmp_path / "run"
+    shutil.copytree(stopped, run)
+    position = load_checkpoint(run / "last.pt")["data_position"]
+    assert (position["world_size"], position["samples"], position["epoch"]) == (2, 6, 0)
+    proc = subprocess.run(
+        _cmd(run, 1, _overrides(shards), "--resume"),
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_epochs(run, _keys(shards), stopped=1, world=1, steps_per_epoch=3)
+    assert load_checkpoint(run / "last.pt")["step"] == 6
+
+
+def test_a_batch_that_changes_the_global_batch_is_one_error(
+    stopped_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    shards, stopped = stopped_run
+    run = tmp_path / "run"
+    shutil.copytree(stopped, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    args = ["--task", "pretrain", "--preset", "tiny", "--run", str(run), "--resume"]
+    # 1 process x 6 would halve the checkpoint's global batch of 12.
+    status = cli(lambda: train_main([*args, *_overrides(shards), "data.batch_size=6"]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and "data.batch_size=12" in err[0], err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", [1, 4])
+def test_sigkill_mid_epoch_then_resume_on_another_count(tmp_path: Path, world: int) -> None:
+    # 60 samples: 5 steps an epoch on 2 x 6; a checkpoint every step, the job killed as a whole
+    # (torchrun and its workers, as a preemption does) once step 2 was logged.
+    shards = make_train_shards(tmp_path / "shards", num_samples=60, per_shard=8)
+    overrides = _overrides(shards, "train.ckpt_every_steps=1")
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _cmd(run, 2, overrides),
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not any(r["step"] >= 2 for r in read_samples(run)):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no step 2 within 300 s"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    position = load_checkpoint(run / "last.pt")["data_position"]
+    stopped = position["samples"] // 6
+    assert position["epoch"] == 0 and 1 <= stopped < 5, position  # a mid-epoch checkpoint
+    resumed = subprocess.run(
+        _cmd(run, world, overrides, "--resume"),
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _check_epochs(run, _keys(shards), stopped=stopped, world=world, steps_per_epoch=5)
