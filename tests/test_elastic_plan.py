@@ -57,7 +57,12 @@ def _plans(src: dict, world: int) -> list[RankPlan]:
 def _items(srcs: list[dict]) -> list[EpochItems]:
     return [
         EpochItems.plan(
-            s["counts"], s["captions"], seed=SEED, epoch=EPOCH, tag=s["tag"], global_batch=s["batch"]
+            s["counts"],
+            s["captions"],
+            seed=SEED,
+            epoch=EPOCH,
+            tag=s["tag"],
+            global_batch=s["batch"],
         )
         for s in srcs
     ]
@@ -72,7 +77,13 @@ def _resume(srcs: list[dict], earlier: list[tuple[int, int]], world: int) -> lis
     """(plans per rank, steps per rank, steps done per rank) of the resumed part."""
     out = [
         resumed_plans(
-            _items(srcs), seed=SEED, epoch=EPOCH, buffer=BUFFER, earlier=earlier, world=world, rank=m
+            _items(srcs),
+            seed=SEED,
+            epoch=EPOCH,
+            buffer=BUFFER,
+            earlier=earlier,
+            world=world,
+            rank=m,
         )
         for m in range(world)
     ]

@@ -16,12 +16,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from train_shards import make_train_shards, tiny_overrides
 
 from t2v2t.data.shards import iter_samples, read_manifest
 from t2v2t.errors import cli
 from t2v2t.train import main as train_main
-from t2v2t.training.checkpoint import load_checkpoint
+from t2v2t.training.checkpoint import check_global_batch, load_checkpoint
+from t2v2t.training.config import ConfigError, load_config
+from t2v2t.training.loop import train
 from t2v2t.training.samples_log import read_samples
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -104,15 +107,9 @@ def test_two_processes_resume_on_one(stopped_run: tuple[Path, Path], tmp_path: P
     shutil.copytree(stopped, run)
     position = load_checkpoint(run / "last.pt")["data_position"]
     assert (position["world_size"], position["samples"], position["epoch"]) == (2, 6, 0)
-    proc = subprocess.run(
-        _cmd(run, 1, _overrides(shards), "--resume"),
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # One process: the trainer in this one (the torchrun job above wrote the checkpoint).
+    cfg = load_config("pretrain", "tiny", [*_overrides(shards), f"data.batch_size={GLOBAL}"])
+    train(cfg, run, resume_from=run / "last.pt")
     _check_epochs(run, _keys(shards), stopped=1, world=1, steps_per_epoch=3)
     assert load_checkpoint(run / "last.pt")["step"] == 6
 
@@ -131,6 +128,29 @@ def test_a_batch_that_changes_the_global_batch_is_one_error(
     assert status == 2
     assert len(err) == 1 and err[0].startswith("error: ") and "data.batch_size=12" in err[0], err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing written
+
+
+def test_the_error_names_the_batch_or_the_counts_that_keep_the_global_batch(tmp_path: Path) -> None:
+    # No process needed: the check reads the checkpoint's position and the new config.
+    shards = make_train_shards(tmp_path / "shards", num_samples=8, per_shard=8)
+    ckpt = {"data_position": {"epoch": 0, "samples": 6, "world_size": 2, "global_batch": {}}}
+    ckpt["data_position"]["global_batch"]["webvid"] = GLOBAL
+    for world, batch in [(1, 12), (3, 4), (4, 3), (6, 2), (12, 1)]:  # the ones that keep it
+        cfg = load_config("pretrain", "tiny", _overrides(shards, f"data.batch_size={batch}"))
+        check_global_batch(cfg, ckpt, world, "last.pt")
+        wrong = load_config("pretrain", "tiny", _overrides(shards, f"data.batch_size={batch + 1}"))
+        with pytest.raises(ConfigError, match=f"set data.batch_size={batch} to keep it"):
+            check_global_batch(wrong, ckpt, world, "last.pt")
+    cfg = load_config("pretrain", "tiny", _overrides(shards, "data.batch_size=2"))
+    with pytest.raises(ConfigError, match="does not split over 5 processes.*1, 2, 3, 4, 6, 12"):
+        check_global_batch(cfg, ckpt, 5, "last.pt")
+    # A source with its own batch is named by its own key.
+    own = load_config("pretrain", "tiny", _overrides(shards, "data.sources.webvid.batch_size=5"))
+    with pytest.raises(ConfigError, match=r"set data\.sources\.webvid\.batch_size=6"):
+        check_global_batch(own, ckpt, 2, "last.pt")
+    # An epoch-end checkpoint plans its next epoch afresh: any batch.
+    ckpt["data_position"]["samples"] = 0
+    check_global_batch(wrong, ckpt, 1, "last.pt")
 
 
 @pytest.mark.slow
@@ -173,3 +193,36 @@ def test_sigkill_mid_epoch_then_resume_on_another_count(tmp_path: Path, world: i
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _check_epochs(run, _keys(shards), stopped=stopped, world=world, steps_per_epoch=5)
+
+
+def _read(folder: Path, world: int, rank: int, batch: int, **kw) -> list[dict]:  # noqa: ANN003
+    from t2v2t.data.loader import TrainSource, make_train_loader
+
+    loader = make_train_loader(
+        [TrainSource(folder, batch, 2)], None, seed=11, epoch=1, rank=rank, world_size=world,
+        image_size=16, captions_per_epoch="all", shuffle_buffer=4, **kw,
+    )  # fmt: skip
+    return list(loader)
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])  # 2: the rest replanned on 2 (as after 2 -> M -> 2)
+def test_loader_rest_of_a_per_caption_epoch_reads_the_same_samples(
+    tmp_path: Path, world: int
+) -> None:
+    # 40 (video, caption) items over 2 ranks x 4: 5 steps; 2 taken, the rest on `world` ranks.
+    from test_caption_epochs import _msrvtt_shards
+
+    folder, pairs = _msrvtt_shards(tmp_path)
+    whole = [_read(folder, 2, r, 4) for r in range(2)]
+    looks = {k: f for b in whole[0] + whole[1] for k, f in zip(b["keys"], b["frames"], strict=True)}
+    first = [b for r in range(2) for b in whole[r][:2]]
+    before = Counter(p for b in first for p in zip(b["keys"], b["texts"], strict=True))
+    rest = [_read(folder, world, m, 8 // world, earlier=[(2, 8)]) for m in range(world)]
+    assert {len(r) for r in rest} == {3}  # the epoch's last 3 steps, on every rank
+    after = Counter(p for r in rest for b in r for p in zip(b["keys"], b["texts"], strict=True))
+    assert set(before.values()) == {1} and not set(before) & set(after)
+    assert set(before) | set(after) == set(pairs)  # every (video, caption): its pass's caption
+    assert sum(after.values()) - len(after) <= world - 1
+    for b in (b for r in rest for b in r):  # a sample looks the same whoever reads it
+        for key, frames in zip(b["keys"], b["frames"], strict=True):
+            assert torch.equal(frames, looks[key]), key

@@ -190,6 +190,12 @@ def resumed_plans(
     """This rank's plan per source for the rest of an epoch whose ``earlier`` parts ran as
     ``(world size, samples each rank consumed)``; the remaining steps ``(source, batch)``; the
     epoch's steps already taken. Batch sizes are ``global_batch / world size`` per part."""
+    for w in [w for w, _ in earlier] + [world]:
+        for src in sources:
+            if src.global_batch % w:
+                raise ValueError(
+                    f"{src.tag}: global batch {src.global_batch} does not split over {w} ranks"
+                )
     tags = [s for s, _ in interleave([src.num_batches for src in sources], seed, epoch)]
     first = earlier[0][0] if earlier else world
     layouts = [

@@ -35,6 +35,9 @@ sources' batches, identical on every rank).
 Resume: ``skip_samples`` counts the samples *this rank* has already consumed in the epoch (the sum
 of ``len(batch["keys"])``); it must fall on a batch boundary, and the loader then yields exactly
 the batches the uninterrupted run would have yielded next (skipped batches are not decoded).
+An epoch resumed on another rank count (``earlier``: its parts run on other counts) is the rest of
+that epoch replanned over this one by :mod:`t2v2t.data.elastic` (docs/reliability.md, "Elastic
+resume").
 
 The parts: shard checks (:mod:`t2v2t.data.shard_checks`), the per-worker shard stream
 (:mod:`t2v2t.data.stream`), batch assembly and the ``DataLoader`` wrapper
@@ -127,9 +130,8 @@ def make_train_loader(
     ``interp``: the crop's resampling (``bicubic``: VindLU's); ``pre_text``: VindLU's caption
     cleaning; ``captions_per_epoch``: ``one`` caption per video and epoch, or ``all`` (every
     (video, caption) once, the video id shared: docs/training.md).
-    ``earlier``: the parts of this epoch that ran on other rank counts, as ``(world size,
-    samples each rank consumed)`` (elastic resume, :mod:`t2v2t.data.elastic`); ``skip_samples``
-    then counts this rank's samples since the last of them.
+    ``earlier``: ``(world size, samples per rank)`` of the parts of this epoch run on other rank
+    counts (:mod:`t2v2t.data.elastic`); ``skip_samples`` then counts from the last of them.
     ``tokenizer`` may be ``None`` (batches then carry ``texts`` but no ``input_ids``; used by
     ``scripts/inspect_stream.py``). ``skip_samples``: samples this rank already consumed.
     ``crop_scale``: the random resized crop's area range (fractions of the stored frame);
