@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="re-evaluate even when a JSON matches")
     for d in DATASETS:
         p.add_argument(f"--ckpt-{d}", default=None, help=f"default {default_checkpoint(d)}")
+        p.add_argument(
+            f"--options-{d}",
+            default="",
+            help=f"eval.<key>=value overrides for {d} only, space-separated (e.g. "
+            "'eval.bank=train' where only this dataset has train shards)",
+        )
     p.add_argument("options", nargs="*", help="eval.<key>=value overrides")
     return p.parse_args(argv)
 
@@ -119,11 +126,14 @@ def load_ranks(results: dict[str, dict[str, Any]], paths: dict[str, Path]):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        opts = command_settings(args.options)
         datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
         unknown = [d for d in datasets if d not in DATASETS]
         if unknown:
             raise UsageError(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
+        per_dataset = {
+            d: command_settings([*args.options, *shlex.split(getattr(args, f"options_{d}"))])
+            for d in datasets
+        }
     except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -133,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for d in datasets:
         given = getattr(args, f"ckpt_{d}")
         ckpt = Path(given) if given else default_checkpoint(d)
+        opts = per_dataset[d]
         settings = for_dataset(opts, d, args.shards)
         shards = storage.location(str(settings.shards))  # a URL stays one
         try:

@@ -209,6 +209,9 @@ def test_eval_and_ablation_commands(tiny, shards, tmp_path, capsys):
     assert lo <= want["R1"] <= hi and "p=" in table and "permutation" in table
     assert "DiDeMo: not evaluated" in table and "naïve T2V2T" in table
     assert "reused" in capsys.readouterr().out
+    # Options for one dataset only are checked like the others: one line, exit status 2.
+    assert ablation.main([*args, *opts, "--options-msrvtt", "eval.k=zero"]) == 2
+    assert "eval.k" in capsys.readouterr().err
     # The commands' post-hoc section: every method x dataset, both protocols, labelled.
     post = result["posthoc"]["protocols"]["batch"]["t2v"]
     assert "Every post-hoc method" in table and "| csls | transductive |" in table
