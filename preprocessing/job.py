@@ -4,8 +4,9 @@
 window in flight; each keeps its finished shard or builds it), finish (check, failures,
 manifest). One :class:`~preprocessing.spec.ShardSpec` carries the folder's settings into every
 task and into the manifest. Inputs are split into shards by position (shard i always holds
-rows ``[i*n, (i+1)*n)``, ``n`` the spec's samples per shard), so the output does not depend on
-the number of workers or which worker ran what. A WebVid CSV is handed
+rows ``[i*n, (i+1)*n)``, ``n`` the spec's samples per shard, of the annotation or of its seeded
+mixed order: :mod:`preprocessing.mixing`), so the output does not depend on the number of
+workers or which worker ran what. A WebVid CSV is handed
 out as byte-range slices that the workers read, stat, fingerprint and hash themselves, and at
 most a window of tasks is in flight: the driver's memory does not grow with the corpus
 (docs/data.md, "Shards at scale"). A finished shard gets a done-marker (``.done/<shard>.json``:

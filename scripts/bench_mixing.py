@@ -35,7 +35,7 @@ from t2v2t.tools import benchlog
 
 WEBVID_ROWS = 10_727_607  # results_10M_train.csv
 N_DEFAULT = 1323  # WebVid's samples per shard at the default 300 MB (docs/data.md)
-MACHINE = "2-core AMD EPYC x86_64, shared with other jobs"
+MACHINE = f"{benchlog.machine()}, shared with other jobs"
 
 
 def locality(rows: int, ranks: int) -> dict[str, float]:
