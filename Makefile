@@ -52,7 +52,7 @@ SHARD_OPTS = $(call opt,--data,$(DATA)) $(call opt,--out,$(OUT)) $(call opt,--sp
 	$(if $(filter-out 0,$(SYNTHETIC)),--synthetic) $(call opt,--annotations,$(ANNOTATIONS)) \
 	$(call opt,--frame-rule,$(FRAME_RULE)) \
 	$(call opt,--samples-per-shard,$(SHARD_SIZE)) $(call opt,--shard-bytes,$(SHARD_BYTES)) \
-	$(call opt,--window,$(WINDOW)) $(call opt,--mixing,$(MIXING))
+	$(call opt,--window,$(WINDOW)) $(call opt,--mixing,$(MIXING)) $(call opt,--max-seconds,$(MAX_SECONDS))
 TRAIN_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) \
 	$(if $(RESUME),--resume) $(call opt,--sources,$(SOURCES)) $(ARGS)
 EVAL_OPTS = --preset $(PRESET) $(call opt,--ckpt,$(CKPT)) $(call opt,--run-dir,$(RUN)) --fusion $(FUSION) \
@@ -89,7 +89,7 @@ lint: setup  ## ruff lint + format check
 format: setup
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder|vindlu|wds [DATA= OUT=shards|s3://... SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_BYTES= SHARD_SIZE= WINDOW= MIXING=blocks|none]
+shards: setup  ## build shards: DATASET=webvid|cc3m|msrvtt|didemo|anet|folder|vindlu|wds [DATA= OUT=shards|s3://... SPLIT= FRAMES= WORKERS= SCHEDULER= SYNTHETIC=1 ANNOTATIONS= SHARD_BYTES= SHARD_SIZE= WINDOW= MIXING=blocks|none MAX_SECONDS=]
 	$(PY) -m t2v2t.shards --dataset $(DATASET) $(SHARD_OPTS)
 
 verify-shards: setup  ## check a shard folder against its manifest: DIR=shards/webvid/train_4f|s3://... [WORKERS= SCHEDULER=]

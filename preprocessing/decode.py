@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from preprocessing.tools import find_tool
+from t2v2t.data.frames import frames_before
 
 # "auto" (decord where installed, else PyAV), "decord" or "pyav"; read per call so a Dask
 # worker started with the variable decodes with the backend its client chose.
@@ -121,7 +122,12 @@ def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def _decord(path: Path, pick: Callable[[int], list[int]], short_side: int | None) -> Decoded:
+def _decord(
+    path: Path,
+    pick: Callable[[int], list[int]],
+    short_side: int | None,
+    seconds: float | None = None,
+) -> Decoded:
     import decord
 
     # One thread per reader (the Dask worker process is the unit of parallelism); get_batch
@@ -133,6 +139,7 @@ def _decord(path: Path, pick: Callable[[int], list[int]], short_side: int | None
     measured = not _usable(fps)
     if measured:
         fps = packet_fps(path)
+    vlen = frames_before(vlen, fps, seconds)
     indices = pick(vlen)
     crop, out = (None, None)
     if short_side is not None:
@@ -222,7 +229,12 @@ def _av_converter(stream, short_side: int | None):
     return lambda f: resize(f.to_ndarray(format="rgb24"), short_side)
 
 
-def _pyav(path: Path, pick: Callable[[int], list[int]], short_side: int | None) -> Decoded:
+def _pyav(
+    path: Path,
+    pick: Callable[[int], list[int]],
+    short_side: int | None,
+    seconds: float | None = None,
+) -> Decoded:
     """Seek to the keyframe before each group of chosen frames and decode only from there."""
     import av
 
@@ -238,6 +250,7 @@ def _pyav(path: Path, pick: Callable[[int], list[int]], short_side: int | None) 
         measured = not _usable(fps)
         if measured:
             fps = packet_fps(path)
+        vlen = frames_before(vlen, fps, seconds)
         indices = pick(vlen)
         convert = _av_converter(stream, short_side)
         runs: dict[int, set[int]] = {}  # keyframe pts -> the wanted pts it leads to
@@ -274,7 +287,12 @@ def _ffprobe(path: Path) -> tuple[int, float, int, int]:
     return vlen, fps, int(s["height"]), int(s["width"])
 
 
-def _ffmpeg(path: Path, pick: Callable[[int], list[int]], short_side: int | None) -> Decoded:
+def _ffmpeg(
+    path: Path,
+    pick: Callable[[int], list[int]],
+    short_side: int | None,
+    seconds: float | None = None,
+) -> Decoded:
     """Stream raw frames out of ffmpeg and keep the wanted ones (fallback: full decode)."""
     import ffmpeg
 
@@ -289,7 +307,8 @@ def _ffmpeg(path: Path, pick: Callable[[int], list[int]], short_side: int | None
     for _ in range(2):  # a second pass only when the packet count overstated the frames
         if vlen < 1:
             raise DecodeError("ffmpeg: no video frames")
-        indices = pick(vlen)
+        used = frames_before(vlen, fps, seconds)
+        indices = pick(used)
         wanted = set(indices)
         stream = ffmpeg.input(str(path), threads=1)["v:0"]
         if scale:
@@ -313,7 +332,7 @@ def _ffmpeg(path: Path, pick: Callable[[int], list[int]], short_side: int | None
         proc.wait()
         if all(i in got for i in indices):
             frames = [got[i] if scale else resize(got[i], short_side) for i in indices]
-            return Decoded(frames, vlen, fps, vlen / fps, "ffmpeg", measured)
+            return Decoded(frames, used, fps, used / fps, "ffmpeg", measured)
         vlen = n
     raise DecodeError(f"ffmpeg: decoded {n} frames, not the ones asked for")
 
@@ -356,8 +375,12 @@ def decode_frames(
     short_side: int | None = 224,
     is_image: bool = False,
     member: tuple[int, int] | None = None,
+    max_seconds: float | None = None,
 ) -> Decoded:
     """Decode the frames ``pick(vlen)`` names (flat list, any order, repeats allowed).
+
+    ``max_seconds``: only the frames before it exist, as if the clip had been cut there
+    (``vlen``, ``duration`` and ``pick``'s argument are the cut clip's).
 
     ``member``: (offset, size) of the media inside the tar ``path`` (webdataset input).
     Raises :class:`DecodeError` (or ``FileNotFoundError``) with a one-line reason.
@@ -368,7 +391,7 @@ def decode_frames(
             raise FileNotFoundError(f"missing file {path}")
         with member_file(path, member) as tmp:
             try:
-                return decode_frames(tmp, pick, short_side, is_image)
+                return decode_frames(tmp, pick, short_side, is_image, max_seconds=max_seconds)
             except DecodeError as err:  # the reason must not name a temporary file
                 raise DecodeError(str(err).replace(str(tmp), "the tar member")) from None
     if not path.is_file():
@@ -379,7 +402,7 @@ def decode_frames(
         return decode_image(path, short_side)
     primary = _decord if decoder() == "decord" else _pyav
     try:
-        return primary(path, pick, short_side)
+        return primary(path, pick, short_side, max_seconds)
     except Exception:  # noqa: BLE001 - decoders raise assorted types; ffmpeg decides
         # decord's messages carry wall-clock stamps; the reason must be reproducible.
-        return _ffmpeg(path, pick, short_side)
+        return _ffmpeg(path, pick, short_side, max_seconds)

@@ -62,6 +62,9 @@ class ShardSpec:
     # rows [i*n, (i+1)*n) of the annotation). The records a task gets say which rows it holds, so
     # its fingerprint follows; the manifest records it.
     mixing: str = "none"
+    # Frames are sampled from the first max_seconds of each clip (DiDeMo: 30, VindLU's trimmed
+    # videos); None = the whole clip. Part of the content when set (older folders: unset).
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -76,12 +79,21 @@ class ShardSpec:
             raise UsageError(
                 f"unknown mixing (MIXING={self.mixing}): choose one of {', '.join(MIXINGS)}"
             )
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise UsageError(
+                f"max seconds per clip must be > 0 (MAX_SECONDS={self.max_seconds}); "
+                "MAX_SECONDS=0 means the whole clip"
+            )
         if self.mode in MIDDLE_MODES and self.candidates != 1:
             object.__setattr__(self, "candidates", 1)  # one frame per segment: no candidates
 
     def content(self) -> dict[str, Any]:
-        """The settings a shard's bytes depend on (its fingerprint; manifest keys)."""
-        return {name: getattr(self, name) for name in CONTENT}
+        """The settings a shard's bytes depend on (its fingerprint; manifest keys); the trim
+        only when set, so folders built before it keep their fingerprint."""
+        out = {name: getattr(self, name) for name in CONTENT}
+        if self.max_seconds is not None:
+            out["max_seconds"] = self.max_seconds
+        return out
 
     def manifest_fields(self) -> dict[str, Any]:
         """The manifest's settings keys: :data:`CONTENT` plus how shards were sized."""
@@ -114,6 +126,7 @@ class ShardSpec:
             synthetic=bool(manifest.get("synthetic", False)),
             builder_version=manifest.get("builder_version", 0),
             mixing=manifest.get("mixing", "none"),  # older manifests: annotation order
+            max_seconds=manifest.get("max_seconds"),
         )
 
     def sized_by_bytes(self, target: int) -> ShardSpec:

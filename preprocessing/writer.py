@@ -63,7 +63,14 @@ def build_sample(
         return [i for seg in segments for i in seg]
 
     with local_copy(rec.media) as media:  # media at a URL: a temporary local copy
-        dec = decode_frames(media, pick, spec.short_side, is_image=rec.is_image, member=rec.member)
+        dec = decode_frames(
+            media,
+            pick,
+            spec.short_side,
+            is_image=rec.is_image,
+            member=rec.member,
+            max_seconds=spec.max_seconds,
+        )
     if dec.fps_from_packets and warnings is not None:
         warnings.append(rec.key)
     if rec.is_image:
@@ -84,6 +91,8 @@ def build_sample(
             "num_frames": spec.num_frames,
             "candidates": spec.candidates,
             "seed": spec.seed,
+            # sampled from the first max_seconds only (vlen, duration: the cut clip's)
+            **({"max_seconds": spec.max_seconds} if spec.max_seconds is not None else {}),
         },
         size=[int(dec.frames[0].shape[0]), int(dec.frames[0].shape[1])],
         timestamps=rec.timestamps,

@@ -32,6 +32,9 @@ class DatasetRecipe:
     splits: tuple[str, ...]  # the splits the release has (an unknown SPLIT= is refused)
     eval_split: str | None = None  # the split retrieval evaluation reads (one of ``build``)
     text_len: int = SENTENCE_LEN  # evaluation's max text length in tokens
+    # Frames come from the first max_seconds of each clip, every split (DiDeMo: VindLU's
+    # didemo_2fps_360_trimed30 videos, cut to 30 s); None = the whole clip.
+    max_seconds: float | None = None
 
 
 _TRAIN_12 = SplitRecipe("train", 12, "rand", 2)
@@ -49,6 +52,7 @@ RECIPES: dict[str, DatasetRecipe] = {
         ("train", "val", "test"),
         eval_split="test",
         text_len=PARAGRAPH_LEN,
+        max_seconds=30.0,
     ),
     "anet": DatasetRecipe(
         (_TRAIN_12, SplitRecipe("val", 32, "middle")),

@@ -140,6 +140,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "splits read in slices: WebVid's CSV, input tars); none: shard i holds rows "
         "[i*n, (i+1)*n) (docs/data.md, 'Mixing')",
     )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="sample frames from each clip's first seconds only (default: the recipe's, "
+        "DiDeMo 30 as VindLU; 0: the whole clip)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -253,6 +260,18 @@ def _sizing(m: dict) -> str:
     )
 
 
+def clip_seconds(args: argparse.Namespace) -> float | None:
+    """``--max-seconds``: the recipe's when not given (DiDeMo 30), none for 0."""
+    seconds = getattr(args, "max_seconds", None)
+    if seconds is None:
+        return RECIPES[args.dataset].max_seconds
+    if seconds < 0:
+        raise UsageError(
+            f"max seconds per clip must be >= 0 (MAX_SECONDS={seconds}); 0: the whole clip"
+        )
+    return seconds or None
+
+
 def spec_for(args: argparse.Namespace, r: SplitRecipe, synthetic: bool) -> ShardSpec:
     """One split's settings. Shard size: ``--samples-per-shard`` when given, else the byte
     target when given, else the demo's small shards for a synthetic corpus, else the default
@@ -268,6 +287,7 @@ def spec_for(args: argparse.Namespace, r: SplitRecipe, synthetic: bool) -> Shard
         jpeg_quality=args.jpeg_quality,
         samples_per_shard=args.samples_per_shard or DEFAULT_SAMPLES_PER_SHARD,
         synthetic=synthetic,
+        max_seconds=clip_seconds(args),
     )
     if args.samples_per_shard is not None:
         return spec

@@ -7,6 +7,7 @@ The shard builder calls :func:`frame_indices` to choose the frames it stores; th
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -21,6 +22,16 @@ MODES: tuple[str, ...] = ("middle", "rand", "vindlu_middle")
 # checkpoints").
 MIDDLE_MODES: tuple[str, ...] = ("middle", "vindlu_middle")
 FRAME_RULES = {"project": "middle", "vindlu": "vindlu_middle"}
+
+
+def frames_before(vlen: int, fps: float, seconds: float | None) -> int:
+    """How many of a video's ``vlen`` frames lie before ``seconds`` (frame ``i`` at ``i / fps``):
+    ``ceil(seconds * fps)``, at least 1, at most ``vlen``; every frame when ``seconds`` is None.
+    The shard builder samples from these only (VindLU's DiDeMo clips were cut to their first
+    30 s: docs/data.md, "DiDeMo: the first 30 seconds")."""
+    if seconds is None:
+        return vlen
+    return max(1, min(vlen, math.ceil(round(seconds * fps, 6))))
 
 
 def segment_bounds(num_frames: int, vlen: int) -> list[tuple[int, int]]:
