@@ -88,7 +88,7 @@ def test_overrides_are_typed() -> None:
         ("train.grad_checkpointing=maybe", "expected true/false"),
         ("optim.betas=0.9", "optim.betas: expected a list"),
         ("optim.min_lr=1", "min_lr <= lr"),
-        ("train.precision=fp16", "train.precision"),
+        ("train.precision=fp8", "train.precision: 'fp8' is not one of auto, bf16, fp32, fp16"),
         ("noequals", "is not key=value"),
         ("loss.reverse=1.5", "loss.reverse: a share of the batch"),
         ("optim.temporal_lr_scale=0", "temporal_lr_scale must be > 0"),

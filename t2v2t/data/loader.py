@@ -124,12 +124,13 @@ def make_train_loader(
     interp: str = "bilinear",
     pre_text: bool = False,
     earlier: Sequence[tuple[int, int]] = (),
+    drop_last: bool = False,
 ) -> PlannedLoader:
     """The training batches of one epoch on one rank (see the module docstring).
 
     ``interp``: the crop's resampling (``bicubic``: VindLU's); ``pre_text``: VindLU's caption
-    cleaning; ``captions_per_epoch``: ``one`` caption per video and epoch, or ``all`` (every
-    (video, caption) once, the video id shared: docs/training.md).
+    cleaning; ``drop_last``: VindLU's (no short last batch per source); ``captions_per_epoch``:
+    ``one`` caption per video and epoch, or ``all`` (every (video, caption) once: docs/training.md).
     ``earlier``: ``(world size, samples per rank)`` of the parts of this epoch run on other rank
     counts (:mod:`t2v2t.data.elastic`); ``skip_samples`` then counts from the last of them.
     ``tokenizer`` may be ``None`` (batches then carry ``texts`` but no ``input_ids``; used by
@@ -145,7 +146,9 @@ def make_train_loader(
     before any batch exists: the same decision on every rank and for any worker count.
     """
     scale = _check_train_args(sources, crop_scale, rank, world_size, captions_per_epoch)
-    where = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size)
+    where = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size, drop_last=drop_last)
+    if drop_last and earlier:
+        raise ValueError("drop_last: not with an elastic resume (earlier parts of the epoch)")
     verify = verify_hash or skip_bad_shards  # leaving a bad shard out needs its digest
     checked = [
         _check_source(i, spec, (skip_bad_shards, verify), captions_per_epoch == "all")
@@ -264,12 +267,12 @@ def _check_source(
 
 
 def _plan_sources(
-    checked: list[_Checked], where: dict[str, int], shuffle_buffer: int, earlier: Sequence
+    checked: list[_Checked], where: dict[str, Any], shuffle_buffer: int, earlier: Sequence
 ) -> tuple[list[BatchSource], list[tuple[int, int]], int]:
     """This rank's sources, the epoch's steps left to take, and how many it already took.
 
-    ``where``: the epoch's ``seed``, ``epoch``, ``rank`` and ``world_size``; ``earlier``: the
-    parts of the epoch that ran on other rank counts (:mod:`t2v2t.data.elastic`).
+    ``where``: the epoch's ``seed``, ``epoch``, ``rank``, ``world_size`` and ``drop_last``;
+    ``earlier``: the parts of the epoch that ran on other rank counts (:mod:`t2v2t.data.elastic`).
     """
     if not earlier:  # the epoch's own plan (an exact resume skips into it)
         plans = [

@@ -33,7 +33,8 @@ class RankPlan:
     (the last batch may be short). ``num_real``: how many entries of ``order`` come before padding.
     ``passes``: the caption pass of each streamed shard (a per-caption epoch streams a shard once
     per pass; a video's caption in pass ``j`` is the ``j``-th of its shuffled captions); empty:
-    all pass 0.
+    all pass 0. ``drop_last``: the short last batch is not yielded (VindLU's training
+    loaders): its entries, the tail of ``order``, are not visited this epoch.
     """
 
     shards: list[int]
@@ -42,9 +43,12 @@ class RankPlan:
     num_real: int
     batch_size: int
     passes: list[int] = field(default_factory=list)
+    drop_last: bool = False
 
     @property
     def num_batches(self) -> int:
+        if self.drop_last:
+            return len(self.order) // self.batch_size
         return math.ceil(len(self.order) / self.batch_size)
 
     def batch(self, i: int) -> np.ndarray:
@@ -164,6 +168,7 @@ def train_plan(
     shuffle_buffer: int,
     tag: str,
     captions: list[np.ndarray | None] | None = None,
+    drop_last: bool = False,
 ) -> RankPlan:
     """Rank ``rank``'s training plan for one source.
 
@@ -173,8 +178,9 @@ def train_plan(
     range does (the rank opens that shard and skips to its first item). Every rank yields
     ``ceil(total / world_size)`` items, so the ranks one short repeat their last item: at most
     ``world_size - 1`` repeats per epoch for any shard count, as ``DistributedSampler`` allows.
-    The last batch may be short. Only this rank's order is shuffled; the others' ranges are
-    known from the counts.
+    The last batch may be short; with ``drop_last`` it is left out (``floor`` instead of
+    ``ceil`` batches, the same count on every rank). Only this rank's order is shuffled; the
+    others' ranges are known from the counts.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -204,6 +210,7 @@ def train_plan(
         num_real=len(order),
         batch_size=batch_size,
         passes=[j for j, _, _ in mine] if captions else [],
+        drop_last=drop_last,
     )
 
 

@@ -31,6 +31,8 @@ class TrainModelSpec:
     image_size: int | None = None  # None: the preset's
     grad_checkpointing: bool = False
     dropout: float | None = None  # None: the preset's
+    # Stochastic depth, training only (VideoEncoder.set_drop_path); 0 = none.
+    drop_path: float = 0.0
 
 
 def set_dropout(model: nn.Module, p: float) -> None:
@@ -58,6 +60,7 @@ def build_for_training(spec: TrainModelSpec) -> nn.Module:
     model = build_model(spec.preset, spec.init, overrides=overrides or None)
     if spec.dropout is not None:
         set_dropout(model, spec.dropout)
+    model.vision.set_drop_path(spec.drop_path)
     return model
 
 
@@ -85,4 +88,5 @@ def init_from_checkpoint(
     new.set_grad_checkpointing(spec.grad_checkpointing)
     if spec.dropout is not None:
         set_dropout(new, spec.dropout)
+    new.vision.set_drop_path(spec.drop_path)
     return new

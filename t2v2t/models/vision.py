@@ -17,6 +17,7 @@ from typing import Any
 import timm
 import torch
 import torch.nn.functional as F
+from timm.layers import DropPath
 from timm.models.beit import Beit
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -45,6 +46,8 @@ class TemporalAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         # Zero-init scalar scale: a fresh block is the image block (VindLU's init value 0).
         self.scale = nn.Parameter(torch.zeros(()))
+        # Stochastic depth on the residual branch, per video (training only; set_drop_path).
+        self.drop_path: nn.Module = nn.Identity()
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """x: [B*T, N, D] frame-major tokens -> same shape with x + scale * attn_over_T."""
@@ -56,7 +59,10 @@ class TemporalAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B*N, H, T, hd]
         y = F.scaled_dot_product_attention(q, k, v)
         y = self.proj(y.transpose(1, 2).reshape(b * n, num_frames, d))
-        y = y.view(b, n, num_frames, d).transpose(1, 2).reshape(bt, n, d)
+        # [B, N, T, D]: the first axis is the video, so a drop removes a whole video's branch
+        # (VindLU's DropPath acts on [B, T, L, C]).
+        y = self.drop_path(y.view(b, n, num_frames, d))
+        y = y.transpose(1, 2).reshape(bt, n, d)
         return x + self.scale * y
 
 
@@ -97,6 +103,22 @@ class VideoEncoder(nn.Module):
             pos = fit_temporal_rows(self.temporal_pos.detach(), num_frames)
         self.temporal_pos = nn.Parameter(pos)
         self.num_frames = num_frames
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth as VindLU trains: block ``i`` of ``L`` drops each residual branch
+        (attention, MLP) of a frame with probability ``rate * i / (L - 1)`` (linspace from 0),
+        every temporal attention drops a video's branch with ``rate``. Only in ``train()`` mode;
+        ``rate=0`` removes it. No parameters: checkpoints are unchanged."""
+
+        def make(p: float) -> nn.Module:
+            return DropPath(p) if p > 0 else nn.Identity()
+
+        blocks = self.backbone.blocks
+        rates = torch.linspace(0, rate, len(blocks)).tolist()
+        for blk, p in zip(blocks, rates, strict=True):
+            blk.drop_path1, blk.drop_path2 = make(p), make(p)
+        for module in self.temporal:
+            module.drop_path = make(rate)
 
     @property
     def width(self) -> int:

@@ -2,7 +2,8 @@
 :class:`Checkpointer` (``last.pt``, ``best.pt``, resume).
 
 A checkpoint is a plain dict: ``model`` (unwrapped state_dict), ``preset``,
-``config`` (resolved, plain dict), ``optimizer``, ``scheduler``, ``rng``, ``data_position``
+``config`` (resolved, plain dict), ``optimizer``, ``scheduler``, ``scaler`` (fp16's loss
+scale; empty otherwise), ``rng``, ``data_position``
 ({"epoch", "samples", "world_size", "earlier", "global_batch"}), ``step``, ``git_commit``. Everything in it loads with
 ``torch.load(..., weights_only=True)``: RNG states are stored as tensors and lists, not numpy
 objects.
@@ -183,8 +184,10 @@ class Checkpointer:
         *,
         rank: int,
         world: int,
+        scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         self.last, self.best = run_dir / "last.pt", run_dir / "best.pt"
+        self.scaler = scaler  # fp16's loss scale: part of the exact-resume state
         self.cfg, self.model = cfg, model
         self.rank, self.world = rank, world
         self.optimizer, self.schedule = optimizer, schedule
@@ -204,6 +207,7 @@ class Checkpointer:
                 "config": self.cfg.to_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
                 "rng": states,
                 # samples: what this rank consumed of the epoch (the loader's skip_samples)
                 "data_position": {
@@ -225,6 +229,8 @@ class Checkpointer:
         world = self.world
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and self.scaler.is_enabled() and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])  # else it starts at its initial scale
         position = ckpt["data_position"]
         state = TrainState(
             int(ckpt["step"]),
@@ -238,6 +244,13 @@ class Checkpointer:
             # Elastic resume: the part on saved_world ranks ends here, the rest is replanned.
             state.earlier.append((saved_world, state.samples))
             state.samples = 0
+        if state.earlier and self.cfg.data.drop_last:
+            raise ConfigError(
+                f"{path} stopped mid-epoch on {saved_world} processes; the rest of an epoch on "
+                f"another count (now {world}) is planned with its short last batch: set "
+                f"data.drop_last=false, or resume on {saved_world} processes or from an "
+                "epoch-end checkpoint"
+            )
         changed = config_changes(ckpt.get("config", {}), self.cfg.to_dict())
         if changed and self.rank == 0:
             print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")

@@ -50,6 +50,9 @@ class ModelSection:
     init: str | None = None
     image_size: int | None = None  # None = the preset's (base 224); the loader resizes to it
     dropout: float | None = None  # None = the model's own; 0 makes steps comparable across runs
+    # Stochastic depth in training (VindLU's 0.1): vision block i of L drops a residual branch
+    # with drop_path * i / (L - 1), each temporal attention with drop_path; 0 = off.
+    drop_path: float = 0.1
 
 
 @dataclass
@@ -80,6 +83,9 @@ class DataConfig:
     pre_text: bool = (
         True  # training captions cleaned by VindLU's pre_text (lower case, no punctuation)
     )
+    # Leave out each rank's short last batch of a source (VindLU's drop_last=True): steps per
+    # epoch floor(ceil(items / GPUs) / batch); false: the last batch may be short (ceil).
+    drop_last: bool = True
 
 
 @dataclass
@@ -133,7 +139,9 @@ class TrainConfig:
     loggers: list[str] = field(default_factory=lambda: ["jsonl"])
     wandb_project: str = "t2v2t"
     grad_checkpointing: bool = False
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32 | fp16 (VindLU's: fp16 autocast with a
+    # GradScaler, its state in the checkpoint)
+    precision: str = "auto"
     eval_every_epoch: bool = False  # evaluate the eval section's split each epoch (monitoring)
     # Which epoch best.pt keeps: last, or <split>:<metric> (r_mean | t2v_avg) evaluated on that
     # split each epoch, never the reported one by default (t2v2t/training/select.py).
@@ -291,6 +299,10 @@ def check_values(cfg: Config) -> None:
         cfg.loss.vtc or cfg.loss.vtm or cfg.loss.mlm
     ):
         raise ConfigError("loss: weights must be >= 0 and at least one > 0")
+    if not 0 <= cfg.model.drop_path < 1:
+        raise ConfigError(
+            f"model.drop_path: a probability in [0, 1), got {cfg.model.drop_path} (0 = off)"
+        )
     if not 0 <= cfg.loss.reverse <= 1:
         raise ConfigError(f"loss.reverse: a share of the batch in [0, 1], got {cfg.loss.reverse}")
     _check_choice("loss.vtc_gather", cfg.loss.vtc_gather, ("local", "global"))
@@ -304,8 +316,7 @@ def check_values(cfg: Config) -> None:
     bad = [n for n in t.loggers if n not in ("jsonl", "tensorboard", "wandb")]
     if bad:
         raise ConfigError(f"train.loggers: unknown {bad}; choose from jsonl, tensorboard, wandb")
-    if t.precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"train.precision: {t.precision!r} is not one of auto, bf16, fp32")
+    _check_choice("train.precision", t.precision, ("auto", "bf16", "fp32", "fp16"))
     if cfg.model.init not in (None, "random", "pretrained"):
         raise ConfigError(f"model.init: {cfg.model.init!r} is not one of random, pretrained")
     check_eval(cfg.eval)

@@ -101,8 +101,9 @@ def train(
 
     # -- optimiser, schedule, checkpoints: resuming restores them and every RNG stream
     optimizer, schedule = optimizer_and_schedule(cfg, model, steps_per_epoch)
+    scaler = grad_scaler(dev)
     checkpointer = Checkpointer(
-        run_dir, cfg, model, optimizer, schedule, rank=dev.rank, world=dev.world
+        run_dir, cfg, model, optimizer, schedule, rank=dev.rank, world=dev.world, scaler=scaler
     )
     if ckpt is not None:
         state = checkpointer.resume(ckpt, resume_from)
@@ -126,6 +127,7 @@ def train(
         checkpointer=checkpointer,
         log=log,
         steps_per_epoch=steps_per_epoch,
+        scaler=scaler,
     )
 
     # -- epochs: a resumed run starts inside the epoch its checkpoint stopped in
@@ -174,6 +176,7 @@ class Run:
     checkpointer: Checkpointer
     log: RunLoggers | None  # rank 0 only
     steps_per_epoch: int
+    scaler: torch.amp.GradScaler  # fp16's loss scaling; disabled (a no-op) otherwise
 
     def max_steps_reached(self, state: TrainState) -> bool:
         return bool(self.cfg.train.max_steps and state.step >= self.cfg.train.max_steps)
@@ -368,13 +371,18 @@ def open_run_dir(
 
 
 def optimizer_step(run: Run, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Forward, backward, gradient clipping, AdamW and schedule step on one batch."""
+    """Forward, backward, gradient clipping, AdamW and schedule step on one batch. Under fp16
+    the loss is scaled and a step whose gradients overflowed is skipped (the scaler halves its
+    scale); the schedule steps either way, as VindLU's loop does."""
     out = forward_loss(run.objective, batch, run.dev.device, run.dev.amp_dtype)
     run.optimizer.zero_grad(set_to_none=True)
-    out["loss"].backward()
+    scaler = run.scaler  # disabled: scale, unscale_, step and update are plain pass-throughs
+    scaler.scale(out["loss"]).backward()
     if run.cfg.optim.grad_clip > 0:
+        scaler.unscale_(run.optimizer)
         torch.nn.utils.clip_grad_norm_(run.objective.parameters(), run.cfg.optim.grad_clip)
-    run.optimizer.step()
+    scaler.step(run.optimizer)
+    scaler.update()
     run.schedule.step()
     return out
 
@@ -398,6 +406,8 @@ def log_step(
         record = {"step": state.step, "epoch": round(state.step / run.steps_per_epoch, 6)}
         record.update(zip(LOSS_TERMS, terms, strict=True))
         record.update(lr=lr, samples_per_s=rate, source=batch.get("source"))
+        if run.scaler.is_enabled():
+            record["grad_scale"] = run.scaler.get_scale()  # halved after a skipped step
         if run.dev.device.type == "cuda":
             record["gpu_mem_gb"] = torch.cuda.max_memory_allocated(run.dev.device) / 2**30
         run.log.write(record)
@@ -474,12 +484,21 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (paper-size runs), none (fp32) on CPU unless asked."""
+    """bf16 autocast on CUDA (paper-size runs), none (fp32) on CPU unless asked; fp16 (with
+    :func:`grad_scaler`) is VindLU's."""
     if cfg.train.precision == "fp32":
         return None
+    if cfg.train.precision == "fp16":
+        return torch.float16
     if cfg.train.precision == "bf16" or device.type == "cuda":
         return torch.bfloat16
     return None
+
+
+def grad_scaler(dev: Device) -> torch.amp.GradScaler:
+    """VindLU's ``GradScaler`` (its defaults: scale 2**16, x2 every 2,000 good steps, x0.5 on
+    an overflow) when autocasting to fp16; a disabled one otherwise."""
+    return torch.amp.GradScaler(dev.device.type, enabled=dev.amp_dtype == torch.float16)
 
 
 def resolve_init(cfg: Config) -> str | None:
@@ -503,6 +522,7 @@ def model_spec(cfg: Config, init: str | None = None) -> TrainModelSpec:
         image_size=cfg.model.image_size,
         grad_checkpointing=cfg.train.grad_checkpointing,
         dropout=cfg.model.dropout,
+        drop_path=cfg.model.drop_path,
     )
 
 
@@ -557,6 +577,7 @@ def make_loader(
         interp=cfg.data.interp,
         pre_text=cfg.data.pre_text,
         earlier=earlier or (),
+        drop_last=cfg.data.drop_last,
     )
 
 
