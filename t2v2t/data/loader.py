@@ -147,14 +147,11 @@ def make_train_loader(
     """
     scale = _check_train_args(sources, crop_scale, rank, world_size, captions_per_epoch)
     where = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size, drop_last=drop_last)
-    if drop_last and earlier:
-        raise ValueError("drop_last: not with an elastic resume (earlier parts of the epoch)")
     verify = verify_hash or skip_bad_shards  # leaving a bad shard out needs its digest
     checked = [
         _check_source(i, spec, (skip_bad_shards, verify), captions_per_epoch == "all")
         for i, spec in enumerate(sources)
     ]
-    skipped = [msg for c in checked for msg in c.bad]
     resolved, steps, done = _plan_sources(checked, where, shuffle_buffer, earlier)
     sizes = [len(resolved[s].plan.batch(b)) for s, b in steps]  # last batches may be short
     skip = _resolve_skip(skip_samples, sizes)
@@ -180,7 +177,7 @@ def make_train_loader(
         batch_sizes=[0] * done + sizes,  # the earlier parts' steps: done on other rank counts
         num_workers=num_workers,
         pin_memory=pin_memory,
-        skipped_shards=skipped,
+        skipped_shards=[msg for c in checked for msg in c.bad],
         loader_seed=_loader_seed(seed, epoch, rank, done + skip),
         decode_device=decode_device,
     )
@@ -288,6 +285,8 @@ def _plan_sources(
         ]
         steps = interleave([p.num_batches for p in plans], where["seed"], where["epoch"])
         return [c.source(p) for c, p in zip(checked, plans, strict=True)], steps, 0
+    if where["drop_last"]:  # the replanned rest keeps its short last batch (t2v2t.data.elastic)
+        raise ValueError("drop_last: not with an elastic resume (earlier parts of the epoch)")
     world = where["world_size"]
     items = [
         EpochItems.plan(
