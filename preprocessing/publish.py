@@ -28,7 +28,15 @@ from t2v2t import retry
 from t2v2t.atomic import atomic_write_bytes
 from t2v2t.data.shards import FAILURES, MANIFEST, SHARD_SUFFIX
 from t2v2t.errors import UsageError
-from t2v2t.storage import check_writable, join, open_read, put_file, scheme, url_fs
+from t2v2t.storage import (
+    check_writable,
+    join,
+    open_read,
+    put_file,
+    scheme,
+    url_fs,
+    write_bytes,
+)
 
 __all__ = ["check_target", "publish", "reusable", "staging_dir"]
 
@@ -52,12 +60,24 @@ def check_target(url: str) -> None:
     fs, path = url_fs(url)
     bucket = path.split("/", 1)[0]
     with _writing(url):
-        found = retry.call(url, "exists", fs.exists, bucket)
+        found = _bucket_exists(url, fs, bucket)
     if not found:
         raise UsageError(
             f"bucket {bucket} does not exist (OUT={url}): create it or check the URL "
             "(and AWS_ENDPOINT_URL for a store other than AWS)"
         )
+
+
+def _bucket_exists(url: str, fs: Any, bucket: str) -> bool:
+    """Whether ``bucket`` is there. s3fs's ``exists`` of a bucket answers False on any error, a
+    503 included: S3 is asked directly, so that a busy store is retried, not taken for none."""
+    if scheme(url) != "s3":
+        return bool(retry.call(url, "exists", fs.exists, bucket))
+    try:
+        retry.call(url, "exists", fs.call_s3, "head_bucket", Bucket=bucket)
+    except (FileNotFoundError, PermissionError):
+        return False  # as s3fs answers: none, or not one of ours
+    return True
 
 
 @contextlib.contextmanager
@@ -115,7 +135,7 @@ def publish(local: Path, url: str, marker: dict[str, Any]) -> None:
     marker = {**marker, "version": _version(meta)}
     with _writing(target):
         data = json.dumps(marker, sort_keys=True).encode()
-        retry.call(target, "upload", fs.pipe_file, _marker(folder, info["name"]), data)
+        write_bytes(str(join(url, DONE_DIR, f"{info['name']}.json")), data)
 
 
 def _marker(path: str, name: str) -> str:
@@ -143,9 +163,10 @@ def reusable(url: str, name: str, digest: str, index: int) -> dict[str, Any] | N
     done = _read_marker(url, name)
     if done is None or done.get("fingerprint") != digest or "captions" not in done["info"]:
         return None  # changed inputs, or recorded before caption counts were kept
-    fs, path = url_fs(str(join(url, name)))
+    target = str(join(url, name))
+    fs, path = url_fs(target)
     try:
-        meta = retry.call(path, "info", fs.info, path)
+        meta = retry.call(target, "info", fs.info, path)
     except FileNotFoundError:
         return None
     if int(meta.get("size", -1)) != done["info"]["bytes"]:
@@ -153,7 +174,7 @@ def reusable(url: str, name: str, digest: str, index: int) -> dict[str, Any] | N
     recorded, now = done.get("version"), _version(meta)
     if recorded is None or now is None or recorded != now:
         # No tag to compare (or it moved): the bytes decide.
-        if _object_sha256(str(join(url, name))) != done["info"]["sha256"]:
+        if _object_sha256(target) != done["info"]["sha256"]:
             return None
     return {
         "index": index,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from t2v2t import storage
+from t2v2t import retry, storage
 from t2v2t.storage import Location, is_url, join, location, url_fs
 
 __all__ = ["Location", "is_url", "join", "location"]
@@ -28,7 +28,7 @@ def is_file(path: Location) -> bool:
     if not is_url(path):
         return Path(path).is_file()
     fs, p = url_fs(str(path))
-    return bool(fs.isfile(p))
+    return bool(retry.call(str(path), "exists", fs.isfile, p))
 
 
 def size(path: Location) -> int:
@@ -55,9 +55,11 @@ def sizes(paths: list[Location]) -> list[int]:
     coros = [fs._size(url_fs(u)[1]) for u in urls]
     found = sync(fs.loop, _run_coros_in_chunks, coros, return_exceptions=True)
     out = []
-    for got in found:
+    for url, got in zip(urls, found, strict=True):
         if isinstance(got, FileNotFoundError) or got is None:
             out.append(-1)
+        elif isinstance(got, Exception) and retry.transient(got):
+            out.append(size(url))  # asked again on its own, with retries
         elif isinstance(got, BaseException):
             raise got
         else:
@@ -71,7 +73,7 @@ def glob(root: Location, pattern: str) -> list[Location]:
         return sorted(Path(root).glob(pattern))
     fs, p = url_fs(str(root))
     try:
-        found = fs.glob(posixpath.join(p, pattern))
+        found = retry.call(str(root), "list", fs.glob, posixpath.join(p, pattern))
     except (OSError, NotImplementedError, ValueError):
         return []  # a store that cannot list (plain http): only exact names are found
     return sorted(str(join(root, posixpath.basename(m))) for m in found)

@@ -143,20 +143,20 @@ def call(url: str, what: str, fn: Callable[..., T], *args: object, **kwargs: obj
         except Exception as err:  # noqa: BLE001 - classified just below
             if not transient(err):
                 raise
+            why = f"{type(err).__name__}: {str(err)[:200] or 'no answer in time'}"
             if attempt == attempts:
                 raise StorageError(
                     f"{url}: {what} failed {attempts} times in {time.monotonic() - start:.0f} s "
-                    f"({type(err).__name__}: {str(err)[:200]}); the store keeps failing: check "
-                    f"the endpoint and retry later, or raise {RETRIES_ENV}"
+                    f"({why}); the store keeps failing: check the endpoint and retry later, or "
+                    f"raise {RETRIES_ENV}"
                 ) from None
             # Full jitter: many workers refused at once do not come back at once.
             pause = random.uniform(0, wait * min(2 ** (attempt - 1), _CAP))
             log.warning(
-                "%s: %s failed (%s: %s); retry %d of %d in %.1f s",
+                "%s: %s failed (%s); retry %d of %d in %.1f s",
                 url,
                 what,
-                type(err).__name__,
-                str(err)[:200],
+                why,
                 attempt,
                 attempts - 1,
                 pause,

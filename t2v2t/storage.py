@@ -41,7 +41,9 @@ __all__ = [
     "put_file",
     "scheme",
     "size",
+    "upload_limit_s",
     "url_fs",
+    "write_bytes",
 ]
 
 Location = str | Path
@@ -51,6 +53,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PACKAGES = {"s3": "s3fs (pip install 't2v2t[s3]')", "gs": "gcsfs", "gcs": "gcsfs"}
 _RANGED = ("s3", "gs", "gcs")  # stores that answer byte ranges: read as retried blocks
 _PACKAGES.update(http="aiohttp", https="aiohttp", hf="huggingface_hub")
+_MIN_UPLOAD_RATE = 1e6  # bytes/s an upload keeps up at least, or it counts as stalled
 
 
 @dataclass(frozen=True)
@@ -284,4 +287,32 @@ def put_file(local: str | Path, loc: Location) -> None:
         return
     check_writable(str(loc))
     fs, path = url_fs(str(loc))
-    retry.call(str(loc), "upload", fs.put_file, str(local), path)
+    limit = upload_limit_s(Path(local).stat().st_size)
+    retry.call(str(loc), "upload", _bounded, fs, limit, "put_file", str(local), path)
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Upload ``data`` as the object at ``url`` (a store URL), retried as :func:`put_file`."""
+    check_writable(url)
+    fs, path = url_fs(url)
+    retry.call(url, "upload", _bounded, fs, upload_limit_s(len(data)), "pipe_file", path, data)
+
+
+def upload_limit_s(nbytes: int) -> float:
+    """How long an upload of ``nbytes`` may take before it counts as stalled:
+    ``T2V2T_STORAGE_TIMEOUT`` plus 1 s per MB (a floor of 1 MB/s)."""
+    return retry.timeout_s() + nbytes / _MIN_UPLOAD_RATE
+
+
+def _bounded(fs: Any, limit: float, method: str, *args: Any) -> Any:
+    """``fs.<method>(*args)``, given up after ``limit`` seconds (a :class:`TimeoutError`, which
+    is retried). aiohttp times a response only once the request's body is sent, so a store that
+    never answers an upload's ``Expect: 100-continue`` (or stops reading its body) would
+    otherwise hold it for ever; the cancelled request's connection is closed."""
+    if not getattr(fs, "async_impl", False):
+        return getattr(fs, method)(*args)
+    import asyncio
+
+    from fsspec.asyn import sync
+
+    return sync(fs.loop, asyncio.wait_for, getattr(fs, f"_{method}")(*args), limit)

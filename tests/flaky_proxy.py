@@ -28,6 +28,7 @@ class FlakyProxy:
     stall_match: bytes | None = None  # the first request containing it gets no answer
     refuse_match: bytes | None = None  # every request containing it gets 503
     done: dict[str, int] = field(default_factory=lambda: {"reset": 0, "503": 0, "stall": 0})
+    refused_at: list[float] = field(default_factory=list)  # monotonic time of each refusal
 
     def __post_init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -71,7 +72,11 @@ class FlakyProxy:
         self._up(client, server, first, state)
 
     def _refused(self, chunk: bytes) -> bool:
-        return self.refuse_match is not None and self.refuse_match in chunk
+        if self.refuse_match is None or self.refuse_match not in chunk:
+            return False
+        with self._lock:
+            self.refused_at.append(time.monotonic())
+        return True
 
     def _slow_down(self, client: socket.socket) -> None:
         try:

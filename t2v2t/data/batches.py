@@ -39,6 +39,7 @@ from t2v2t.data.plan import RankPlan
 from t2v2t.data.schema import META_EXT, SampleMeta, frame_ext
 from t2v2t.data.shards import shard_matches
 from t2v2t.data.stream import ShardStream
+from t2v2t.retry import StorageError
 from t2v2t.storage import ShardFolder
 
 __all__ = ["BatchSource", "PlannedBatches", "PlannedLoader", "pick_frames"]
@@ -99,7 +100,7 @@ class PlannedBatches(IterableDataset):
         info = get_worker_info()
         try:
             yield from self._batches(info)
-        except ShardError as err:
+        except (ShardError, StorageError) as err:  # a shard, or a store that kept failing
             if info is None:
                 raise
             # DataLoader would re-raise a worker's exception wrapped in its traceback text;

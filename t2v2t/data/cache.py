@@ -15,6 +15,9 @@ How it stays correct with many processes (all locks are ``fcntl.flock`` on files
   file that changed since it was checked (its size or modification time: a checked file is
   sealed read-only with mtime 0) is hashed again and, when it differs, replaced the same way.
   A second bad copy is a :class:`~t2v2t.data.shards.ShardError` naming the URL.
+- **One retry budget per node.** A download that keeps failing (:mod:`t2v2t.retry`) leaves its
+  error in ``<root>/.locks/<sha256>.failed``; processes that were waiting for the fill lock
+  meanwhile stop with that error at once instead of each trying the store again.
 - **Bounded.** Before a download, least-recently-opened entries are removed until the cache
   plus the incoming shard fit ``max_bytes``. A file some process has open holds a shared *use*
   lock and is never removed; so the bound can be exceeded by the shards being read right now
@@ -31,6 +34,7 @@ import io
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +43,7 @@ from pathlib import Path
 from t2v2t import storage
 from t2v2t.data.integrity import ShardError, corrupt_message, sha256_file
 from t2v2t.errors import UsageError
+from t2v2t.retry import StorageError
 
 __all__ = ["CACHE_ENV", "CACHE_GB_ENV", "CachedFile", "NodeCache", "node_cache", "user_cache_dir"]
 
@@ -147,8 +152,9 @@ class NodeCache:
         bytes), downloaded first unless this node has it. The caller closes it."""
         self._prepare()
         entry = self.entry(url, sha256)
+        asked = time.time()
         with _locked(self._lock_path(sha256, "fill")):
-            self._fill(url, entry, sha256, size)
+            self._fill_or_fail(url, entry, sha256, size, asked)
             use_path = self._lock_path(sha256, "use")
             use_fd = _lock_fd(use_path, fcntl.LOCK_SH)
             assert use_fd is not None  # a blocking lock always returns an fd
@@ -158,6 +164,22 @@ class NodeCache:
             except BaseException:
                 os.close(use_fd)
                 raise
+
+    def _fill_or_fail(
+        self, url: str, entry: Path, sha256: str, size: int | None, asked: float
+    ) -> None:
+        """:meth:`_fill`, except after a download that kept failing while this process waited
+        for the lock: its error again, at once, so a node spends one retry budget on an object,
+        not one per waiting process (docs/reliability.md, "Flaky storage")."""
+        failed = self._lock_path(sha256, "failed")
+        if failed.exists() and failed.stat().st_mtime >= asked and not entry.exists():
+            raise StorageError(failed.read_text())
+        try:
+            self._fill(url, entry, sha256, size)
+        except StorageError as err:
+            failed.write_text(str(err))
+            raise
+        failed.unlink(missing_ok=True)
 
     def _fill(self, url: str, entry: Path, sha256: str, size: int | None) -> None:
         """Make ``entry`` a checked copy (the fill lock is held). Two bad copies: ShardError."""
