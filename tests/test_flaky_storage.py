@@ -34,10 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ATTEMPTS = 5
 WAIT_S = 0.05
 TIMEOUT_S = 2.0  # a stalled read counts as failed after this long
-# The longest the waits between ATTEMPTS attempts can add up to (full jitter: each at most
-# WAIT_S x 1, 2, 4, 8), and the slack allowed for the attempts themselves on a loaded machine.
-WAITS_S = WAIT_S * (2 ** (ATTEMPTS - 1) - 1)
-SLACK_S = 5.0
+SLACK_S = 5.0  # allowed for the attempts themselves on a loaded machine
 SHARDS = "webvid/train_4f"
 BUILD = ["--dataset", "webvid", "--samples-per-shard", "2", "--short-side", "32", "--quiet"]
 RETRY_LINE = re.compile(r"^(\S+): (\w+) failed .*; retry (\d+) of \d+ in [\d.]+ s$", re.M)
@@ -135,12 +132,12 @@ def _one_error_naming(stderr: str, url: str) -> str:
     return errors[0]
 
 
-def _within_budget(proxy: FlakyProxy, ended: float) -> None:
-    """Exactly ATTEMPTS attempts, no more than the waits apart, and the error line (at
-    ``ended``) right after the last."""
+def _within_budget(proxy: FlakyProxy, ended: float, wait_s: float = WAIT_S) -> None:
+    """Exactly ATTEMPTS attempts, no further apart than the waits can add up to (full jitter:
+    each at most ``wait_s`` x 1, 2, 4, 8), and the error line (at ``ended``) right after."""
     at = proxy.refused_at
     assert len(at) == ATTEMPTS, at  # s3fs's and botocore's own retry loops add none
-    assert at[-1] - at[0] <= WAITS_S + SLACK_S
+    assert at[-1] - at[0] <= wait_s * (2 ** (ATTEMPTS - 1) - 1) + SLACK_S
     assert ended - at[-1] <= SLACK_S
 
 
@@ -201,6 +198,37 @@ def test_a_refused_object_is_one_error_naming_it_within_the_budget(flaky, s3_url
     message = str(err.value)
     assert target in message and "\n" not in message
     assert f"{ATTEMPTS} times" in message
+
+
+def test_processes_waiting_for_a_refused_shard_spend_one_budget(
+    flaky, toy_url, tmp_path, monkeypatch
+):
+    """Two readers of one node cache want the same refused shard: the first tries the store
+    T2V2T_RETRIES times, the one waiting for it meanwhile gets the same error without asking
+    the store again (flock holds between the two descriptors as between processes)."""
+    local, url = toy_url
+    info = read_manifest(local)["shards"][0]
+    shard = f"{url}/{info['name']}"
+    proxy = flaky(resets=0, busy=0, refuse_match=_key(shard) + b" ")
+    monkeypatch.setenv("T2V2T_RETRY_WAIT", "0.3")  # the first is still at it when the second asks
+    cache = NodeCache(tmp_path / "cache", 10**9)
+    errors: list[str] = []
+
+    def read() -> None:
+        with pytest.raises(StorageError) as err:
+            cache.open(shard, info["sha256"], info["bytes"])
+        errors.append(str(err.value))
+
+    first = threading.Thread(target=read)
+    first.start()
+    while not proxy.refused_at:  # the first reader holds the fill lock and is being refused
+        time.sleep(0.005)
+    second = threading.Thread(target=read)
+    second.start()
+    first.join()
+    second.join()
+    _within_budget(proxy, time.monotonic(), 0.3)  # ATTEMPTS refusals in all, not two budgets
+    assert len(errors) == 2 and errors[0] == errors[1] and shard in errors[0]
 
 
 # ---------------------------------------------------------------- the commands, end to end
