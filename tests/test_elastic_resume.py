@@ -83,6 +83,27 @@ def _check_epochs(run: Path, keys: set[str], stopped: int, world: int, steps_per
     assert set(nxt) == keys and sum(nxt.values()) - len(keys) <= world - 1  # the M-rank plan
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it, all at once (a lost node)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += parents.get(p, [])
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """2 processes x 6, 30 samples (3 steps an epoch), stopped by train.max_steps after step 1."""
@@ -112,6 +133,23 @@ def test_two_processes_resume_on_one(stopped_run: tuple[Path, Path], tmp_path: P
     train(cfg, run, resume_from=run / "last.pt")
     _check_epochs(run, _keys(shards), stopped=1, world=1, steps_per_epoch=3)
     assert load_checkpoint(run / "last.pt")["step"] == 6
+
+
+def test_a_resumed_epoch_stopped_again_resumes_exactly(
+    stopped_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # 2 ranks for step 1, then 1 process stopped after step 2 (its position counts from its own
+    # part, the 2-rank part kept in `earlier`), then 1 process again to the end.
+    shards, stopped = stopped_run
+    run = tmp_path / "run"
+    shutil.copytree(stopped, run)
+    base = [*_overrides(shards), f"data.batch_size={GLOBAL}"]
+    cfg = load_config("pretrain", "tiny", [*base, "train.max_steps=2"])
+    train(cfg, run, resume_from=run / "last.pt")
+    position = load_checkpoint(run / "last.pt")["data_position"]
+    assert (position["earlier"], position["samples"], position["world_size"]) == ([[2, 6]], 12, 1)
+    train(load_config("pretrain", "tiny", base), run, resume_from=run / "last.pt")
+    _check_epochs(run, _keys(shards), stopped=1, world=1, steps_per_epoch=3)
 
 
 def test_a_batch_that_changes_the_global_batch_is_one_error(
@@ -158,6 +196,7 @@ def test_the_error_names_the_batch_or_the_counts_that_keep_the_global_batch(tmp_
 def test_sigkill_mid_epoch_then_resume_on_another_count(tmp_path: Path, world: int) -> None:
     # 60 samples: 5 steps an epoch on 2 x 6; a checkpoint every step, the job killed as a whole
     # (torchrun and its workers, as a preemption does) once step 2 was logged.
+    # torchrun starts its workers in their own process groups: each is killed by its pid.
     shards = make_train_shards(tmp_path / "shards", num_samples=60, per_shard=8)
     overrides = _overrides(shards, "train.ckpt_every_steps=1")
     run = tmp_path / "run"
@@ -167,7 +206,6 @@ def test_sigkill_mid_epoch_then_resume_on_another_count(tmp_path: Path, world: i
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 300
@@ -175,10 +213,9 @@ def test_sigkill_mid_epoch_then_resume_on_another_count(tmp_path: Path, world: i
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "no step 2 within 300 s"
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
         proc.wait()
     position = load_checkpoint(run / "last.pt")["data_position"]
     stopped = position["samples"] // 6

@@ -155,17 +155,15 @@ def layout_plan(
     for piece in pieces:
         run = np.searchsorted(items.starts, piece, side="right") - 1
         first, last = int(run.min()), int(run.max())
-        pos = np.empty(len(piece), dtype=np.int64)
-        for k in range(first, last + 1):
-            j, s, _ = items.runs[k]
-            here = run == k
-            inside = _items(items.runs[k], items.counts, items.captions)  # sample indices
-            pos[here] = offset + inside[piece[here] - items.starts[k]]
-            shards.append(s)
-            counts.append(items.counts[s])
-            passes.append(j)
-            offset += items.counts[s]
-        parts.append(pos)
+        span = items.runs[first : last + 1]
+        # Each spanned item's sample index in its shard, and each run's first stream position.
+        inside = np.concatenate([_items(r, items.counts, items.captions) for r in span])
+        run_start = offset + np.concatenate([[0], np.cumsum([items.counts[s] for _, s, _ in span])])
+        parts.append(run_start[run - first] + inside[piece - items.starts[first]])
+        shards += [s for _, s, _ in span]
+        counts += [items.counts[s] for _, s, _ in span]
+        passes += [j for j, _, _ in span]
+        offset = int(run_start[-1])
     order = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     return RankPlan(
         shards=shards,
