@@ -198,35 +198,43 @@ def _av_run(container, stream, start: int, wanted: set[int], convert) -> dict[in
     ctx = stream.codec_context
     container.seek(start, backward=True, any_frame=False, stream=stream)
     got: dict[int, np.ndarray] = {}
-    last = max(wanted)
+    last, mode = max(wanted), ""
     for packet in container.demux(stream):
-        ctx.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in wanted else "NONREF"
+        if packet.dts is not None and packet.dts > last:
+            break  # every wanted frame went in (its dts <= its pts <= last); the rest is flushed
+        want = "DEFAULT" if packet.pts is None or packet.pts in wanted else "NONREF"
+        if want != mode:
+            ctx.skip_frame = mode = want
         for frame in packet.decode():
             if frame.pts in wanted:
                 got[frame.pts] = convert(frame)
-        if len(got) == len(wanted) or (packet.dts is not None and packet.dts > last):
-            # every wanted frame is out, or the decoder is past them (B-frames come back
-            # within the reorder delay, flushed below)
-            if len(got) < len(wanted):
-                ctx.skip_frame = "DEFAULT"
-                for frame in ctx.decode(None):
-                    if frame.pts in wanted:
-                        got[frame.pts] = convert(frame)
+        if len(got) == len(wanted):
             break
+    else:
+        last = None  # the demuxer's end packet flushed the decoder already
     ctx.skip_frame = "DEFAULT"
+    if len(got) < len(wanted) and last is not None:  # B-frames still in the reorder delay
+        for frame in ctx.decode(None):
+            if frame.pts in wanted:
+                got[frame.pts] = convert(frame)
     return got
 
 
 def _av_converter(stream, short_side: int | None):
     """frame -> H x W x 3 uint8: swscale bilinear to the planned size (as decord resizes),
     PIL for the centre-cropped extreme aspects."""
+    from av.video.reformatter import VideoReformatter
+
     h, w = stream.codec_context.height, stream.codec_context.width
     crop, out = plan_size(h, w, short_side) if short_side is not None else (None, (h, w))
+    # One swscale context for the whole video: ``frame.to_ndarray(width=...)`` builds a new one
+    # per frame (measured 3 ms a frame at 640x360 -> 398x224, 0.5 ms shared; same pixels).
+    sws = VideoReformatter()
     if crop is None:
-        return lambda f: f.to_ndarray(
-            width=out[1], height=out[0], format="rgb24", interpolation="BILINEAR"
-        )
-    return lambda f: resize(f.to_ndarray(format="rgb24"), short_side)
+        return lambda f: sws.reformat(
+            f, width=out[1], height=out[0], format="rgb24", interpolation="BILINEAR"
+        ).to_ndarray()
+    return lambda f: resize(sws.reformat(f, format="rgb24").to_ndarray(), short_side)
 
 
 def _pyav(
