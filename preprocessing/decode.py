@@ -227,9 +227,8 @@ def _av_converter(stream, short_side: int | None):
 
     h, w = stream.codec_context.height, stream.codec_context.width
     crop, out = plan_size(h, w, short_side) if short_side is not None else (None, (h, w))
-    # One swscale context for the whole video: ``frame.to_ndarray(width=...)`` builds a new one
-    # per frame (measured 3 ms a frame at 640x360 -> 398x224, 0.5 ms shared; same pixels). One
-    # thread: PyAV's default starts one per CPU for every context (the worker is the unit).
+    # One swscale context for the video's frames, on one thread: PyAV's default is a thread per
+    # CPU, which a machine full of workers would oversubscribe (the worker is the unit).
     sws = VideoReformatter()
     if crop is None:
         return lambda f: sws.reformat(
