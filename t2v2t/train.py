@@ -23,6 +23,7 @@ from t2v2t.data.shards import warn_if_synthetic
 from t2v2t.errors import ArgumentParser, cli
 from t2v2t.training.config import TASKS, ConfigError, load_config
 from t2v2t.training.preflight import check_files
+from t2v2t.training.select import check_select
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume or args.resume_from:
             resume_from = ckpt or run_dir / "last.pt"
         check_files(cfg, resume_from=resume_from)  # before the slow imports: fail fast
+        check_select(cfg)
         warn_if_synthetic([src.dir for src in cfg.data.sources.values()], "training")
         from t2v2t.training.loop import train  # torch + transformers: only for a good config
 

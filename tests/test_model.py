@@ -395,6 +395,7 @@ def _train_with_reversal(tokenizer, reverse: float, steps: int = 120) -> tuple[t
     return before, _order_margins(model, frames, ids, mask), out["vtc"].detach()
 
 
+@pytest.mark.slow  # two 120-step trainings (~100 s); tests/test_temporal.py holds the direction fast
 def test_time_reversal_negatives_teach_frame_order(tokenizer):
     """A fresh encoder is order-blind: a clip and its reversal score the same, so with reversed
     clips as negatives VTC starts on a saddle (the text->video half holds a tie with the

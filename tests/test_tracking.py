@@ -91,6 +91,7 @@ def test_tensorboard_holds_what_metrics_jsonl_holds(toy: dict[str, Path]) -> Non
     _assert_same(records, scalars)
 
 
+@pytest.mark.slow  # W&B's service process takes ~40 s to start and stop on 2 cores
 def test_wandb_offline_writes_its_files_without_network(toy: dict[str, Path]) -> None:
     run = toy["root"] / "wb"
     dead = "http://127.0.0.1:9"  # any connection attempt fails at once
