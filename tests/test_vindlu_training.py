@@ -160,7 +160,9 @@ def test_paper_recipes_train_with_drop_path_0_1() -> None:
 
 def _fp16_step_parts(scaler: torch.amp.GradScaler, grad_clip: float = 0.0) -> SimpleNamespace:
     """What optimizer_step reads of a run: a tiny model's objective, AdamW, schedule, scaler."""
-    cfg = load_config("pretrain", "tiny", ["model.image_size=32", f"optim.grad_clip={grad_clip}"])
+    cfg = load_config(
+        "pretrain", "tiny", ["model.image_size=32", f"optim.grad_clip={grad_clip}", "loss.mlm=0"]
+    )
     torch.manual_seed(0)
     model = build_model("tiny", init="random", overrides={"image_size": 32, "vision_depth": 2})
     optimizer, schedule = optimizer_and_schedule(cfg, model, steps_per_epoch=10)
@@ -219,9 +221,9 @@ def _adam_steps(optimizer: torch.optim.Optimizer) -> set[int]:
 def test_fp16_run_resumes_exactly_with_its_scaler_state(tmp_path: Path) -> None:
     """A fp16 run stopped after step 1 and resumed logs the uninterrupted run's losses and loss
     scales bit for bit and ends with its weights and scaler state (scale, growth tracker)."""
-    shards = make_train_shards(tmp_path / "shards", num_samples=24, per_shard=8)
-    overrides = tiny_overrides(
-        shards, "train.precision=fp16", "train.ckpt_every_steps=0", "optim.epochs=1"
+    shards = make_train_shards(tmp_path / "shards", num_samples=16, per_shard=8)
+    overrides = tiny_overrides(  # CPU fp16 kernels are slow: two steps, no MLM head
+        shards, "train.precision=fp16", "train.ckpt_every_steps=0", "optim.epochs=1", "loss.mlm=0"
     )
     reference, run = tmp_path / "reference", tmp_path / "run"
     train(load_config("pretrain", "tiny", overrides), reference)
@@ -230,7 +232,7 @@ def test_fp16_run_resumes_exactly_with_its_scaler_state(tmp_path: Path) -> None:
     assert stopped["step"] == 1 and stopped["scaler"]["scale"] in (2.0**16, 2.0**15)
     train(load_config("pretrain", "tiny", overrides), run, resume_from=run / "last.pt")
     ref, got = _metrics(reference), _metrics(run)
-    assert [r["step"] for r in got] == [1, 2, 3]
+    assert [r["step"] for r in got] == [1, 2]
     for a, b in zip(got, ref, strict=True):
         assert (a["loss"], a["grad_scale"], a["lr"]) == (b["loss"], b["grad_scale"], b["lr"])
     final, want = load_checkpoint(run / "last.pt"), load_checkpoint(reference / "last.pt")
