@@ -593,8 +593,12 @@ def test_bench_loader_quick_runs(tmp_path) -> None:
     import json
 
     results = json.loads((tmp_path / "results.json").read_text())
-    for key in ("loader_frames_per_s", "loader_vs_jpeg_limit", "loader_vs_decord"):
+    for key in ("loader_frames_per_s", "loader_vs_jpeg_limit", "loader_vs_decord",
+                "loader_bicubic_vs_own_decoder", "loader_vs_own_decoder"):  # fmt: skip
         assert results[key] > 0
+    for shares in results["details"]["loader"]["cpu_time_breakdown"].values():
+        assert abs(sum(shares.values()) - 1) < 0.01
+        assert shares["JPEG decode (the decode_jpeg op)"] > 0
     assert "## loader" in (tmp_path / "README.md").read_text()
 
 
