@@ -37,12 +37,13 @@ MASTER_PORT ?= 29500
 
 export INIT
 
-# One process, or torchrun when GPUS>1 or NNODES>1 (c10d rendezvous on MASTER_ADDR:MASTER_PORT).
+# One process, or torchrun when GPUS>1 or NNODES>1 (c10d rendezvous on MASTER_ADDR:MASTER_PORT),
+# through t2v2t/launch.py: it passes SIGTERM/SIGUSR1 on to every rank (docs/reliability.md).
 # Either way the command follows as `-m t2v2t.<module>` (python -m, or torchrun's -m/--module).
 ifeq ($(GPUS)$(NNODES),11)
 LAUNCH := $(PY)
 else
-LAUNCH := .venv/bin/torchrun --nnodes $(NNODES) --node_rank $(NODE_RANK) --nproc_per_node $(GPUS) \
+LAUNCH := $(PY) -m t2v2t.launch --nnodes $(NNODES) --node_rank $(NODE_RANK) --nproc_per_node $(GPUS) \
 	--rdzv_backend c10d --rdzv_endpoint $(MASTER_ADDR):$(MASTER_PORT)
 endif
 

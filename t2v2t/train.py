@@ -9,7 +9,9 @@ Run with ``torchrun ... -m t2v2t.train`` for several GPUs or nodes (use ``--run-
 rejects ``--run``).
 ``--resume`` continues ``<run>/last.pt`` exactly; ``RESUME=<run dir or .pt>`` in the environment
 (the Makefile's ``RESUME=`` is exported) or ``--resume-from`` names another run.
-A bad config is one ``error:`` line and exit status 2.
+A bad config is one ``error:`` line and exit status 2. A stop signal (``train.stop_signals``:
+SIGTERM, SIGUSR1) ends the run after its current step with ``last.pt`` written and exit status
+75 (:data:`t2v2t.interrupts.PREEMPTED_EXIT`): run the same command with ``RESUME=1``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from t2v2t.data.shards import warn_if_synthetic
 from t2v2t.errors import ArgumentParser, cli
+from t2v2t.interrupts import PREEMPTED_EXIT, install
 from t2v2t.training.config import TASKS, ConfigError, load_config
 from t2v2t.training.preflight import check_files
 from t2v2t.training.select import check_select
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides += init_override()
         sources = [s.strip() for s in args.sources.split(",")] if args.sources else None
         cfg = load_config(args.task, args.preset, overrides, sources=sources)
+        install(cfg.train.stop_signals)  # from here a stop signal waits for the first step
         run_from_resume, ckpt = resume_target(args)
         run_dir = Path(args.run or run_from_resume or Path("runs") / args.task)
         resume_from = None
@@ -117,6 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     from t2v2t.dist import is_main  # lazily like the loop above (already loaded by now)
 
+    if result.preempted is not None:
+        if is_main():
+            print(
+                f"preempted ({result.preempted}) at step {result.step}: "
+                f"{result.last_checkpoint} holds the position; "
+                "continue with the same command and RESUME=1",
+                file=sys.stderr,
+            )
+        return PREEMPTED_EXIT
     if is_main():
         best = f", best T2V Avg {result.best_metric:.2f}" if result.best_metric is not None else ""
         print(f"done: {result.step} steps, checkpoint {result.last_checkpoint}{best}")

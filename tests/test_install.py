@@ -146,5 +146,5 @@ def test_make_targets_run_the_package_modules() -> None:
     assert "python -m t2v2t.ablation" in dry("ablation")
     # Several processes: torchrun's -m (tests/test_ddp.py trains through it).
     line = dry("pretrain", "GPUS=2")
-    assert "torchrun --nnodes 1 --node_rank 0 --nproc_per_node 2" in line
+    assert "-m t2v2t.launch --nnodes 1 --node_rank 0 --nproc_per_node 2" in line
     assert "-m t2v2t.train --task pretrain" in line

@@ -39,6 +39,7 @@ from t2v2t.data.plan import RankPlan
 from t2v2t.data.schema import META_EXT, SampleMeta, frame_ext
 from t2v2t.data.shards import shard_matches
 from t2v2t.data.stream import ShardStream
+from t2v2t.interrupts import own_process_group
 from t2v2t.retry import StorageError
 from t2v2t.storage import ShardFolder
 
@@ -309,6 +310,9 @@ class PlannedLoader:
             # it the draw comes from torch's global stream, which a resumed run restores one
             # draw earlier than the uninterrupted run had it (docs/reliability.md, "Exact resume").
             generator=torch.Generator().manual_seed(self.loader_seed),
+            # Out of the trainer's process group: a stop signal sent to that group would kill
+            # them before the trainer checkpoints (docs/reliability.md, "Preemption").
+            worker_init_fn=own_process_group,
         )
         return _raise_worker_errors(iter(loader))
 

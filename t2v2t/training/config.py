@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from t2v2t.interrupts import STOP_SIGNALS
 from t2v2t.recipes import eval_datasets, eval_recipe, eval_shard_dir, recipe, text_len
 from t2v2t.retrieval.settings import EvalConfig, check_eval
 from t2v2t.typed_yaml import (
@@ -149,6 +150,9 @@ class TrainConfig:
     select_shards: str | None = None  # the selecting split's shards; None = beside eval.shards
     deterministic: bool = False  # torch deterministic algorithms (CPU tests, exact resume)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # Signals that mean "finish this step, write last.pt, exit 75" (docs/reliability.md,
+    # "Preemption"); any of SIGTERM, SIGUSR1, SIGUSR2; [] leaves their default action (death).
+    stop_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
 
 
 @dataclass
@@ -310,18 +314,27 @@ def check_values(cfg: Config) -> None:
     _check_choice("optim.decay_rule", o.decay_rule, ("vindlu", "project"))
     _check_choice("data.captions_per_epoch", cfg.data.captions_per_epoch, ("all", "one"))
     _check_choice("data.interp", cfg.data.interp, ("bicubic", "bilinear"))
-    t = cfg.train
+    _check_train(cfg.train)
+    if cfg.model.init not in (None, "random", "pretrained"):
+        raise ConfigError(f"model.init: {cfg.model.init!r} is not one of random, pretrained")
+    check_eval(cfg.eval)
+    if cfg.train.eval_every_epoch and not (cfg.eval.shards and cfg.eval.dataset):
+        raise ConfigError("train.eval_every_epoch needs eval.dataset and eval.shards")
+
+
+def _check_train(t: TrainConfig) -> None:
+    """The train section's ranges and choices."""
     if t.max_steps < 0 or t.ckpt_every_steps < 0 or t.log_every < 1:
         raise ConfigError("train: max_steps, ckpt_every_steps >= 0 and log_every >= 1")
     bad = [n for n in t.loggers if n not in ("jsonl", "tensorboard", "wandb")]
     if bad:
         raise ConfigError(f"train.loggers: unknown {bad}; choose from jsonl, tensorboard, wandb")
+    bad_signals = [n for n in t.stop_signals if n not in STOP_SIGNALS]
+    if bad_signals:
+        raise ConfigError(
+            f"train.stop_signals: {bad_signals[0]!r} is not one of {', '.join(STOP_SIGNALS)}"
+        )
     _check_choice("train.precision", t.precision, ("auto", "bf16", "fp32", "fp16"))
-    if cfg.model.init not in (None, "random", "pretrained"):
-        raise ConfigError(f"model.init: {cfg.model.init!r} is not one of random, pretrained")
-    check_eval(cfg.eval)
-    if t.eval_every_epoch and not (cfg.eval.shards and cfg.eval.dataset):
-        raise ConfigError("train.eval_every_epoch needs eval.dataset and eval.shards")
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -12,6 +12,7 @@ one per evaluation), ``last.pt`` and, when fine-tuning, ``best.pt`` and ``eval_e
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from t2v2t import dist
+from t2v2t import dist, interrupts
 from t2v2t.data.augment import normalize
 from t2v2t.data.loader import TrainSource, make_train_loader
 from t2v2t.models import build_tokenizer, load_weights
@@ -69,6 +70,7 @@ class TrainResult:
     epoch: int
     last_checkpoint: Path
     best_metric: float | None
+    preempted: str | None = None  # the stop signal that ended the run early (its name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,8 +80,15 @@ class TrainResult:
 def train(
     cfg: Config, run_dir: str | Path, *, resume_from: str | Path | None = None
 ) -> TrainResult:
-    """Train as ``cfg`` says, writing into ``run_dir``; ``resume_from`` continues a checkpoint."""
-    run_dir = Path(run_dir)
+    """Train as ``cfg`` says, writing into ``run_dir``; ``resume_from`` continues a checkpoint.
+
+    A stop signal (``train.stop_signals``) ends it after the current step with ``last.pt``
+    written (``TrainResult.preempted``); a killed loader worker is one ``error:`` line."""
+    with interrupts.stop_signals(cfg.train.stop_signals):
+        return _train(cfg, Path(run_dir), resume_from)
+
+
+def _train(cfg: Config, run_dir: Path, resume_from: str | Path | None) -> TrainResult:
     setup_torch(cfg)
     check_files(cfg, resume_from=resume_from)
     check_select(cfg)
@@ -130,20 +139,39 @@ def train(
         scaler=scaler,
     )
 
-    # -- epochs: a resumed run starts inside the epoch its checkpoint stopped in
+    died = None
+    try:
+        run_epochs(run, state, first)
+    except RuntimeError as err:  # torch's report of a killed worker: one line instead
+        died = interrupts.worker_death(err, workers=cfg.data.num_workers, last=checkpointer.last)
+        if died is None:
+            raise
+    if died is not None:
+        run.ahead = first = None
+        gc.collect()  # the loaders' other workers stop now, not while the interpreter exits
+        raise died
+    if log is not None:
+        log.close()
+    dist.barrier()  # every rank is past the last checkpoint before any exits
+    return TrainResult(state.step, state.epoch, checkpointer.last, state.best, run.preempted)
+
+
+def run_epochs(run: Run, state: TrainState, first: Any) -> None:
+    """The epochs from ``state`` on: a resumed run starts inside the epoch its checkpoint stopped
+    in; max_steps or a stop signal may end the run mid-epoch (``last.pt`` holds the position)."""
+    cfg = run.cfg
     while state.epoch < cfg.optim.epochs and not run.max_steps_reached(state):
         fresh = state.epoch == 0 and not state.mid_epoch
         loader = first if fresh else run.take_ahead(state) or run.loader(state)
         if not run_one_epoch(run, loader, state):
-            if keeps_last(cfg):  # best.pt is the weights the run ends with, as at an epoch end
-                checkpointer.save(checkpointer.best, state)
-            break  # stopped mid-epoch by max_steps; last.pt holds the position
-        end_of_epoch(run, state)
-
-    if log is not None:
-        log.close()
-    dist.barrier()
-    return TrainResult(state.step, state.epoch, checkpointer.last, state.best)
+            if keeps_last(cfg) and run.preempted is None:  # best.pt: the weights it ends with
+                run.checkpointer.save(run.checkpointer.best, state)
+            break
+        end_of_epoch(run, state)  # its checkpoint is the next epoch's start
+        more = state.epoch < cfg.optim.epochs and not run.max_steps_reached(state)
+        if more and agree_to_stop(run.dev):
+            run.preempted = interrupts.signal_name(interrupts.pending())
+            break
 
 
 @dataclass(frozen=True)
@@ -177,6 +205,7 @@ class Run:
     log: RunLoggers | None  # rank 0 only
     steps_per_epoch: int
     scaler: torch.amp.GradScaler  # fp16's loss scaling; disabled (a no-op) otherwise
+    preempted: str | None = None  # set when the ranks agreed to stop on a stop signal
 
     def max_steps_reached(self, state: TrainState) -> bool:
         return bool(self.cfg.train.max_steps and state.step >= self.cfg.train.max_steps)
@@ -212,8 +241,8 @@ class Run:
 
 def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
     """Optimiser steps over ``loader`` (the rest of ``state.epoch``), each logged, with a
-    mid-epoch ``last.pt`` every ``train.ckpt_every_steps``; False when ``train.max_steps``
-    stopped the epoch before its end."""
+    mid-epoch ``last.pt`` every ``train.ckpt_every_steps``; False when ``train.max_steps`` or
+    a stop signal (``run.preempted``, after ``last.pt``) stopped the epoch before its end."""
     cfg, spe = run.cfg, run.steps_per_epoch
     epoch_end = (state.epoch + 1) * spe
     bar = progress_bar(
@@ -233,12 +262,16 @@ def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
                 rank=run.dev.rank,
                 keys=list(batch["keys"]),
             )
-        t_last = log_step(run, state, batch, out, lr, t_last, bar)
+        t_last, stop = log_step(run, state, batch, out, lr, t_last, bar)
         if epoch_end - state.step == min(AHEAD_STEPS, spe - 1):
             run.start_ahead(state)
-        done = run.max_steps_reached(state)
+        # At the epoch's end its own checkpoint (and evaluation) comes first, then the stop.
+        stop = stop and state.step < epoch_end and not run.max_steps_reached(state)
+        done = run.max_steps_reached(state) or stop
         if state.step < epoch_end and (done or _every(state.step, cfg.train.ckpt_every_steps)):
             run.checkpointer.save(run.checkpointer.last, state)  # the position inside the epoch
+        if stop:
+            run.preempted = interrupts.signal_name(interrupts.pending())
         if done:
             break
     bar.close()
@@ -395,11 +428,13 @@ def log_step(
     lr: float,
     t_last: float,
     bar: Any,
-) -> float:
+) -> tuple[float, bool]:
     """One metrics.jsonl line (loss terms averaged over ranks, throughput since ``t_last``)
-    and the progress bar; a non-finite loss stops the run. Returns the time now."""
-    terms = torch.stack([out[k].detach().float() for k in LOSS_TERMS])
-    terms = reduce_mean(terms, run.dev.world).tolist()  # one device sync per step
+    and the progress bar; a non-finite loss stops the run. Returns the time now and whether
+    any rank has a stop signal: its flag rides the loss terms' all-reduce (no extra one)."""
+    flag = torch.tensor(float(interrupts.pending() is not None), device=out["loss"].device)
+    terms = torch.stack([*(out[k].detach().float() for k in LOSS_TERMS), flag])
+    *terms, stop = reduce_mean(terms, run.dev.world).tolist()  # one device sync per step
     now = time.perf_counter()
     rate = int(batch["frames"].shape[0]) * run.dev.world / max(now - t_last, 1e-9)
     if run.log is not None:
@@ -416,7 +451,7 @@ def log_step(
             bar.set_postfix(loss=f"{terms[0]:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.1f}")
     if not math.isfinite(terms[0]):
         raise FloatingPointError(f"loss is {terms[0]} at step {state.step} (run {run.run_dir})")
-    return now
+    return now, stop > 0
 
 
 def evaluate_and_log(
@@ -579,6 +614,14 @@ def make_loader(
         earlier=earlier or (),
         drop_last=cfg.data.drop_last,
     )
+
+
+def agree_to_stop(dev: Device) -> bool:
+    """Collective: True on every rank when any rank has received a stop signal."""
+    flag = torch.tensor([float(interrupts.pending() is not None)], device=dev.device)
+    if dev.world > 1:
+        tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
 
 
 def reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
