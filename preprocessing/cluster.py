@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
+from dataclasses import dataclass
 from typing import Any
 
-from t2v2t.errors import UsageError
+from t2v2t.errors import ExpectedError, UsageError
 
 
 @contextlib.contextmanager
@@ -51,6 +53,29 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
         client_log.setLevel(client_level)
 
 
+@dataclass
+class _Expected:
+    """An expected error (a setting, a shard, a store that kept failing) on its way back as a
+    task's result: raised, Dask would run the task once more (``retries``), which can only fail
+    the same way, and a store's whole retry budget again. Carried pickled by the standard
+    library (Dask's own pickler trips over what a store error's context holds)."""
+
+    pickled: bytes
+
+    def error(self) -> BaseException:
+        return pickle.loads(self.pickled)  # noqa: S301 - our own worker's error, as Dask's are
+
+
+def _expected_as_result(fn: Callable[[Any], Any], item: Any) -> Any:
+    try:
+        return fn(item)
+    except ExpectedError as err:
+        try:
+            return _Expected(pickle.dumps(err))
+        except Exception:  # noqa: BLE001 - an error that does not pickle: its one line
+            return _Expected(pickle.dumps(UsageError(str(err))))
+
+
 def windowed(
     client: Any,
     fn: Callable[[Any], Any],
@@ -72,13 +97,17 @@ def windowed(
         if item is not None:
             on_submit()
             key = f"{name(item)}-{os.getpid()}"
-            running.add(client.submit(fn, item, key=key, pure=False, retries=1))
+            task = client.submit(_expected_as_result, fn, item, key=key, pure=False, retries=1)
+            running.add(task)
 
     for _ in range(max(window, 1)):
         submit_next()
     try:
         for fut in running:
-            yield fut.result()
+            result = fut.result()
+            if isinstance(result, _Expected):
+                raise result.error()
+            yield result
             submit_next()
     except (OSError, CancelledError, TimeoutError) as err:
         if isinstance(err, OSError) and err.filename is not None:

@@ -63,7 +63,7 @@ class FlakyProxy:
             return
         first = client.recv(65536)
         if self._take("503", self.busy) or self._refused(first):
-            self._slow_down(client)
+            self._slow_down(client, first)
             return
         u = urlparse(self.upstream)
         server = socket.create_connection((u.hostname, u.port))
@@ -78,9 +78,11 @@ class FlakyProxy:
             self.refused_at.append(time.monotonic())
         return True
 
-    def _slow_down(self, client: socket.socket) -> None:
+    def _slow_down(self, client: socket.socket, request: bytes) -> None:
+        # A store answers HEAD with the headers alone (a body there is a protocol error).
+        body = b"" if request.startswith(b"HEAD ") else _BODY
         try:
-            client.sendall(SLOW_DOWN % (len(_BODY), _BODY))
+            client.sendall(SLOW_DOWN % (len(_BODY), body))
         finally:
             client.close()
 
@@ -89,7 +91,7 @@ class FlakyProxy:
         try:
             while chunk:
                 if self._refused(chunk):
-                    self._slow_down(client)
+                    self._slow_down(client, chunk)
                     break
                 if self.stall_match and self.stall_match in chunk and self._take("stall", 1):
                     state["stall"] = True

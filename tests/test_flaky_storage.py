@@ -270,15 +270,19 @@ def test_build_through_a_flaky_store_publishes_the_same_objects(flaky, s3_url, c
     _flaky_build_equals_direct(flaky, s3_url, corpus, workers=0)
 
 
-def test_build_to_a_refused_object_is_one_error_line(flaky, s3_url, corpus):
+def _refused_build(flaky, s3_url: str, corpus: Path, workers: int) -> None:
     out = f"{s3_url}/refused"
     shard = f"{out}/{SHARDS}/webvid-train-000001.tar.zst"
     proxy = flaky(resets=0, busy=0, refuse_match=b"PUT " + _key(shard))
-    got = _build(corpus, out)
+    got = _build(corpus, out, workers)
     assert got.returncode == 2, got.stderr
     _one_error_naming(got.stderr, shard)
     _within_budget(proxy, got.error_at)
     assert "manifest.json" not in _objects(f"{out}/{SHARDS}")  # an unfinished build shows none
+
+
+def test_build_to_a_refused_object_is_one_error_line(flaky, s3_url, corpus):
+    _refused_build(flaky, s3_url, corpus, workers=0)
 
 
 def _losses(run: Path) -> list[dict]:
@@ -347,14 +351,18 @@ def test_verify_shards_through_a_flaky_store_gives_the_same_verdict(flaky, toy_u
     _flaky_verify_equals_direct(flaky, toy_url)
 
 
-def test_verify_shards_of_a_refused_object_is_one_error_line(flaky, toy_url):
+def _refused_verify(flaky, toy_url, *extra: str) -> None:
     local, url = toy_url
     refused = f"{url}/{read_manifest(local)['shards'][2]['name']}"
     proxy = flaky(resets=0, busy=0, refuse_match=_key(refused) + b" ")
-    got = _verify(url)
+    got = _verify(url, *extra)
     assert got.returncode == 2, got
     _one_error_naming(got.stderr, refused)
     _within_budget(proxy, got.error_at)
+
+
+def test_verify_shards_of_a_refused_object_is_one_error_line(flaky, toy_url):
+    _refused_verify(flaky, toy_url)
 
 
 # ---------------------------------------------------------------- with worker processes
@@ -362,13 +370,17 @@ def test_verify_shards_of_a_refused_object_is_one_error_line(flaky, toy_url):
 
 @pytest.mark.slow
 def test_build_on_dask_workers_through_a_flaky_store(flaky, s3_url, corpus):
-    """As the in-process build, on 2 local Dask worker processes (each its own connections)."""
+    """As the in-process build, on 2 local Dask worker processes (each its own connections);
+    the refused upload's error comes back from the worker at once (Dask does not run the task
+    again: one retry budget)."""
     _flaky_build_equals_direct(flaky, s3_url, corpus, workers=2)
+    _refused_build(flaky, s3_url, corpus, workers=2)
 
 
 @pytest.mark.slow
 def test_verify_shards_on_dask_workers_through_a_flaky_store(flaky, toy_url):
     _flaky_verify_equals_direct(flaky, toy_url, "--workers", "2")
+    _refused_verify(flaky, toy_url, "--workers", "2")
 
 
 @pytest.mark.slow
