@@ -36,6 +36,9 @@ def test_quick_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
         assert (run / png).stat().st_size > 1000
     report = (run / "report.md").read_text()
     assert "## Ablation" in report and "Temporal check" in report and "scripts/train.py" in report
+    # Every post-hoc method, on stage 1 (with the train-caption bank) and on the re-ranked logits.
+    assert "## Every post-hoc method" in report and "On the re-ranked candidate logits" in report
+    assert "| is | inductive |" in report and "Off the ceiling" in report
     for name in ("msrvtt_test", "anet_val"):
         assert f"(eval/{name}.html)" in report and (run / "eval" / f"{name}.html").is_file()
     # The reproduce section is the exact list of commands the stages ran: three shard builds,
@@ -51,7 +54,36 @@ def test_quick_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
     assert "| stage 1 (dual encoder) | " in report
     assert set(metrics["timings"]) >= {"shards", "pretrain", "finetune", "eval-msrvtt", "eval-anet"}
     res = metrics["msrvtt"]
+    assert metrics["band"]["all"] == all(metrics["band"]["fusions"].values())
+    assert res["posthoc"]["bank"]["split"] == "train" and res["posthoc"]["bank_videos"] >= 1
     chance = 100.0 / res["num_videos"]
     best_r1 = max(res["results"][f]["t2v"]["R1"] for f in ("none", "naive", "t2v2t"))
     # A wide margin over chance: at least 3x (chance is 1/num_videos).
     assert best_r1 >= 3 * chance, (best_r1, chance, res["results"])
+
+
+def appearance_oracle(videos, k: int) -> float:
+    """R@k (x100) of a retriever that reads colour, shape, size and background perfectly and
+    direction and speed not at all (the tiny demo model's blind spots, docs/results.md): a query
+    ties with every test video of its appearance, in random order, so it finds its own in the
+    top k with probability min(1, k / group size)."""
+    seen = [tuple(getattr(v.events[0], a) for a in ("colour", "shape", "size", "background"))
+            for v in videos]  # fmt: skip
+    return 100.0 * sum(min(1.0, k / seen.count(a)) for a in seen) / len(seen)
+
+
+def test_full_demo_test_set_is_off_the_appearance_ceiling() -> None:
+    """A cheap version of the band the real demo run is checked against (R@1 within 15-75,
+    docs/results.md): the full demo's planned MSR-VTT-style test set (no video rendered) holds
+    so many near duplicates that even a perfect appearance reader's R@1 is in the band, where
+    the former 100 distinct videos let it reach above 70."""
+    from preprocessing.synthetic import plan
+    from t2v2t.tools.demo import SIZES
+
+    full = SIZES["full"]
+    test = plan("msrvtt", {"test": full.msrvtt_test}, 0, (1, 1), [4.0], full.msrvtt_near)
+    old = plan("msrvtt", {"test": 100}, 0, (1, 1), [4.0])
+    assert len(test) == 300 and sum(v.near_duplicate_of is not None for v in test) == 90
+    r1, r1_old = appearance_oracle(test, 1), appearance_oracle(old, 1)
+    assert 15 <= r1 <= 60 and r1_old > 70, (r1, r1_old)
+    assert appearance_oracle(old, 5) == 100.0  # the ceiling the demo sat on
