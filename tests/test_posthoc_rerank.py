@@ -121,3 +121,26 @@ def test_comparison_rows_fusions_equal_the_fusion_table_and_bank_methods_are_ski
     assert rows["dbnorm"]["label"] == "not applicable"
     with pytest.raises(ValueError, match="not one of"):
         rescore_reranked("dbnorm", m, cand_t, cand_v)
+
+
+def test_tables_label_each_dataset_and_hold_both_sections() -> None:
+    from t2v2t.retrieval.compare import ScoreInputs, compare
+    from t2v2t.retrieval.html_report import posthoc_html
+    from t2v2t.retrieval.report import posthoc_markdown
+
+    m, cand_t, cand_v = case(3)
+    gt = [[t % NV] for t in range(NT)]
+    sims = torch.randn(NT, NV, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    bank = torch.randn(5, NV, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    results = {}
+    for d, b in (("msrvtt", bank), ("anet", None)):  # a bank for one dataset only
+        post = compare(ScoreInputs(sims, gt, bank=b), resamples=100)
+        post["reranked"] = compare_reranked(m, m, cand_t, cand_v, gt, resamples=100)
+        results[d] = {"posthoc": post}
+    table = posthoc_markdown(results, ["msrvtt", "anet"])
+    assert "| is | inductive (MSR-VTT), transductive (ActivityNet Captions) |" in table
+    after = table.split("On the re-ranked candidate logits")[1]
+    assert "| is | transductive |" in after and "| t2v2t_bank | not applicable | - | - |" in after
+    page = posthoc_html(results)
+    assert "<td>inductive (MSR-VTT), transductive (ActivityNet Captions)</td>" in page
+    assert page.count("<h3>Every post-hoc method") == 2 and "Holm" in page

@@ -28,6 +28,7 @@ from t2v2t.retrieval.fusion import FUSIONS
 from t2v2t.retrieval.metrics import best_ranks
 from t2v2t.retrieval.plots import draw_recall_at_k
 from t2v2t.retrieval.report import FUSION_LABELS as LABELS
+from t2v2t.retrieval.report import method_label
 from t2v2t.retrieval.stats import fmt_interval, fmt_p
 from t2v2t.storage import ShardFolder
 
@@ -201,9 +202,10 @@ def posthoc_html(results: Mapping[str, Mapping[str, Any]]) -> str:
         first = next(iter(tables.values()))
         methods = first[next(iter(first))]["t2v"]
         rows = []
-        for m, row in methods.items():
+        for m in methods:
             cells = "".join(_method_cell(tables[d][p]["t2v"].get(m)) for d, p in cols)
-            rows.append(f"<tr data-method='{_esc(m)}'><th>{_esc(m)}</th><td>{_esc(row['label'])}"
+            label = method_label(m, {d: t[next(iter(t))]["t2v"] for d, t in tables.items()})
+            rows.append(f"<tr data-method='{_esc(m)}'><th>{_esc(m)}</th><td>{_esc(label)}"
                         f"</td>{cells}</tr>")  # fmt: skip
         parts.append(
             f"<h3>Every post-hoc method {title}</h3><table class='stats posthoc'><tr><th>method"

@@ -183,6 +183,14 @@ def _posthoc_cell(row: Mapping[str, Any] | None) -> str:
     return cell
 
 
+def method_label(method: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """The method's label, or each dataset's where they differ (a bank on one dataset only)."""
+    labels = {d: t[method]["label"] for d, t in tables.items() if method in t}
+    if len(set(labels.values())) <= 1:
+        return next(iter(labels.values()), "-")
+    return ", ".join(f"{v} ({DATASET_LABELS.get(d, d)})" for d, v in labels.items())
+
+
 def _method_rows(
     results: Mapping[str, Mapping[str, Any]], present: Sequence[str], section: str
 ) -> tuple[list[str], list[list[str]]]:
@@ -197,8 +205,8 @@ def _method_rows(
     header = ["Method", "Label"]
     header += [f"{DATASET_LABELS.get(d, d)} {p}" for d in present for p in names]
     rows = []
-    for method, row in protocols(present[0])[names[0]]["t2v"].items():
-        cells = [method, row["label"]]
+    for method in protocols(present[0])[names[0]]["t2v"]:
+        cells = [method, method_label(method, {d: protocols(d)[names[0]]["t2v"] for d in present})]
         for d in present:
             for p in names:
                 cells.append(_posthoc_cell(protocols(d)[p]["t2v"].get(method)))
