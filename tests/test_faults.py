@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -384,7 +385,13 @@ def test_two_concurrent_builds_one_folder(webvid: Path, tmp_path: Path) -> None:
         (out / ".lock").is_file() and (out / ".lock").read_text().startswith("pid")
     ):
         time.sleep(0.01)
-    second = run(cmd)
+    # Hold the first build still while it holds the lock (a real SIGSTOP), so the second one
+    # meets the lock however fast the first would have finished.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = run(cmd)
+    finally:
+        first.send_signal(signal.SIGCONT)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     line = one_error(second)
