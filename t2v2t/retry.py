@@ -6,8 +6,8 @@ backoff and full jitter, logs each retry once (a warning naming the URL), and af
 attempt raises :class:`StorageError`: one ``error:`` line naming the URL. A missing object, a
 refused permission or a bad setting is never retried.
 
-Settings: ``T2V2T_RETRIES`` (attempts in all, default 6: waits of about 1, 2, 4, 8 and 16 s,
-within a minute), ``T2V2T_RETRY_WAIT`` (the first wait in seconds, default 1; each later one
+Settings: ``T2V2T_RETRIES`` (attempts in all, default 6: waits of up to 1, 2, 4, 8 and 16 s,
+31 s at most), ``T2V2T_RETRY_WAIT`` (the first wait in seconds, default 1; each later one
 doubles, capped at ``16 x`` it) and ``T2V2T_STORAGE_TIMEOUT`` (seconds a connection or a read
 may stall before it counts as failed, default 30).
 """
