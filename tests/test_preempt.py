@@ -129,9 +129,10 @@ def test_sigusr1_then_a_killed_worker_then_resume_equals_uninterrupted(tmp_path:
     assert f"preempted (SIGUSR1) at step {saved['step']}" in err
     assert "Traceback" not in err and took < 60, (took, err[-2000:])
 
-    # 2. Continue; SIGKILL one loader worker two steps later (a periodic last.pt is in place).
+    # 2. Continue; SIGKILL the first loader worker after the first step: it still has batches
+    # of this epoch to deliver (later, it may have handed over all of its own).
     proc = subprocess.Popen([*cmd, "RESUME=1"], **popen)
-    _wait_for_step(proc, run, saved["step"] + 2)
+    _wait_for_step(proc, run, saved["step"] + 1)
     worker = _children(_train_pid(proc.pid))[0]
     err, took = _stop_with(proc, lambda: os.kill(worker, signal.SIGKILL))
     assert proc.returncode == 2 and "Error 2" in err, err[-3000:]
@@ -140,7 +141,8 @@ def test_sigusr1_then_a_killed_worker_then_resume_equals_uninterrupted(tmp_path:
     assert errors[0].startswith(f"error: DataLoader worker (pid {worker}) was killed by SIGKILL")
     assert "data.num_workers=2" in errors[0] and "RESUME=1" in errors[0], errors[0]
     assert "Traceback" not in err and took < 30, (took, err[-3000:])  # none from other workers
-    assert load_checkpoint(run / "last.pt")["step"] > saved["step"]  # a complete, newer one
+    # Complete: the one of step 1 or the periodic one of the step the worker died after.
+    assert load_checkpoint(run / "last.pt")["step"] in (saved["step"], saved["step"] + 1)
 
     # 3. Continue to the end: the losses of the run that never stopped.
     resumed = subprocess.run(
