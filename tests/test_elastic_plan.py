@@ -36,7 +36,7 @@ def _source(counts, captions, tag, batch):  # noqa: ANN001, ANN202
     return dict(counts=counts, captions=captions, tag=tag, batch=batch)
 
 
-def _plans(src: dict, world: int) -> list[RankPlan]:
+def _plans(src: dict, world: int, drop_last: bool = False) -> list[RankPlan]:
     """Every rank's real fresh plan of one source."""
     return [
         train_plan(
@@ -49,6 +49,7 @@ def _plans(src: dict, world: int) -> list[RankPlan]:
             shuffle_buffer=BUFFER,
             tag=src["tag"],
             captions=src["captions"],
+            drop_last=drop_last,
         )
         for r in range(world)
     ]
@@ -73,7 +74,7 @@ def _taken(plans: list[RankPlan], batches: int) -> Counter:
     return Counter(_identity(p, x) for p in plans for b in range(batches) for x in p.batch(b))
 
 
-def _resume(srcs: list[dict], earlier: list[tuple[int, int]], world: int) -> list:
+def _resume(srcs: list[dict], earlier: list[tuple[int, int]], world: int, **kw) -> list:  # noqa: ANN003
     """(plans per rank, steps per rank, steps done per rank) of the resumed part."""
     out = [
         resumed_plans(
@@ -84,6 +85,7 @@ def _resume(srcs: list[dict], earlier: list[tuple[int, int]], world: int) -> lis
             earlier=earlier,
             world=world,
             rank=m,
+            **kw,
         )
         for m in range(world)
     ]
@@ -197,3 +199,41 @@ def test_not_a_batch_boundary_is_refused() -> None:
     srcs = [_source(COUNTS, None, "0:toy/train", 12)]
     with pytest.raises(ValueError, match="not a batch boundary"):
         _resume(srcs, [(2, 5)], 1)
+
+
+def _check_drop_last_rest(src, fresh, k, plans, steps, m):  # noqa: ANN001, ANN202
+    """The rest of a drop_last epoch on ``m`` ranks: exactly what the ``N``-rank plans still
+    visit (full batches, no padding of its own); what they dropped stays unread."""
+    total = fresh[0].num_batches  # VindLU's floor(ceil(T / N) / b_N), every rank
+    visited, consumed = _taken(fresh, total), _taken(fresh, k)
+    rest = visited - consumed  # a multiset: the N plans' own visited padding stays in it
+    per_rank = [p[0] for p in plans]
+    read = Counter(_identity(p, x) for p in per_rank for x in p.order)
+    assert read == rest  # each unread visited entry once: no new padding, nothing extra
+    dropped = _all_items(src["counts"], src["captions"]) - set(visited)
+    assert not set(read) & dropped  # the N plans' dropped tails stay dropped this epoch
+    twice = {x for x, c in visited.items() if c > 1}  # the N plans' own repeats
+    assert not (set(read) & set(consumed)) - twice  # nothing read before the checkpoint
+    for p in per_rank:
+        assert len(p.order) == (total - k) * src["batch"] // m  # an equal share, no padding
+        assert p.num_batches == total - k and p.batch_size == src["batch"] // m
+        assert all(len(p.batch(b)) == p.batch_size for b in range(p.num_batches))  # full
+        assert _max_pending(p) <= BUFFER + 1
+    assert steps[0] == [(0, b) for b in range(total - k)]  # the epoch keeps its S steps
+
+
+@pytest.mark.parametrize("per_caption", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_drop_last_resume_on_any_rank_count_is_the_rest_of_the_n_rank_epoch(
+    n: int, per_caption: bool
+) -> None:
+    # 45 samples, global batch 12: N = 1 drops 9, 2 drops 5 a rank, 3 drops 3 a rank, 4 drops
+    # none (ranks of 11 visit their padding repeat).
+    srcs = [_source(COUNTS, CAPTIONS if per_caption else None, "0:toy/train", 12)]
+    fresh = _plans(srcs[0], n, drop_last=True)
+    for k in range(1, fresh[0].num_batches):  # every mid-epoch checkpoint
+        samples = k * 12 // n
+        for m in [1, 2, 3, 4, 6]:
+            plans, steps, done = _resume(srcs, [(n, samples)], m, drop_last=True)
+            assert done == [k] * m and all(s == steps[0] for s in steps)
+            _check_drop_last_rest(srcs[0], fresh, k, plans, steps, m)

@@ -17,6 +17,12 @@ drops what they consumed and lays the rest over ``M`` ranks:
 - the global batch ``B`` is kept (``b_M = B / M``), so every source has ``ceil(R / B)`` batches
   left on any rank count and the epoch's source order (VindLU's interleave) stays the fresh one.
 
+With ``drop_last`` the epoch is what its first ranks' (``N``) drop_last plans visit: each rank's
+first ``S * b_N`` entries (``S = floor(ceil(T / N) / b_N)`` batches, its padding included where
+visited); their dropped tails stay dropped this epoch. The layout is cut to that before anything
+else, so every step takes one full global batch and ``(S - k) * B`` entries are left after ``k``
+steps: ``M`` ranks get ``(S - k) * b_M`` each, no padding, and the epoch keeps its ``S`` steps.
+
 Frames, crops and captions depend on ``(seed, epoch, key)`` (and the caption pass) only, never on
 the rank, so a sample reads the same whoever reads it. Chained resumes (``N -> M -> K`` within
 one epoch) apply the same step again: ``earlier`` lists every earlier part of the epoch.
@@ -80,6 +86,10 @@ class EpochItems:
     def num_batches(self) -> int:
         return math.ceil(self.total / self.global_batch)
 
+    def kept_batches(self, world: int) -> int:
+        """Steps of a drop_last epoch on ``world`` ranks: ``floor(ceil(T / world) / b)``."""
+        return math.ceil(self.total / world) // (self.global_batch // world)
+
 
 def fresh_layout(items: EpochItems, *, seed: int, epoch: int, world: int, buffer: int) -> Layout:
     """The layout :func:`t2v2t.data.plan.train_plan` gives ``world`` ranks (same ranges, same
@@ -91,6 +101,29 @@ def fresh_layout(items: EpochItems, *, seed: int, epoch: int, world: int, buffer
         lo, hi = rank_range(items.total, r, world)
         rng = rng_for(seed, epoch, "samples", items.tag, r)
         out.append([lo + buffer_shuffle(hi - lo, buffer, rng)])
+    return out
+
+
+def kept_layout(layout: Layout, length: int, kept: int) -> Layout:
+    """Every rank's first ``kept`` entries of its order padded to ``length`` (as
+    :func:`t2v2t.data.plan.pad_order` pads: the rank's last items repeated): a drop_last epoch's
+    visited part."""
+    out = []
+    for pieces in layout:
+        real = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+        pad = pad_order(real, length)[len(real) :]
+        out.append(_head([*pieces, pad] if len(pad) else pieces, kept))
+    return out
+
+
+def _head(pieces: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """The first ``n`` entries of ``pieces``, as pieces."""
+    out = []
+    for piece in pieces:
+        if n <= 0:
+            break
+        out.append(piece[:n])
+        n -= len(piece)
     return out
 
 
@@ -184,21 +217,30 @@ def resumed_plans(
     earlier: Sequence[tuple[int, int]],
     world: int,
     rank: int,
+    drop_last: bool = False,
 ) -> tuple[list[RankPlan], list[tuple[int, int]], int]:
     """This rank's plan per source for the rest of an epoch whose ``earlier`` parts ran as
     ``(world size, samples each rank consumed)``; the remaining steps ``(source, batch)``; the
-    epoch's steps already taken. Batch sizes are ``global_batch / world size`` per part."""
+    epoch's steps already taken. Batch sizes are ``global_batch / world size`` per part;
+    ``drop_last``: the epoch is its first part's drop_last plans (the module docstring)."""
     for w in [w for w, _ in earlier] + [world]:
         for src in sources:
             if src.global_batch % w:
                 raise ValueError(
                     f"{src.tag}: global batch {src.global_batch} does not split over {w} ranks"
                 )
-    tags = [s for s, _ in interleave([src.num_batches for src in sources], seed, epoch)]
     first = earlier[0][0] if earlier else world
     layouts = [
         fresh_layout(src, seed=seed, epoch=epoch, world=first, buffer=buffer) for src in sources
     ]
+    batches = [src.num_batches for src in sources]
+    if drop_last:  # only what the first part's plans visit; their dropped tails stay dropped
+        batches = [src.kept_batches(first) for src in sources]
+        layouts = [
+            kept_layout(lay, padded_length(lay), n * (src.global_batch // first))
+            for src, lay, n in zip(sources, layouts, batches, strict=True)
+        ]
+    tags = [s for s, _ in interleave(batches, seed, epoch)]
     done = 0
     for part, (w, samples) in enumerate(earlier):
         k = consumed_steps(samples, _step_sizes(sources, layouts, tags[done:], w))

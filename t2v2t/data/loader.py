@@ -285,8 +285,6 @@ def _plan_sources(
         ]
         steps = interleave([p.num_batches for p in plans], where["seed"], where["epoch"])
         return [c.source(p) for c, p in zip(checked, plans, strict=True)], steps, 0
-    if where["drop_last"]:  # the replanned rest keeps its short last batch (t2v2t.data.elastic)
-        raise ValueError("drop_last: not with an elastic resume (earlier parts of the epoch)")
     world = where["world_size"]
     items = [
         EpochItems.plan(
@@ -307,6 +305,7 @@ def _plan_sources(
         earlier=earlier,
         world=world,
         rank=where["rank"],
+        drop_last=where["drop_last"],
     )
     return [c.source(p) for c, p in zip(checked, plans, strict=True)], steps, done
 

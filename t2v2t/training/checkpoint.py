@@ -223,7 +223,7 @@ class Checkpointer:
             },
         )
 
-    def resume(self, ckpt: dict[str, Any], path: str | Path) -> TrainState:
+    def resume(self, ckpt: dict[str, Any]) -> TrainState:
         """Restore the optimiser, the schedule and this rank's RNG streams from ``ckpt`` (the
         model's weights are already in); the state to continue from."""
         world = self.world
@@ -244,13 +244,6 @@ class Checkpointer:
             # Elastic resume: the part on saved_world ranks ends here, the rest is replanned.
             state.earlier.append((saved_world, state.samples))
             state.samples = 0
-        if state.earlier and self.cfg.data.drop_last:
-            raise ConfigError(
-                f"{path} stopped mid-epoch on {saved_world} processes; the rest of an epoch on "
-                f"another count (now {world}) is planned with its short last batch: set "
-                f"data.drop_last=false, or resume on {saved_world} processes or from an "
-                "epoch-end checkpoint"
-            )
         changed = config_changes(ckpt.get("config", {}), self.cfg.to_dict())
         if changed and self.rank == 0:
             print(f"[resume] config differs from the checkpoint's: {'; '.join(changed)}")

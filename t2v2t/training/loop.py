@@ -115,7 +115,7 @@ def _train(cfg: Config, run_dir: Path, resume_from: str | Path | None) -> TrainR
         run_dir, cfg, model, optimizer, schedule, rank=dev.rank, world=dev.world, scaler=scaler
     )
     if ckpt is not None:
-        state = checkpointer.resume(ckpt, resume_from)
+        state = checkpointer.resume(ckpt)
         del ckpt
     else:
         state = TrainState()
@@ -163,6 +163,7 @@ def run_epochs(run: Run, state: TrainState, first: Any) -> None:
     while state.epoch < cfg.optim.epochs and not run.max_steps_reached(state):
         fresh = state.epoch == 0 and not state.mid_epoch
         loader = first if fresh else run.take_ahead(state) or run.loader(state)
+        run.begin_epoch(state, loader)
         if not run_one_epoch(run, loader, state):
             if keeps_last(cfg) and run.preempted is None:  # best.pt: the weights it ends with
                 run.checkpointer.save(run.checkpointer.best, state)
@@ -203,9 +204,21 @@ class Run:
     schedule: CosineSchedule
     checkpointer: Checkpointer
     log: RunLoggers | None  # rank 0 only
-    steps_per_epoch: int
+    steps_per_epoch: int  # a fresh epoch's on this process count
     scaler: torch.amp.GradScaler  # fp16's loss scaling; disabled (a no-op) otherwise
     preempted: str | None = None  # set when the ranks agreed to stop on a stop signal
+    # The epoch under way: its steps and the step it ends at (a resumed epoch begun on another
+    # process count may have another length than steps_per_epoch, with drop_last).
+    epoch_steps: int = 0
+    epoch_end: int = 0
+
+    def begin_epoch(self, state: TrainState, loader: Any) -> None:
+        """Where the epoch ``loader`` serves ends, and the schedule's total from it: the steps
+        taken, this epoch's rest, ``steps_per_epoch`` for every later epoch."""
+        self.epoch_steps = len(loader)
+        self.epoch_end = state.step - getattr(loader, "skip_batches", 0) + self.epoch_steps
+        later = max(0, self.cfg.optim.epochs - state.epoch - 1)
+        self.schedule.set_total(self.epoch_end + later * self.steps_per_epoch)
 
     def max_steps_reached(self, state: TrainState) -> bool:
         return bool(self.cfg.train.max_steps and state.step >= self.cfg.train.max_steps)
@@ -220,8 +233,8 @@ class Run:
     def start_ahead(self, state: TrainState) -> None:
         """Start epoch ``state.epoch + 1``'s loader (from its first sample) if a run gets there."""
         nxt = replace(state, epoch=state.epoch + 1, samples=0, earlier=[])
-        end = (state.epoch + 1) * self.steps_per_epoch
         max_steps = self.cfg.train.max_steps
+        end = self.epoch_end
         if self.ahead is None and nxt.epoch < self.cfg.optim.epochs and not 0 < max_steps <= end:
             try:
                 loader = self.loader(nxt)
@@ -243,11 +256,9 @@ def run_one_epoch(run: Run, loader: Any, state: TrainState) -> bool:
     """Optimiser steps over ``loader`` (the rest of ``state.epoch``), each logged, with a
     mid-epoch ``last.pt`` every ``train.ckpt_every_steps``; False when ``train.max_steps`` or
     a stop signal (``run.preempted``, after ``last.pt``) stopped the epoch before its end."""
-    cfg, spe = run.cfg, run.steps_per_epoch
-    epoch_end = (state.epoch + 1) * spe
-    bar = progress_bar(
-        run.dev.main, state.epoch, cfg.optim.epochs, spe, state.step - state.epoch * spe
-    )
+    cfg, spe, epoch_end = run.cfg, run.epoch_steps, run.epoch_end
+    taken = state.step - (epoch_end - spe)  # of this epoch, before this loader
+    bar = progress_bar(run.dev.main, state.epoch, cfg.optim.epochs, spe, taken)
     t_last = time.perf_counter()
     for batch in loader:
         lr = run.schedule.get_lr()
@@ -438,7 +449,8 @@ def log_step(
     now = time.perf_counter()
     rate = int(batch["frames"].shape[0]) * run.dev.world / max(now - t_last, 1e-9)
     if run.log is not None:
-        record = {"step": state.step, "epoch": round(state.step / run.steps_per_epoch, 6)}
+        into = (state.step - run.epoch_end + run.epoch_steps) / run.epoch_steps  # of this epoch
+        record = {"step": state.step, "epoch": round(state.epoch + into, 6)}
         record.update(zip(LOSS_TERMS, terms, strict=True))
         record.update(lr=lr, samples_per_s=rate, source=batch.get("source"))
         if run.scaler.is_enabled():

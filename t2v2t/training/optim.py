@@ -127,12 +127,22 @@ class CosineSchedule:
         self.optimizer = optimizer
         self.lr, self.min_lr = lr, min_lr
         self.rule = rule  # paper: min_lr floor of the cosine; vindlu: VindLU's clamp
-        self.total_steps = max(1, epochs * steps_per_epoch)
-        if max_steps > 0:  # a run cut short by train.max_steps still decays to min_lr
-            self.total_steps = min(self.total_steps, max_steps)
+        self.max_steps = max_steps
+        self.total_steps = self._capped(epochs * steps_per_epoch)
         # At least one warm-up step when warm-up is asked for, however short the epoch.
         self.warmup_steps = max(int(warmup_epochs > 0), round(warmup_epochs * steps_per_epoch))
         self.step_count = 0
+        self._apply()
+
+    def _capped(self, total: int) -> int:
+        if self.max_steps > 0:  # a run cut short by train.max_steps still decays to min_lr
+            total = min(total, self.max_steps)
+        return max(1, total)
+
+    def set_total(self, total_steps: int) -> None:
+        """The run's real step count (docs/reliability.md, "Elastic resume": epochs of another
+        process count may have another length with drop_last); the next step's lr follows it."""
+        self.total_steps = self._capped(total_steps)
         self._apply()
 
     def get_lr(self, step: int | None = None) -> float:
@@ -167,5 +177,7 @@ class CosineSchedule:
         }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        # The warm-up is the run's from its start (its first epochs' steps), whatever ran since.
         self.step_count = int(state["step_count"])
+        self.warmup_steps = int(state.get("warmup_steps", self.warmup_steps))
         self._apply()
