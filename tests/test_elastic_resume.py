@@ -25,6 +25,7 @@ from t2v2t.train import main as train_main
 from t2v2t.training.checkpoint import check_global_batch, load_checkpoint
 from t2v2t.training.config import ConfigError, load_config
 from t2v2t.training.loop import train
+from t2v2t.training.metrics_log import read_metrics
 from t2v2t.training.samples_log import read_samples
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -263,3 +264,37 @@ def test_loader_rest_of_a_per_caption_epoch_reads_the_same_samples(
     for b in (b for r in rest for b in r):  # a sample looks the same whoever reads it
         for key, frames in zip(b["keys"], b["frames"], strict=True):
             assert torch.equal(frames, looks[key]), key
+
+
+@pytest.mark.slow  # 45 s under load (a torchrun job, then a resumed run)
+def test_drop_last_two_processes_resume_on_one(tmp_path: Path) -> None:
+    # 23 samples, global batch 12, data.drop_last=true. On 2 x 6 VindLU's epoch is
+    # floor(ceil(23 / 2) / 6) = 2 steps (rank 0's padding repeat visited, nothing dropped); on
+    # 1 x 12 it is floor(23 / 12) = 1 step, 11 dropped. Stopped after step 1 on 2, resumed on 1:
+    # epoch 0 ends with the 2 ranks' second batches (step 2), epoch 1 is 1 step (step 3), and
+    # the cosine's total is those 3 steps.
+    shards = make_train_shards(tmp_path / "shards", num_samples=23, per_shard=8)
+    overrides = _overrides(shards, "data.drop_last=true")
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        _cmd(run, 2, overrides, "train.max_steps=1"),
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = load_config("pretrain", "tiny", [*overrides, f"data.batch_size={GLOBAL}"])
+    train(cfg, run, resume_from=run / "last.pt")
+    lines, keys = read_samples(run), _keys(shards)
+    assert sorted((r["step"], r["epoch"], r["rank"]) for r in lines) == [
+        (1, 0, 0), (1, 0, 1), (2, 0, 0), (3, 1, 0)
+    ]  # fmt: skip
+    assert all(len(r["keys"]) == GLOBAL // (2 if r["step"] == 1 else 1) for r in lines)
+    before = Counter(k for r in lines if r["step"] == 1 for k in r["keys"])
+    after = Counter(k for r in lines if r["step"] == 2 for k in r["keys"])
+    assert set(before.values()) == {1} and not set(before) & set(after)
+    assert set(before) | set(after) == keys  # the 2-rank epoch: every sample
+    assert sorted(after.values()) == [1] * 10 + [2]  # its one padding repeat, in rank 0's tail
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 3 and ckpt["data_position"]["epoch"] == 2
+    assert ckpt["scheduler"]["total_steps"] == 3  # steps taken + the rest planned for 1 process
+    epochs = [r["epoch"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert epochs == [0.5, 1.0, 2.0]  # the resumed epoch is the 2-rank one's second half
