@@ -173,6 +173,8 @@ def test_run_dir_contents(tiny_run: Path) -> None:
         "epoch": 2,
         "samples": 0,
         "world_size": 1,
+        "earlier": [],  # no part of the epoch on another process count
+        "global_batch": {"webvid": 8},  # what a mid-epoch resume must keep
     }
     assert ckpt["config"]["optim"]["lr"] == 1e-3 and ckpt["scheduler"]["step_count"] == 32
     # The temporal position embedding has one row per training frame (VindLU's rule).
