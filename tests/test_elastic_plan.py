@@ -237,3 +237,20 @@ def test_drop_last_resume_on_any_rank_count_is_the_rest_of_the_n_rank_epoch(
             plans, steps, done = _resume(srcs, [(n, samples)], m, drop_last=True)
             assert done == [k] * m and all(s == steps[0] for s in steps)
             _check_drop_last_rest(srcs[0], fresh, k, plans, steps, m)
+
+
+def test_drop_last_chained_resume_n_to_m_to_k() -> None:
+    # drop_last, 2 ranks for 1 step, 3 ranks for 1 step, then 4, 1 or 2 ranks: the three parts
+    # read exactly what the 2-rank drop_last epoch visits (its S steps of 12), each entry once.
+    srcs = [_source(COUNTS, CAPTIONS, "0:toy/train", 12)]
+    fresh = _plans(srcs[0], 2, drop_last=True)
+    total = fresh[0].num_batches
+    assert total == -(-sum(int(c.sum()) for c in CAPTIONS) // 2) // 6  # floor(ceil(T / 2) / 6)
+    plans3, _, _ = _resume(srcs, [(2, 6)], 3, drop_last=True)
+    second = Counter(_identity(p[0], x) for p in plans3 for x in p[0].batch(0))
+    for last in (4, 1, 2):
+        plans, steps, done = _resume(srcs, [(2, 6), (3, 4)], last, drop_last=True)
+        assert done == [2] * last and steps[0] == [(0, b) for b in range(total - 2)]
+        third = Counter(_identity(p[0], x) for p in plans for x in p[0].order)
+        assert _taken(fresh, 1) + second + third == _taken(fresh, total)
+        assert all(len(p[0].order) == (total - 2) * 12 // last for p in plans)
