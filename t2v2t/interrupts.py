@@ -122,9 +122,17 @@ def worker_death(err: BaseException, *, workers: int, last: Path) -> LoaderWorke
     """The one-line error for torch's "DataLoader worker (pid N) is killed by signal: Killed"
     (or "... exited unexpectedly"), naming the worker, how it died, the likely cause and how to
     continue; None for any other error."""
-    match = _WORKER_DEATH.search(str(err)) if isinstance(err, RuntimeError) else None
-    if match is None:
+    # torch reports a dead worker from its SIGCHLD handler, wherever the main process is: inside
+    # a checkpoint's torch.save, the writer's own error then carries the report as its context.
+    cause, depth = err, 0
+    while cause is not None and depth < 8:
+        match = _WORKER_DEATH.search(str(cause)) if isinstance(cause, RuntimeError) else None
+        if match is not None:
+            break
+        cause, depth = cause.__context__, depth + 1
+    else:
         return None
+    err = cause
     pids = [int(p) for p in match.group(1).replace(",", " ").split()]
     how = _how(match.group(2), pids, err)
     resume = (
