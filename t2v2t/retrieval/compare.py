@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from t2v2t.errors import UsageError
-from t2v2t.retrieval.metrics import best_ranks, summarize, video_targets
+from t2v2t.retrieval.metrics import best_ranks, direction_ranks, summarize
 from t2v2t.retrieval.posthoc import (
     METHODS,
     label,
@@ -148,14 +148,6 @@ def read_params(path: str | None) -> dict[str, dict[str, float]]:
 
 
 # -- the comparison --------------------------------------------------------------------------------
-def _direction_ranks(direction: str, scores: torch.Tensor, gt: list[list[int]]) -> np.ndarray:
-    if direction == "t2v":
-        return best_ranks(scores, gt)
-    per_video = video_targets(gt, scores.shape[0])
-    keep = [v for v, texts in enumerate(per_video) if texts]
-    return best_ranks(scores[keep], [per_video[v] for v in keep])
-
-
 def _problem(inputs: ScoreInputs, direction: str):
     """(queries' scores, their bank, the gallery side's bank) for one direction: video->text is
     the same problem transposed, with the roles of the two banks swapped."""
@@ -216,7 +208,7 @@ def _compare_direction(inputs, direction, protocol, methods, params, resamples):
         if scores is None:
             row["skipped"] = why or "transductive: a single query has no other queries"
         else:
-            ranks[m] = _direction_ranks(direction, scores, inputs.gt)
+            ranks[m] = direction_ranks(direction, scores, inputs.gt)
             row["metrics"] = summarize(ranks[m])
         rows[m] = row
     stats = fusion_statistics(ranks, resamples=resamples) if "none" in ranks else None

@@ -85,6 +85,16 @@ def video_targets(gt: Sequence[Sequence[int]], num_videos: int) -> list[list[int
     return out
 
 
+def direction_ranks(direction: str, scores: Scores, gt: Sequence[Sequence[int]]) -> np.ndarray:
+    """Each query's best ground-truth rank: ``t2v`` scores are [texts, videos]; ``v2t`` scores
+    are [videos, texts] and only videos that some text names are queries."""
+    if direction == "t2v":
+        return best_ranks(scores, gt)
+    per_video = video_targets(gt, scores.shape[0])
+    keep = [v for v, texts in enumerate(per_video) if texts]
+    return best_ranks(scores[keep], [per_video[v] for v in keep])
+
+
 def t2v_metrics(scores: Scores, gt: Sequence[Sequence[int]]) -> dict[str, float]:
     """Text->video metrics; ``scores`` [num_texts, num_videos], ``gt[t]`` = t's video indices."""
     return summarize(best_ranks(scores, gt))

@@ -21,7 +21,7 @@ import torch
 
 from t2v2t.retrieval.compare import DIRECTIONS
 from t2v2t.retrieval.fusion import fuse, with_floor
-from t2v2t.retrieval.metrics import best_ranks, summarize, video_targets
+from t2v2t.retrieval.metrics import direction_ranks, summarize
 from t2v2t.retrieval.posthoc import METHODS, TRANSDUCTIVE, resolve_params
 from t2v2t.retrieval.stats import RESAMPLES, add_holm, fusion_statistics
 
@@ -88,14 +88,6 @@ def rescore_reranked(
     return with_floor(torch.where(cand, out, torch.zeros_like(out)), cand)
 
 
-def _ranks(direction: str, scores: torch.Tensor, gt: Sequence[Sequence[int]]) -> np.ndarray:
-    if direction == "t2v":
-        return best_ranks(scores, gt)
-    per_video = video_targets(gt, scores.shape[0])
-    keep = [v for v, texts in enumerate(per_video) if texts]
-    return best_ranks(scores[keep], [per_video[v] for v in keep])
-
-
 def direction_scores(
     method: str,
     direction: str,
@@ -151,7 +143,7 @@ def compare_reranked(
                 s = direction_scores(
                     m, direction, m_t2v, m_v2t, cand_t2v, cand_v2t, out["params"][m]
                 )
-                ranks[m] = _ranks(direction, s, gt)
+                ranks[m] = direction_ranks(direction, s, gt)
                 row["metrics"] = summarize(ranks[m])
             rows[m] = row
         stats = fusion_statistics(ranks, resamples=resamples)
