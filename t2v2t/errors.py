@@ -113,5 +113,16 @@ def cli(main: Callable[[], int | None]) -> int:
         msg = describe(err)
         if msg is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
+        _close_progress_bars()
         print(f"error: {msg}", file=sys.stderr)
         return 2
+
+
+def _close_progress_bars() -> None:
+    """End any tqdm bar still drawn on stderr, so the error starts a line of its own (a bar
+    redraws its line with ``\r`` and leaves no newline until it is closed)."""
+    tqdm_module = sys.modules.get("tqdm")  # never imported here: only a loaded one can be open
+    bars = getattr(getattr(tqdm_module, "tqdm", None), "_instances", None) or ()
+    for bar in list(bars):
+        with contextlib.suppress(Exception):  # a half-torn-down bar must not hide the error
+            bar.close()

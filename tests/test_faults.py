@@ -541,3 +541,24 @@ def test_synthetic_shards_warn_once(toy_shards: Path, tmp_path: Path, capsys) ->
     assert warn_if_synthetic([toy_shards, syn, syn], "training") is True
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("warning: training reads synthetic shards")
+
+
+def test_an_error_under_a_progress_bar_starts_a_line_of_its_own(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """A bar redraws its line with a carriage return and no newline; the error line must not
+    be glued to it (a reader of the log, or a test, looks for lines that start with error:)."""
+    from tqdm import tqdm
+
+    from t2v2t.errors import UsageError, cli
+
+    bar = tqdm(total=2, desc="epoch 1/1")
+    bar.update(1)
+
+    def main() -> None:
+        raise UsageError("s3://bucket/shard.tar.zst: read failed 5 times")
+
+    assert cli(main) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: s3://bucket/shard.tar.zst: read failed 5 times"], repr(err)
