@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_driver import TRICKY  # the driver tests' awkward CSV (quotes, blank and CRLF lines)
 
 from preprocessing.adapters import webvid, webvid_slice
 from preprocessing.mixing import block_order, block_rows, mix_list, mixed_rows
@@ -21,17 +22,6 @@ from t2v2t.tools.locality import (
     shard_rows,
     uniform_batches,
     uniform_locality,
-)
-
-TRICKY = (
-    "videoid,contentUrl,duration,page_dir,name\n"
-    '1,u,PT1S,p0,"plain"\n'
-    "\n"
-    '2,u,PT1S,p0,"a caption, with a comma"\n'
-    '3,u,PT1S,p1,"two\nlines"\n'
-    '4,u,PT1S,p1,"quotes ""inside"""\r\n'
-    '5,u,PT1S,p2,"\n"\n'
-    "6,u,PT1S,p2,last without newline"
 )
 
 
