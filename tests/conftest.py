@@ -13,6 +13,9 @@ from s3_server import s3_server, s3_url  # noqa: F401
 # No model hub here: everything loads from local files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# MKL's reproducible mode, as train.deterministic sets it in a fresh process: set before MKL's
+# first call here, so in-process runs match the subprocess runs they are compared with.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -316,6 +316,11 @@ def setup_torch(cfg: Config) -> None:
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # MKL's CPU GEMM otherwise picks kernels by the memory alignment of its operands: a
+        # resumed run allocates differently and its losses differ in the last bits. Read when
+        # MKL first runs, which is after this in a fresh process (docs/reliability.md, "Exact
+        # resume"); ~7% slower GEMM.
+        os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 
 def setup_device(cfg: Config, run_dir: Path) -> Device:
