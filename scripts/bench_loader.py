@@ -161,6 +161,34 @@ def loader_rate(
     return _rates(frames, start)
 
 
+WORKERS = 4  # the worker-count figures: each worker streams most of its rank's shards
+
+
+def workers_cpu_rate(
+    shards: Path, tokenizer, batch: int, epochs: int, workers: int, verify_stream: bool = True
+) -> float:
+    """Frames per CPU second of the whole loader, ``workers`` processes plus the main one.
+
+    Worker CPU comes from ``RUSAGE_CHILDREN``: the ``DataLoader`` joins its workers when an
+    epoch ends, so each epoch's workers are counted once they are gone.
+    """
+    import resource
+
+    def cpu() -> float:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + kids.ru_utime + kids.ru_stime
+
+    frames, start = 0, cpu()
+    for epoch in range(epochs):
+        loader = make_train_loader([TrainSource(shards, batch, FRAMES)], tokenizer, seed=0,
+                                   epoch=epoch, image_size=SIZE, num_workers=workers,
+                                   verify_stream=verify_stream)  # fmt: skip
+        for b in loader:
+            frames += b["frames"].shape[0] * b["frames"].shape[1]
+            del b
+    return frames / max(cpu() - start, 1e-9)
+
+
 # A training step's length while the loader runs ahead (the tiny preset's CPU step is ~0.1-1 s).
 STEP_S = 0.25
 
@@ -316,6 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         shards = replicate(build(videos, work / "built"), work / "shards", args.copies)
         # Epoch boundaries first, before the process is pinned to one core (workers inherit it).
         gaps = {k: epoch_gap(shards, tokenizer, args.batch_size, k) for k in (False, True)}
+        # Worker-count cost, on both cores: all processes' CPU time per frame, best of the rounds.
+        multi = {"w0": 0.0, "w": 0.0, "w_no_hash": 0.0}
+        for _ in range(args.rounds):
+            for name, (w, v) in {"w0": (0, True), "w": (WORKERS, True),
+                                 "w_no_hash": (WORKERS, False)}.items():  # fmt: skip
+                epochs = max(1, args.epochs // 2)
+                r = workers_cpu_rate(shards, tokenizer, args.batch_size, epochs, w, v)
+                multi[name] = max(multi[name], r)
         where = pin_one_core()
         # Alternate the two in rounds and keep each one's best: on a shared machine the best
         # round is the one least disturbed by other processes, for both sides alike.
@@ -359,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         "loader_frames_per_s_cpu": round(cpu["loader"], 1),
         "loader_bicubic_frames_per_s_cpu": round(cpu["loader_bicubic"], 1),
         "loader_bicubic_vs_own_decoder": round(cpu["loader_bicubic"] / cpu["own_decoder"], 3),
+        f"loader_hash_cost_w{WORKERS}": round(1 - multi["w"] / multi["w_no_hash"], 4),
+        f"loader_cpu_w{WORKERS}_vs_w0": round(multi["w0"] / multi["w"], 3),
         "epoch_gap_s_restart": round(gaps[False], 3),
         "epoch_gap_s": round(gaps[True], 3),
     }
@@ -391,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         f"without it does {cpu['loader_no_hash']:.0f} frames/s of CPU time, with it "
         f"{cpu['loader']:.0f}: a cost of {100 * hash_cost:.1f}% (target <= 3%; CPU-time rates "
         f"because other processes share the machine; best of {args.rounds} alternating rounds).\n\n"
+        f"With {WORKERS} loader workers (all processes' CPU time per frame, both cores, best of "
+        f"{args.rounds} rounds): {multi['w']:.0f} frames per CPU second against {multi['w0']:.0f} "
+        f"in one process, so {WORKERS} workers cost {multi['w0'] / multi['w']:.2f}x the CPU per "
+        f"frame (each streams most of its rank's shards); hashing costs "
+        f"{100 * (1 - multi['w'] / multi['w_no_hash']):.1f}% of it "
+        f"({multi['w_no_hash']:.0f} frames per CPU second without).\n\n"
         f"Epoch boundary, 2 loader workers, a {STEP_S:g} s pause per batch for the training step: "
         f"epoch 0's last batch to epoch 1's first takes {gaps[False]:.2f} s when epoch 1's loader "
         f"starts after epoch 0 (the trainer before), {gaps[True]:.2f} s with it started ahead "
@@ -411,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         "own_decoder_frames_per_s": round(own, 1),
         "loader_vs_own_decoder": round(rate / own, 3) if own else None,
         "cpu_time_frames_per_s": {k: round(v, 1) for k, v in cpu.items()},
+        f"all_cpu_frames_per_s_w{WORKERS}": {k: round(v, 1) for k, v in multi.items()},
         "loader_vs_jpeg_limit_cpu_time": round(cpu["loader"] / cpu["jpeg_limit"], 3),
         "decord_frames_per_s": round(base, 2),
         "cpu_time_breakdown": breakdown,

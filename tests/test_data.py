@@ -630,3 +630,83 @@ def test_loader_started_ahead_gives_the_same_batches(shards) -> None:
         assert a["keys"] == b["keys"] and torch.equal(a["frames"], b["frames"])
     again = list(ahead)  # the next iteration starts afresh: the same epoch again
     assert [b["keys"] for b in again] == [b["keys"] for b in later]
+
+
+def test_worker_batches_come_out_of_the_frame_pool_bit_for_bit(shards, tokenizer) -> None:
+    """Workers write frames into reused shared slots (t2v2t.data.frame_pool); a caller that keeps
+    every batch of the epoch (7 batches, more than one worker's 3 slots) still has the frames
+    and arrays of the in-process loader, in memory of its own."""
+
+    def epoch(workers: int) -> list[dict]:
+        return list(make_train_loader([TrainSource(shards["video"], 3, 4)], tokenizer, seed=7,
+                                      epoch=2, image_size=SIZE, shuffle_buffer=4,
+                                      num_workers=workers))  # fmt: skip
+
+    plain = epoch(0)
+    assert len(plain) == 7
+    for workers in (1, 2):
+        got = epoch(workers)
+        assert len(got) == len(plain)
+        for a, b in zip(got, plain, strict=True):
+            assert a["keys"] == b["keys"] and a["texts"] == b["texts"]
+            assert a["frames"].shape == b["frames"].shape and torch.equal(a["frames"], b["frames"])
+            assert not a["frames"].is_shared()  # copied out of the pool, not a slot's view
+            for key in ("frame_indices", "video_ids", "input_ids", "attention_mask"):
+                assert isinstance(a[key], torch.Tensor) and a[key].dtype == b[key].dtype
+                assert torch.equal(a[key], b[key]), key
+
+
+def test_frame_pool_slots_wait_for_the_main_process_and_an_early_stop_frees_them() -> None:
+    import threading
+
+    from t2v2t.data.frame_pool import SLOTS, FramePool
+
+    pool = FramePool(workers=1, slot_bytes=2 * 3 * 4 * 4 * 3)
+    shape = (2, 3, 4, 4, 3)
+    notes = []
+    for k in range(SLOTS):
+        view, note = pool.take(0, shape)
+        view.fill_(k + 1)
+        notes.append(note)
+    assert [n.slot for n in notes] == list(range(SLOTS))
+    out = pool.copy_out(notes[0])  # frees slot 0: the next take gets it at once
+    assert out.shape == (2, 3, 3, 4, 4) and int(out.min()) == int(out.max()) == 1
+    view, note = pool.take(0, shape)
+    assert note.slot == 0
+    view.fill_(9)
+    assert int(out.max()) == 1  # what the main process copied out is its own
+
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(pool.take(0, shape)), daemon=True)
+    waiter.start()  # every slot is still to be copied out: the take waits
+    waiter.join(0.5)
+    assert waiter.is_alive() and not got
+    pool.close()  # an epoch stopped early: nothing waits for a slot any more
+    waiter.join(10)
+    assert not waiter.is_alive() and got[0][1].slot == 1
+    with pytest.raises(ValueError, match="do not fit"):
+        pool.take(0, (2, 3, 4, 4, 4))
+
+
+def test_the_pin_memory_thread_copies_pooled_frames_into_pinned_memory(monkeypatch) -> None:
+    """torch's pin-memory step (the function its pin thread runs on each batch) calls a pooled
+    batch's frames' ``pin_memory``, which copies them out of the pool with ``pin=True``."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from t2v2t.data.frame_pool import FramePool
+
+    pool = FramePool(workers=1, slot_bytes=1 * 1 * 2 * 2 * 3)
+    view, note = pool.take(0, (1, 1, 2, 2, 3))
+    view.fill_(5)
+    asked = []
+    real = FramePool.copy_out
+
+    def copy_out(self, n, pin=False):
+        asked.append(pin)
+        return real(self, n, pin=False)  # pinned memory needs an accelerator
+
+    monkeypatch.setattr(FramePool, "copy_out", copy_out)
+    batch = pin_memory({"frames": note, "keys": ["a"], "frame_indices": np.zeros((1, 1))})
+    assert asked == [True]
+    assert isinstance(batch["frames"], torch.Tensor) and int(batch["frames"].max()) == 5
+    pool.close()

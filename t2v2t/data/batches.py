@@ -32,6 +32,7 @@ from t2v2t.data.augment import (
     train_crop,
 )
 from t2v2t.data.captions import caption_in_pass, choose_caption, pre_text, tokenize, video_id
+from t2v2t.data.frame_pool import FramePool, frames_from_pool, pooled
 from t2v2t.data.frames import choose_candidates, subsample_segments
 from t2v2t.data.gpu_decode import decode_on_device, pack_jpegs
 from t2v2t.data.integrity import ShardError, corrupt_message
@@ -43,7 +44,7 @@ from t2v2t.interrupts import own_process_group
 from t2v2t.retry import StorageError
 from t2v2t.storage import ShardFolder
 
-__all__ = ["BatchSource", "PlannedBatches", "PlannedLoader", "pick_frames"]
+__all__ = ["BatchSource", "PlannedBatches", "PlannedLoader", "pick_frames", "shards_hashed_by"]
 
 
 def pick_frames(
@@ -58,6 +59,32 @@ def pick_frames(
     mode = meta.sampling.get("mode", "middle")
     chosen = subsample_segments(len(positions), num_frames, mode, meta.key, seed, epoch)
     return [positions[s] for s in chosen], [indices[s] for s in chosen]
+
+
+def shards_hashed_by(
+    worker: int, workers: int, steps: list[tuple[int, int]], sources: list[BatchSource]
+) -> list[set[int]]:
+    """Per source, the shards (stream order) that ``worker`` of ``workers`` hashes this epoch.
+
+    Each shard the rank streams is hashed by one worker: the one whose batch needs it first
+    (step ``i`` of ``steps`` is worker ``i % workers``'s). Most shards hold samples for every
+    worker, and each of them streams it (docs/reliability.md, "Shard integrity").
+    """
+    table = np.asarray(steps, dtype=np.int64).reshape(-1, 2)
+    out = []
+    for s, src in enumerate(sources):
+        plan = src.plan
+        never = len(table)  # a step index no step has
+        step_of_batch = np.full(plan.num_batches, never, dtype=np.int64)
+        mine = np.flatnonzero(table[:, 0] == s)
+        step_of_batch[table[mine, 1]] = mine
+        n = min(len(plan.order), plan.num_batches * plan.batch_size)  # drop_last: not the tail
+        step_of_pos = np.repeat(step_of_batch, plan.batch_size)[:n]
+        shard_of_pos = np.searchsorted(plan.shard_starts(), plan.order[:n], side="right") - 1
+        first = np.full(len(plan.shards), never, dtype=np.int64)
+        np.minimum.at(first, shard_of_pos, step_of_pos)
+        out.append({int(i) for i in np.flatnonzero((first < never) & (first % workers == worker))})
+    return out
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,8 @@ class PlannedBatches(IterableDataset):
     # The training crop's resampling: bicubic (VindLU's RandomResizedCrop) or bilinear.
     train_interp: str = "bilinear"
     clean_captions: bool = False  # training captions through VindLU's pre_text
+    # Set by PlannedLoader before its workers start: they write frames into it (FramePool).
+    pool: FramePool | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -114,6 +143,7 @@ class PlannedBatches(IterableDataset):
         needed = [Counter() for _ in self.sources]
         for s, b in mine:
             needed[s].update(int(p) for p in self.sources[s].plan.batch(b))
+        hashed = shards_hashed_by(w, num, self.steps, self.sources) if num > 1 else None
         streams = [
             ShardStream(
                 src.directory,
@@ -122,6 +152,7 @@ class PlannedBatches(IterableDataset):
                 needed[i],
                 src.shard_sha256 if self.verify_stream else None,
                 self.hint,
+                hashed=None if hashed is None else hashed[i],
             )
             if needed[i]
             else None
@@ -143,10 +174,14 @@ class PlannedBatches(IterableDataset):
         raws = stream.take(positions)
         size, t = self.image_size, src.num_frames
         shape = (len(raws), t, size, size, 3) if self.decode else (0, 0, 0, 0, 0)
-        frames = torch.empty(shape, dtype=torch.uint8)
-        if get_worker_info() is not None:
-            # Born in shared memory: handing the batch to the main process then costs no copy.
-            frames.share_memory_()
+        worker, slot = get_worker_info(), None
+        if worker is not None and self.pool is not None and self.decode:
+            # Into one of this worker's reused shared buffers (t2v2t.data.frame_pool).
+            frames, slot = self.pool.take(worker.id, shape)
+        else:
+            frames = torch.empty(shape, dtype=torch.uint8)
+            if worker is not None:  # born in shared memory: no copy to hand it over
+                frames.share_memory_()
         buf = frames.numpy()
         index = np.empty((len(raws), t), dtype=np.int64)
         keys, texts = [], []
@@ -193,6 +228,8 @@ class PlannedBatches(IterableDataset):
                 decode_jpegs(jpegs, crop, size, buf[i], keys[i], interp)
             except ValueError as err:
                 raise self._error(src, positions[i], raws[i], err) from None
+        if slot is not None:  # the main process copies the frames out of the pool
+            pooled(batch, slot)
         return batch
 
     def _caption(
@@ -300,6 +337,10 @@ class PlannedLoader:
     def _iter_batches(self) -> Iterator[dict[str, Any]]:
         if self.num_workers == 0 and not self.pin_memory:
             return iter(self.dataset)
+        pool = None
+        if self.num_workers > 0 and self.dataset.decode:
+            pool = FramePool(self.num_workers, self._slot_bytes())
+        self.dataset.pool = pool
         loader = DataLoader(
             self.dataset,
             batch_size=None,  # the dataset yields whole batches
@@ -314,7 +355,14 @@ class PlannedLoader:
             # them before the trainer checkpoints (docs/reliability.md, "Preemption").
             worker_init_fn=own_process_group,
         )
-        return _raise_worker_errors(iter(loader))
+        batches = _raise_worker_errors(iter(loader))  # the workers start (fork) here
+        self.dataset.pool = None  # theirs now; the main process keeps its own reference below
+        return batches if pool is None else frames_from_pool(batches, pool)
+
+    def _slot_bytes(self) -> int:
+        """The largest batch's frames in bytes: a :class:`FramePool` slot's size."""
+        size = self.dataset.image_size
+        return max(s.plan.batch_size * s.num_frames for s in self.dataset.sources) * size * size * 3
 
 
 def _raise_worker_errors(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
