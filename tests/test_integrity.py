@@ -7,6 +7,7 @@ warning and the shard left out of the epoch's plan.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zstandard
 from test_evaluate import write_eval_shards
@@ -188,3 +190,67 @@ def test_a_clean_copy_passes_and_the_digest_is_the_manifests(tmp_path: Path) -> 
             [TrainSource(copy, 4, 2)], None, seed=0, epoch=0, image_size=32, num_workers=2
         )
         assert sum(len(b["keys"]) for b in loader) == 16
+
+
+def _same_size_other_shard(path: Path) -> None:
+    """Rewrite ``path`` as a valid shard (tar + zstd with its frame checksum) of the same size
+    whose bytes differ: only the sha256 against the manifest can tell it from the built one."""
+    from t2v2t.data.shards import ZSTD_LEVEL
+
+    raw = bytes(zstandard.ZstdDecompressor().stream_reader(path.read_bytes()).read())
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=True)
+    start = raw.index(b'"captions"')  # a caption's letters: every JPEG still decodes
+    for at in range(start + 14, start + 60):
+        for letter in b"qxzjkvw":
+            if not chr(raw[at]).isalpha() or raw[at] == letter:
+                continue
+            out = io.BytesIO()
+            with cctx.stream_writer(out, closefd=False) as z:  # as the builder writes (no size)
+                z.write(raw[:at] + bytes([letter]) + raw[at + 1 :])
+            data = out.getvalue()
+            if len(data) == path.stat().st_size:
+                path.write_bytes(data)
+                return
+    raise AssertionError("no same-size variant found")
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_every_shard_is_hashed_by_exactly_one_worker_that_streams_it(
+    tmp_path: Path, workers: int
+) -> None:
+    from t2v2t.data.batches import shards_hashed_by
+
+    shards = make_train_shards(tmp_path / "shards", num_samples=30, per_shard=4)
+    loader = make_train_loader([TrainSource(shards, 3, 2)], None, seed=1, epoch=0,
+                               image_size=32, shuffle_buffer=8)  # fmt: skip
+    ds = loader.dataset
+    for skip in (0, 3):  # a resumed epoch: the steps left
+        steps = ds.steps[skip:]
+        got = [shards_hashed_by(w, workers, steps, ds.sources)[0] for w in range(workers)]
+        plan, starts = ds.sources[0].plan, ds.sources[0].plan.shard_starts()
+        needs = [set() for _ in range(workers)]
+        for i, (_, b) in enumerate(steps):
+            for p in plan.batch(b):
+                needs[i % workers].add(int(np.searchsorted(starts, p, side="right") - 1))
+        streamed = set().union(*needs)
+        assert sorted(s for g in got for s in g) == sorted(streamed)  # each once, none left out
+        for w in range(workers):
+            assert got[w] <= needs[w]  # a worker hashes only shards it streams anyway
+        assert sum(bool(g) for g in got) > 1  # the hashing is shared out
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_a_valid_shard_of_the_right_size_that_is_not_the_manifests_stops_the_epoch(
+    tmp_path: Path, workers: int
+) -> None:
+    """zstd's frame checksum passes on such a shard; the one worker that hashes it catches it."""
+    shards = make_train_shards(tmp_path / "shards", num_samples=32, per_shard=8)
+    victim = shards / read_manifest(shards)["shards"][2]["name"]
+    _same_size_other_shard(victim)
+    for epoch in (0, 1):
+        loader = make_train_loader([TrainSource(shards, 4, 2)], None, seed=0, epoch=epoch,
+                                   image_size=32, num_workers=workers)  # fmt: skip
+        with pytest.raises(ShardError) as err:
+            for _ in loader:
+                pass
+        _one_line_naming(err.value, victim.name)

@@ -109,7 +109,7 @@ def _caption_count(members: list[tuple[str, bytes]]) -> int:
 
 
 def open_shard(
-    directory: ShardFolder | str | Path, name: str, sha256: str | None = None
+    directory: ShardFolder | str | Path, name: str, sha256: str | None = None, hashed: bool = True
 ) -> HashingReader | BinaryIO:
     """Shard ``name`` of ``directory``, opened for reading its compressed bytes front to back.
 
@@ -117,15 +117,30 @@ def open_shard(
     where they come from is decided here. With ``sha256`` (the manifest's) the file is a
     :class:`HashingReader`: what is read goes into a digest that ``verify()`` checks
     (docs/reliability.md, "Shard integrity"). The caller closes it. A URL folder's shards come
-    through this node's cache (:func:`open_shard_url`).
+    through this node's cache (:func:`open_shard_url`). ``hashed=False``: the same bytes (a URL's
+    checked cached copy) without the digest, for a reader whose shard another one hashes.
     """
     folder = ShardFolder.of(directory)
     if folder.remote:
+        if sha256 is not None and not hashed:
+            return node_cache().open(str(folder.join(name)), sha256)
         return open_shard_url(str(folder.join(name)), sha256)
     path = folder.join(name)
-    if sha256 is None:
+    if sha256 is None or not hashed:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     return HashingReader(path, sha256)
+
+
+def has_frame_checksum(file: BinaryIO) -> bool:
+    """Whether the zstd frame starting at ``file``'s current position carries a content checksum
+    (builder version 3 on); the position is left where it was."""
+    start = file.tell()
+    head = file.read(18)  # magic + the longest frame header
+    file.seek(start)
+    try:
+        return bool(zstandard.get_frame_parameters(head).has_checksum)
+    except zstandard.ZstdError:
+        return False
 
 
 def open_shard_url(url: str, sha256: str | None) -> HashingReader | BinaryIO:

@@ -8,7 +8,7 @@ streams and verified when it is left (docs/reliability.md, "Shard integrity").
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -16,7 +16,7 @@ import zstandard
 
 from t2v2t.data.integrity import HashingReader, ShardError, corrupt_message
 from t2v2t.data.plan import RankPlan
-from t2v2t.data.shards import open_shard
+from t2v2t.data.shards import has_frame_checksum, open_shard, shard_matches
 from t2v2t.data.tarstream import iter_shard_samples
 from t2v2t.storage import ShardFolder
 
@@ -39,10 +39,13 @@ class ShardStream:
         needed: Counter,
         sha256s: list[str] | None = None,
         hint: str = "",
+        hashed: Collection[int] | None = None,
     ) -> None:
         self.directory = directory
         self.names = names  # stream-order shard names
         self.sha256s = sha256s  # stream order; None: no digest check (benchmark baseline)
+        # The shards (stream order) this worker hashes; None: all. Another worker hashes the rest.
+        self.hashed = hashed
         self.hint = hint
         self.file: HashingReader | BinaryIO | None = None  # the open shard's bytes
         self.check: HashingReader | None = None  # the same file when it is being hashed
@@ -75,7 +78,16 @@ class ShardStream:
         # Every opened shard is hashed as it streams and verified when left (docs/reliability.md,
         # "Shard integrity"); the bytes of the samples other workers need still pass through.
         sha256 = None if self.sha256s is None else self.sha256s[self.shard]
-        self.file = open_shard(self.directory, self.names[self.shard], sha256)
+        name = self.names[self.shard]
+        if sha256 is not None and self.hashed is not None and self.shard not in self.hashed:
+            self.file = open_shard(self.directory, name, sha256, hashed=False)
+            if has_frame_checksum(self.file):  # zstd checks these bytes; another worker hashes them
+                sha256 = None
+            else:  # an older shard without frame checksums: hashed here too
+                self.file.close()
+                self.file = open_shard(self.directory, name, sha256)
+        else:
+            self.file = open_shard(self.directory, name, sha256)
         self.check = self.file if sha256 is not None else None  # type: ignore[assignment]
         self.it = iter_shard_samples(self.file, keep=lambda i: self.refs.get(start + i, 0) > 0)
 
@@ -115,8 +127,18 @@ class ShardStream:
         return int(self.wanted[i]) if i < len(self.wanted) else 1 << 62
 
     def _raise_if_corrupt(self) -> None:
-        if self.check is not None and not self.check.matches():
-            raise ShardError(corrupt_message(self.check.path) + self.hint) from None
+        """A read error in a shard whose digest is wrong is the digest's one line (the cause)."""
+        if self.check is not None:
+            bad = not self.check.matches()
+        elif self.sha256s is not None:  # another worker hashes it: hash it now, on the way out
+            bad = not shard_matches(
+                self.directory, self.names[self.shard], self.sha256s[self.shard]
+            )
+        else:
+            return
+        if bad:
+            path = self.directory.join(self.names[self.shard])
+            raise ShardError(corrupt_message(path) + self.hint) from None
 
     def close(self, verify: bool = False) -> None:
         """Leave the open shard; ``verify``: check its sha256 first (the rest is hashed)."""
