@@ -710,3 +710,16 @@ def test_the_pin_memory_thread_copies_pooled_frames_into_pinned_memory(monkeypat
     assert asked == [True]
     assert isinstance(batch["frames"], torch.Tensor) and int(batch["frames"].max()) == 5
     pool.close()
+
+
+def test_a_loader_started_ahead_and_dropped_frees_its_frame_pool(shards) -> None:
+    import gc
+
+    from t2v2t.data import frame_pool
+
+    before = set(frame_pool._POOLS)
+    ahead = _loader(shards, epoch=4, num_workers=2).start()  # workers running, no batch taken
+    assert len(set(frame_pool._POOLS) - before) == 1
+    del ahead
+    gc.collect()
+    assert set(frame_pool._POOLS) == before

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,9 @@ __all__ = ["SLOTS", "FramePool", "PooledFrames", "frames_from_pool", "pooled"]
 # is the one being written. A worker waits only while all three are still to be copied out.
 SLOTS = 3
 
-_POOLS: dict[int, FramePool] = {}  # the main process's live pools, by id
+# The main process's live pools, by id: weak, so a loader dropped before its first batch (one
+# started ahead and never used) takes its shared memory with it.
+_POOLS: weakref.WeakValueDictionary[int, FramePool] = weakref.WeakValueDictionary()
 _IDS = itertools.count()
 
 
